@@ -1,0 +1,125 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run AWS CodeBuild buildspec files anywhere: check them, plan them, run them.
+#[derive(Debug, Parser)]
+#[command(
+    name = "buildspec",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(after_help = "\
+Examples:
+  buildspec check                       Check ./buildspec.yml
+  buildspec check . --exclude vendor    Check every buildspec below this directory
+  buildspec plan buildspec.yml          Show what a run would do, without running anything
+  buildspec schema > buildspec.schema.json
+
+Exit codes: 0 success, 1 build failed, 2 usage error or invalid buildspec, 3 internal fault.")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Check buildspec files without running them.
+    #[command(after_help = "\
+Examples:
+  buildspec check
+  buildspec check ci/buildspec-test.yml ci/buildspec-deploy.yml
+  buildspec check . --exclude 'node_modules' --exclude 'examples/**'
+  buildspec check --strict --format json infra/
+
+A directory is searched recursively (honouring .gitignore) for *.yml and *.yaml files that look
+like buildspecs: a top-level `version` beside `phases`, `batch` or `artifacts`. Files named on the
+command line are always checked.
+
+Exit status: 0 when no file has an error, 2 otherwise.")]
+    Check(CheckArgs),
+    /// Show what a run would do, executing nothing.
+    #[command(after_help = "\
+Examples:
+  buildspec plan
+  buildspec plan ci/buildspec.yml --env STAGE=prod --env-file ci/project.env
+  buildspec plan --format json | jq '.phases[] | {name, next_on_failure}'
+
+Nothing is executed: not the commands, and not `artifacts.name` or `cache.key` expressions,
+which are shown as written. Secrets are shown as ***.")]
+    Plan(PlanArgs),
+    /// Print the JSON Schema of the buildspec format (for editors).
+    #[command(after_help = "\
+Examples:
+  buildspec schema > .vscode/buildspec.schema.json
+
+With yaml-language-server, add to the top of a buildspec:
+  # yaml-language-server: $schema=./buildspec.schema.json")]
+    Schema,
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  buildspec completions bash > ~/.local/share/bash-completion/completions/buildspec
+  buildspec completions zsh > ~/.zfunc/_buildspec
+  buildspec completions fish > ~/.config/fish/completions/buildspec.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Text for people, JSON for machines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// Buildspec files, or directories to search [default: ./buildspec.yml].
+    pub(crate) paths: Vec<PathBuf>,
+    /// Skip paths matching this glob (relative to the searched directory); repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    /// Treat warnings (unknown keys, key case, duplicate keys) as errors.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: Format,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArgs {
+    /// The buildspec [default: ./buildspec.yml].
+    pub(crate) file: Option<PathBuf>,
+    /// The source directory the build would run in [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Option<PathBuf>,
+    /// Set a variable, over every other layer; repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// Read variables from a file of NAME=VALUE lines (# comments).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Option<PathBuf>,
+    /// Start from an empty environment instead of this process's.
+    #[arg(long)]
+    pub(crate) clean_env: bool,
+    /// The project name used in CODEBUILD_BUILD_ID [default: the source directory's name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) project: Option<String>,
+    /// Treat warnings as errors.
+    #[arg(long)]
+    pub(crate) strict: bool,
+    /// List inherited variables too (text output lists only those a buildspec layer overrides).
+    #[arg(long)]
+    pub(crate) all_env: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) format: Format,
+}

@@ -1,0 +1,56 @@
+//! The CLI's errors and their one mapping to exit codes.
+
+use crate::exit_codes;
+
+/// Why a command could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    /// A buildspec could not be read.
+    #[error(transparent)]
+    Read(#[from] buildspec::ReadError),
+    /// `--env` or `--env-file` is malformed.
+    #[error(transparent)]
+    Env(#[from] runner::env::EnvError),
+    /// A path to search does not exist.
+    #[error("{path}: no such file or directory")]
+    Missing { path: String },
+    /// A directory could not be searched.
+    #[error("cannot search {path}: {reason}")]
+    Walk { path: String, reason: String },
+    /// An `--exclude` glob is malformed.
+    #[error("invalid --exclude glob `{glob}`: {reason}")]
+    Exclude { glob: String, reason: String },
+    /// The buildspec has errors (already printed).
+    #[error("{path} is not a valid buildspec")]
+    Invalid { path: String },
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl CliError {
+    /// The exit code this error ends the process with.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Read(_)
+            | CliError::Env(_)
+            | CliError::Missing { .. }
+            | CliError::Exclude { .. }
+            | CliError::Invalid { .. } => exit_codes::USAGE,
+            CliError::Walk { .. } | CliError::Output(_) => exit_codes::FAULT,
+        }
+    }
+
+    /// Prints the error and its causes to stderr.
+    pub(crate) fn report(&self) {
+        eprintln!("error: {self}");
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            // `Read` and `Env` already include their cause in their message.
+            if !matches!(self, CliError::Read(_) | CliError::Env(_)) {
+                eprintln!("  caused by: {cause}");
+            }
+            source = cause.source();
+        }
+    }
+}

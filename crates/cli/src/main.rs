@@ -1,0 +1,50 @@
+//! `buildspec`: run AWS CodeBuild buildspec files anywhere.
+
+mod args;
+mod check;
+mod error;
+mod exit_codes;
+mod plan;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::args::{Cli, Command};
+use crate::error::CliError;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Schema => write_stdout(&buildspec::schema::json_schema()),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "buildspec",
+                &mut std::io::stdout(),
+            );
+            Ok(exit_codes::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            error.report();
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Writes text to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn write_stdout(text: &str) -> Result<u8, CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(exit_codes::SUCCESS),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit_codes::SUCCESS),
+        Err(e) => Err(CliError::Output(e)),
+    }
+}
