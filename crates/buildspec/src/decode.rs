@@ -95,9 +95,10 @@ const KNOWN_RUNTIMES: &[&str] = &[
     "android", "docker", "dotnet", "golang", "java", "nodejs", "php", "python", "ruby",
 ];
 
-/// The decoder's state: the problems found so far.
-#[derive(Debug, Default)]
-pub(crate) struct Decoder {
+/// The decoder's state: the source (for suggestions that quote it) and the problems found so far.
+#[derive(Debug)]
+pub(crate) struct Decoder<'s> {
+    source: &'s str,
     pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
@@ -131,15 +132,79 @@ pub(crate) fn suggest(key: &str, known: &[&'static str]) -> Option<&'static str>
         .map(|(k, _)| *k)
 }
 
-impl Decoder {
+impl<'s> Decoder<'s> {
+    pub(crate) fn new(source: &'s str) -> Self {
+        Self {
+            source,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    /// The span widened to the rest of its line, for values the parser reports as a point
+    /// (collections, empty items).
+    fn to_line_end(&self, span: Span) -> Span {
+        let rest = self.source.get(span.offset..).unwrap_or("");
+        let line = rest.lines().next().unwrap_or("");
+        let text = line.split(" #").next().unwrap_or(line).trim_end();
+        Span {
+            len: text.len().max(1),
+            ..span
+        }
+    }
+
+    /// Where a list item's `-` is, on the line of `span`: an empty item is reported at the end
+    /// of its line, after any comment.
+    fn dash_of(&self, span: Span) -> Span {
+        let Some(before) = self.source.get(..span.offset) else {
+            return span;
+        };
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let line = self.source[line_start..].lines().next().unwrap_or("");
+        match line.find("- ").or_else(|| {
+            line.trim_end()
+                .ends_with('-')
+                .then(|| line.trim_end().len() - 1)
+        }) {
+            Some(dash) => Span {
+                line: span.line,
+                column: u32::try_from(line[..dash].chars().count() + 1).unwrap_or(span.column),
+                offset: line_start + dash,
+                len: line.trim_end().len() - dash,
+            },
+            None => span,
+        }
+    }
+
+    /// A command as written on its line, quoted so that YAML reads it as one string.
+    fn quoted(&self, span: Span) -> Option<String> {
+        let rest = self.source.get(span.offset..)?;
+        let line = rest.lines().next()?.trim_end();
+        // Drop a trailing comment the way YAML would (` #`).
+        let text = line.split(" #").next().unwrap_or(line).trim_end();
+        if text.is_empty() {
+            return None;
+        }
+        Some(if !text.contains('\'') {
+            format!("'{text}'")
+        } else if !text.contains('"') && !text.contains('\\') {
+            format!("\"{text}\"")
+        } else {
+            format!("'{}'", text.replace('\'', "''"))
+        })
+    }
+
     fn push(&mut self, diagnostic: Diagnostic) {
         self.diagnostics.push(diagnostic);
     }
 
     fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {
+        let span = match node.kind {
+            Kind::Scalar(_) => node.span,
+            _ => self.to_line_end(node.span),
+        };
         self.push(Diagnostic::error(
             Code::WrongType,
-            node.span,
+            span,
             format!("`{path}` must be {expected}, found {}", node.describe()),
         ));
     }
@@ -385,15 +450,14 @@ impl Decoder {
                 Kind::Map(entries) => {
                     let mut diagnostic = Diagnostic::error(
                         Code::CommandNotString,
-                        item.span,
+                        self.to_line_end(item.span),
                         format!("Expected {label}[{i}] to be of string type: found subkeys instead"),
                     );
-                    if let Some((key, value)) = entries.first()
-                        && let (Some(k), Some(v)) = (key.as_scalar(), value.as_scalar())
-                    {
+                    let simple = entries.len() == 1 && entries[0].1.as_scalar().is_some();
+                    if simple && let Some(quoted) = self.quoted(item.span) {
                         diagnostic = diagnostic
-                            .with_note(format!("YAML reads `{k}: {v}` as a mapping because of the `: `"))
-                            .with_help(format!("quote the command: `- \"{k}: {v}\"`"));
+                            .with_note("YAML reads a `: ` in an unquoted command as a key and its value")
+                            .with_help(format!("quote the command: `- {quoted}`"));
                     } else {
                         diagnostic = diagnostic.with_help(
                             "quote the command, or check its indentation: a key under a command makes it a mapping",
@@ -404,7 +468,7 @@ impl Decoder {
                 Kind::Seq(_) => self.push(
                     Diagnostic::error(
                         Code::CommandNotString,
-                        item.span,
+                        self.to_line_end(item.span),
                         format!("Expected {label}[{i}] to be of string type: found a list instead"),
                     )
                     .with_help("a command is one string; quote it if it starts with `[`"),
@@ -412,7 +476,7 @@ impl Decoder {
                 Kind::Null => self.push(
                     Diagnostic::error(
                         Code::NullCommand,
-                        item.span,
+                        self.dash_of(item.span),
                         format!("Expected {label}[{i}] to be of string type: found an empty item instead"),
                     )
                     .with_note("a list item holding only a comment (`- # text`) is an empty command")
@@ -449,7 +513,9 @@ impl Decoder {
                 logs: self.yes_no(f.get("logs"), "proxy.logs"),
             }
         });
-        let batch = top.get("batch").map(|n| self.batch(n));
+        let batch = top
+            .get("batch")
+            .map(|n| self.batch(n, top.key_span("batch").unwrap_or(n.span)));
         let phases = match top.get("phases") {
             Some(node) => self.phases(node, top.key_span("phases")),
             None => Phases::default(),
@@ -458,7 +524,9 @@ impl Decoder {
             .get("reports")
             .map(|n| self.reports(n))
             .unwrap_or_default();
-        let artifacts = top.get("artifacts").map(|n| self.artifacts(n));
+        let artifacts = top
+            .get("artifacts")
+            .map(|n| self.artifacts(n, top.key_span("artifacts").unwrap_or(n.span)));
         let cache = top.get("cache").map(|n| self.cache(n));
         if top.get("phases").is_none() && batch.is_none() && matches!(root.kind, Kind::Map(_)) {
             self.missing_phases(root);
@@ -635,6 +703,10 @@ impl Decoder {
                     suggest(text, &["install", "pre_build", "build", "post_build"])
                 {
                     diagnostic = diagnostic.with_help(format!("did you mean `{s}`?"));
+                } else {
+                    diagnostic = diagnostic.with_help(
+                        "move its commands into one of the four phases (a deploy step usually goes in `post_build`)",
+                    );
                 }
                 self.push(diagnostic);
                 continue;
@@ -764,7 +836,8 @@ impl Decoder {
                 && let Err(error) = regex::Regex::new(pattern)
             {
                 let reason = error.to_string();
-                let reason = reason.lines().last().unwrap_or("").trim().to_owned();
+                let reason = reason.lines().last().unwrap_or("").trim();
+                let reason = reason.strip_prefix("error: ").unwrap_or(reason).to_owned();
                 self.push(Diagnostic::error(
                     Code::InvalidValue,
                     text.span,
@@ -860,7 +933,7 @@ impl Decoder {
         }
     }
 
-    fn artifacts(&mut self, node: &Node) -> Artifacts {
+    fn artifacts(&mut self, node: &Node, key_span: Span) -> Artifacts {
         let f = self.fields(node, "artifacts", ARTIFACTS_KEYS, &|suggested| {
             (suggested == "files").then(|| "so the primary artifact has no files".to_owned())
         });
@@ -868,7 +941,7 @@ impl Decoder {
             self.push(
                 Diagnostic::error(
                     Code::MissingKey,
-                    node.span,
+                    key_span,
                     "no definition for primary artifacts in buildspec",
                 )
                 .with_note(
@@ -960,7 +1033,7 @@ impl Decoder {
         cache
     }
 
-    fn batch(&mut self, node: &Node) -> Batch {
+    fn batch(&mut self, node: &Node, key_span: Span) -> Batch {
         let f = self.fields(node, "batch", BATCH_KEYS, &|_| None);
         Batch {
             fast_fail: self.yes_no(f.get("fast-fail"), "batch.fast-fail"),
@@ -998,7 +1071,7 @@ impl Decoder {
                     ignore_failure: self.yes_no(ff.get("ignore-failure"), "batch.build-fanout.ignore-failure"),
                 }
             }),
-            span: node.span,
+            span: key_span,
         }
     }
 

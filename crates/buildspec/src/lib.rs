@@ -83,7 +83,7 @@ impl Checked {
 pub fn check(source: SourceFile, options: &Options) -> Checked {
     let (buildspec, mut diagnostics) = match yaml::parse(&source.text) {
         Ok(root) => {
-            let mut decoder = decode::Decoder::default();
+            let mut decoder = decode::Decoder::new(&source.text);
             let spec = decoder.buildspec(&root);
             let mut diagnostics = decoder.diagnostics;
             validate::validate(&spec, &mut diagnostics);

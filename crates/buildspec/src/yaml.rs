@@ -194,11 +194,11 @@ fn options() -> serde_saphyr::Options {
         budget: serde_saphyr::budget! {
             max_events: 400_000,
             max_nodes: 200_000,
-            max_depth: 64,
+            max_depth: 24,
             max_aliases: 10_000,
             max_anchors: 10_000,
             max_total_scalar_bytes: MAX_SOURCE_BYTES,
-            max_documents: 1,
+            max_documents: 16,
         },
         alias_limits: serde_saphyr::alias_limits! {
             max_total_replayed_events: 100_000,
@@ -242,8 +242,9 @@ fn from_saphyr(source: &str, error: &serde_saphyr::Error) -> Diagnostic {
         });
     let text = error.to_string();
     // serde-saphyr appends " at line L column C" to some messages; the location is shown apart.
-    let message = strip_location_suffix(&text);
-    let lower = message.to_ascii_lowercase();
+    let raw = strip_location_suffix(&text);
+    let message = readable(&raw);
+    let lower = raw.to_ascii_lowercase();
     let code = if lower.contains("budget") || lower.contains("limit") || lower.contains("alias") {
         Code::YamlBudget
     } else if lower.contains("tag") {
@@ -267,6 +268,31 @@ fn from_saphyr(source: &str, error: &serde_saphyr::Error) -> Diagnostic {
         diagnostic = diagnostic.with_help(hint);
     }
     diagnostic
+}
+
+/// serde-saphyr's messages for a breached budget or several documents name its API; say what
+/// is wrong with the file instead.
+fn readable(message: &str) -> String {
+    if message.starts_with("multiple YAML documents") {
+        return "a buildspec is one YAML document, but this file has several (separated by `---`)"
+            .to_owned();
+    }
+    if message.starts_with("alias replay limit exceeded") {
+        return "aliases expand to more YAML than any buildspec needs (an alias bomb?)".to_owned();
+    }
+    let Some(breach) = message.strip_prefix("budget breached: ") else {
+        return message.to_owned();
+    };
+    let kind = breach.split([' ', '{']).next().unwrap_or(breach);
+    let what = match kind {
+        "Depth" => "the YAML nests deeper than 24 levels (real buildspecs nest fewer than 10)",
+        "Events" | "Nodes" => "the YAML has more nodes than any buildspec needs",
+        "Aliases" | "Anchors" => "the YAML has more anchors or aliases than any buildspec needs",
+        "ScalarBytes" | "TotalScalarBytes" => "the YAML's text is larger than any buildspec needs",
+        "Documents" => "a buildspec is one YAML document, but this file has many",
+        _ => return format!("the YAML is over the parser's budget ({})", breach.trim()),
+    };
+    what.to_owned()
 }
 
 fn strip_location_suffix(text: &str) -> String {
