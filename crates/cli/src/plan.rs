@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use buildspec::model::{ArtifactSet, YesNo};
-use buildspec::{Next, Options, PhaseName, Plan};
+use buildspec::{Next, Options, Plan};
 use runner::env::{self, BuildContext, Layers, Source, Variable};
 use serde::Serialize;
 
@@ -17,6 +17,7 @@ struct PlanOutput<'a> {
     #[serde(flatten)]
     plan: &'a Plan,
     source_dir: String,
+    project: &'a str,
     environment: &'a [Variable],
     warnings: Vec<String>,
 }
@@ -102,6 +103,7 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
             let output = PlanOutput {
                 plan: &plan,
                 source_dir: source_dir.display().to_string(),
+                project: &context.project,
                 environment: &variables,
                 warnings,
             };
@@ -109,7 +111,14 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
             text.push('\n');
             text
         }
-        Format::Text => render(&plan, &source_dir, &variables, &warnings, args.all_env),
+        Format::Text => render(
+            &plan,
+            &source_dir,
+            &context.project,
+            &variables,
+            &warnings,
+            args.all_env,
+        ),
     };
     write_stdout(&text)?;
     Ok(exit_codes::SUCCESS)
@@ -119,11 +128,25 @@ fn flag(value: Option<&buildspec::Spanned<YesNo>>) -> bool {
     value.is_some_and(|v| v.value.0)
 }
 
+/// The winning layer, what it refers to, and the layers it overrides.
+fn describe_source(var: &Variable) -> String {
+    let mut source = var.source.label().to_owned();
+    if let Some(reference) = &var.reference {
+        let _ = write!(source, " {reference}");
+    }
+    if !var.shadows.is_empty() {
+        let labels: Vec<&str> = var.shadows.iter().map(|s| s.label()).collect();
+        let _ = write!(source, " (over {})", labels.join(", "));
+    }
+    source
+}
+
 fn shown_value(var: &Variable) -> String {
     if var.secret {
         return "***".to_owned();
     }
     match &var.value {
+        Some(v) if v.is_empty() => "\"\"".to_owned(),
         Some(v) => v.replace('\n', "\\n"),
         None => "(assigned when the build starts)".to_owned(),
     }
@@ -180,6 +203,7 @@ fn render_set(out: &mut String, id: &str, set: &ArtifactSet) {
 pub(crate) fn render(
     plan: &Plan,
     source_dir: &Path,
+    project: &str,
     variables: &[Variable],
     warnings: &[String],
     all_env: bool,
@@ -198,6 +222,7 @@ pub(crate) fn render(
         plan.shell.program()
     );
     let _ = writeln!(out, "Source directory: {}", source_dir.display());
+    let _ = writeln!(out, "Project: {project}");
     if plan.shell.is_windows() {
         let _ = writeln!(
             out,
@@ -308,7 +333,7 @@ pub(crate) fn render(
     out.push('\n');
 
     let _ = writeln!(out, "Transitions");
-    let _ = writeln!(out, "  {:<12} {:<18} on failure", "phase", "on success");
+    let _ = writeln!(out, "  {:<16} {:<18} on failure", "phase", "on success");
     for phase in &plan.phases {
         let mut failure = phase.next_on_failure.as_str().to_owned();
         if phase.retries > 0 {
@@ -319,20 +344,19 @@ pub(crate) fn render(
         }
         let _ = writeln!(
             out,
-            "  {:<12} {:<18} {failure}",
+            "  {:<16} {:<18} {failure}",
             phase.name.upper(),
             phase.next_on_success.as_str()
         );
     }
     let _ = writeln!(
         out,
-        "  {:<12} {:<18} FINALIZING (the build fails)",
+        "  {:<16} {:<18} FINALIZING (the build fails)",
         "UPLOAD_ARTIFACTS", "FINALIZING"
     );
     let _ = writeln!(
         out,
-        "  after a failure CODEBUILD_BUILD_SUCCEEDING=0; {} still runs after BUILD fails",
-        PhaseName::PostBuild.upper()
+        "  A failed command sets CODEBUILD_BUILD_SUCCEEDING=0 for everything that still runs."
     );
     out.push('\n');
 
@@ -340,32 +364,25 @@ pub(crate) fn render(
         out,
         "Environment (precedence: --env, --env-file, codebuild, buildspec, inherited)"
     );
-    let width = variables
+    let shown: Vec<&Variable> = variables
+        .iter()
+        .filter(|v| all_env || v.source != Source::Inherited)
+        .collect();
+    let hidden = variables.len() - shown.len();
+    let sources: Vec<String> = shown.iter().map(|v| describe_source(v)).collect();
+    let name_width = shown
         .iter()
         .map(|v| v.name.len())
         .max()
         .unwrap_or(0)
-        .min(40);
-    let mut hidden = 0;
-    for var in variables {
-        let only_inherited =
-            matches!(var.source, Source::Inherited) || (matches!(var.source, Source::Default));
-        if only_inherited && !all_env && var.source == Source::Inherited {
-            hidden += 1;
-            continue;
-        }
-        let mut source = var.source.label().to_owned();
-        if let Some(reference) = &var.reference {
-            let _ = write!(source, " {reference}");
-        }
-        if !var.shadows.is_empty() {
-            let labels: Vec<&str> = var.shadows.iter().map(|s| s.label()).collect();
-            let _ = write!(source, ", over {}", labels.join(", "));
-        }
+        .min(32);
+    let source_width = sources.iter().map(String::len).max().unwrap_or(0).min(40);
+    for (var, source) in shown.iter().zip(&sources) {
         let _ = writeln!(
             out,
-            "  {:<width$}  {}  [{source}]",
+            "  {:<name_width$}  {:<source_width$}  {}",
             var.name,
+            source,
             shown_value(var)
         );
     }
