@@ -454,7 +454,13 @@ impl<'s> Decoder<'s> {
                         format!("Expected {label}[{i}] to be of string type: found subkeys instead"),
                     );
                     let simple = entries.len() == 1 && entries[0].1.as_scalar().is_some();
-                    if simple && let Some(quoted) = self.quoted(item.span) {
+                    let line = self.to_line_end(item.span);
+                    let written = self.source.get(line.offset..line.offset + line.len).unwrap_or("");
+                    if written.contains("{{") || written.contains("{%") {
+                        diagnostic = diagnostic.with_help(
+                            "this looks like an unrendered template (`{{ }}`): render it before use, or quote the command",
+                        );
+                    } else if simple && let Some(quoted) = self.quoted(item.span) {
                         diagnostic = diagnostic
                             .with_note("YAML reads a `: ` in an unquoted command as a key and its value")
                             .with_help(format!("quote the command: `- {quoted}`"));
@@ -502,7 +508,13 @@ impl<'s> Decoder<'s> {
             };
             self.push(Diagnostic::error(Code::NotABuildspec, root.span, message));
         }
-        let top = self.fields(root, "buildspec", TOP_KEYS, &|_| None);
+        let top = match root.kind {
+            Kind::Map(_) => self.fields(root, "buildspec", TOP_KEYS, &|_| None),
+            // Already reported as not a buildspec.
+            _ => Fields {
+                found: IndexMap::new(),
+            },
+        };
         let version = self.version(&top, root);
         let env = top.get("env").map(|n| self.env(n)).unwrap_or_default();
         let run_as = self.string(top.get("run-as"), "run-as");

@@ -172,10 +172,12 @@ pub fn check_file(path: &Path, options: &Options) -> Result<Checked, ReadError> 
 /// Whether a YAML text looks like a buildspec (a top-level `version` beside `phases`, `batch` or
 /// `artifacts`), so that a directory search skips other YAML files (compose files, workflows).
 pub fn looks_like_buildspec(text: &str) -> bool {
+    // Keys in another case are read too (with a warning), so they count here.
     let top = |key: &str| {
         text.lines().any(|line| {
-            line.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+            line.get(..key.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(key))
+                && line[key.len()..].trim_start().starts_with(':')
         })
     };
     top("version") && (top("phases") || top("batch") || top("artifacts"))

@@ -36,6 +36,7 @@ pub struct Buildspec {
     pub phases: Phases,
     /// Report groups, by name or ARN.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, ReportGroup>>")]
     pub reports: IndexMap<String, ReportGroup>,
     /// What the build leaves behind.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,15 +89,19 @@ pub struct Env {
     pub shell: Option<Spanned<Shell>>,
     /// Plain-text variables. Values are literal text: `$OTHER` is not expanded.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Spanned<ScalarText>>>")]
     pub variables: IndexMap<String, Spanned<ScalarText>>,
     /// Variables read from Systems Manager Parameter Store: name to parameter name.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Spanned<String>>>")]
     pub parameter_store: IndexMap<String, Spanned<String>>,
     /// Variables read from Secrets Manager: name to `secret-id:json-key:version-stage:version-id`.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Spanned<SecretRef>>>")]
     pub secrets_manager: IndexMap<String, Spanned<SecretRef>>,
     /// Variables whose final values the build exports.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub exported_variables: Vec<Spanned<String>>,
     /// Whether CodeBuild's git credential helper is available.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -411,12 +416,15 @@ pub struct Phase {
     pub on_failure: Option<Spanned<OnFailure>>,
     /// Runtimes to select (install only): name to version.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Spanned<ScalarText>>>")]
     pub runtime_versions: IndexMap<String, Spanned<ScalarText>>,
     /// The commands, run in order until one fails.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<Command>>")]
     pub commands: Vec<Command>,
     /// Commands run after `commands`, whether or not one failed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Command>>")]
     pub finally: Vec<Command>,
     /// Where the phase's key was written.
     #[serde(skip)]
@@ -686,6 +694,7 @@ pub struct Artifacts {
     pub s3_prefix: Option<Spanned<String>>,
     /// Further artifact sets, by identifier.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, ArtifactSet>>")]
     pub secondary_artifacts: IndexMap<String, ArtifactSet>,
 }
 
@@ -746,6 +755,7 @@ pub struct Cache {
     pub key: Option<Spanned<String>>,
     /// Prefixes tried when `key` has no entry (at most five).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub fallback_keys: Vec<Spanned<String>>,
     /// `restore`, `save`, or both when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -801,6 +811,7 @@ pub struct BatchTask {
     pub env: BatchEnv,
     /// Identifiers of builds that must finish first (build-graph).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub depend_on: Vec<Spanned<String>>,
     /// A failure of this build does not fail the batch.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -832,6 +843,7 @@ pub struct BatchEnv {
     pub fleet: Option<Spanned<String>>,
     /// Variables for this build, over the buildspec's own.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Spanned<ScalarText>>>")]
     pub variables: IndexMap<String, Spanned<ScalarText>>,
 }
 
@@ -868,6 +880,7 @@ pub struct MatrixStatic {
 pub struct MatrixDynamic {
     /// Buildspec files, one build each.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub buildspec: Vec<Spanned<String>>,
     /// Environment lists.
     #[serde(default)]
@@ -880,12 +893,15 @@ pub struct MatrixDynamic {
 pub struct MatrixDynamicEnv {
     /// Compute types (recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub compute_type: Vec<Spanned<String>>,
     /// Images (recorded).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Option<Vec<Spanned<String>>>")]
     pub image: Vec<Spanned<String>>,
     /// Variables, each with its list of values.
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    #[schemars(with = "Option<IndexMap<String, Vec<Spanned<ScalarText>>>>")]
     pub variables: IndexMap<String, Vec<Spanned<ScalarText>>>,
 }
 

@@ -120,7 +120,7 @@ pub struct BatchPlan {
     pub kind: &'static str,
     /// Stop running builds when one fails.
     pub fast_fail: bool,
-    /// The builds, in start order (dependencies first for a graph).
+    /// The builds, as written (a graph's scheduler orders them by `depend_on`).
     pub builds: Vec<PlannedBuild>,
 }
 

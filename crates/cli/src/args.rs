@@ -35,8 +35,8 @@ Examples:
   buildspec check . --exclude 'node_modules' --exclude 'examples/**'
   buildspec check --strict --format json infra/
 
-A directory is searched recursively (honouring .gitignore) for *.yml and *.yaml files that look
-like buildspecs: a top-level `version` beside `phases`, `batch` or `artifacts`. Files named on the
+A directory is searched recursively for *.yml and *.yaml files that look like buildspecs (in a git
+repository, .gitignore is honoured): a top-level `version` beside `phases`, `batch` or `artifacts`. Files named on the
 command line are always checked.
 
 Exit status: 0 when no file has an error, 2 otherwise.")]

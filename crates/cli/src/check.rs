@@ -33,7 +33,10 @@ pub(crate) fn discover(paths: &[PathBuf], excludes: &[String]) -> Result<Vec<Pat
                 .add(&format!("!{glob}"))
                 .map_err(|e| CliError::Exclude {
                     glob: glob.clone(),
-                    reason: e.to_string(),
+                    // The glob is added negated; show the user's own.
+                    reason: e
+                        .to_string()
+                        .replace(&format!("'!{glob}'"), &format!("'{glob}'")),
                 })?;
         }
         let overrides = overrides.build().map_err(|e| CliError::Exclude {
@@ -132,14 +135,14 @@ pub(crate) fn run(args: &CheckArgs) -> Result<u8, CliError> {
 }
 
 fn unreadable(file: &Path, error: &buildspec::ReadError) -> Checked {
+    let code = match error {
+        buildspec::ReadError::TooLarge { .. } => buildspec::Code::YamlBudget,
+        _ => buildspec::Code::NotABuildspec,
+    };
     Checked {
         source: buildspec::SourceFile::new(file.display().to_string(), ""),
         buildspec: None,
-        diagnostics: vec![buildspec::Diagnostic::error(
-            buildspec::Code::NotABuildspec,
-            None,
-            error.to_string(),
-        )],
+        diagnostics: vec![buildspec::Diagnostic::error(code, None, error.to_string())],
     }
 }
 

@@ -176,27 +176,27 @@ fn render_set(out: &mut String, id: &str, set: &ArtifactSet) {
         }
     );
     if let Some(base) = &set.base_directory {
-        let _ = writeln!(out, "    base-directory: {}", base.as_str());
+        let _ = writeln!(out, "      base-directory: {}", base.as_str());
     }
     if flag(set.discard_paths.as_ref()) {
-        let _ = writeln!(out, "    discard-paths: yes");
+        let _ = writeln!(out, "      discard-paths: yes");
     }
     if !set.exclude_paths.0.is_empty() {
         let excluded: Vec<&str> = set.exclude_paths.0.iter().map(|f| f.as_str()).collect();
-        let _ = writeln!(out, "    exclude-paths: {}", excluded.join(", "));
+        let _ = writeln!(out, "      exclude-paths: {}", excluded.join(", "));
     }
     if let Some(name) = &set.name {
         let _ = writeln!(
             out,
-            "    name: {} (evaluated by the shell at upload)",
+            "      name: {} (evaluated by the shell at upload)",
             name.as_str()
         );
     }
     if flag(set.enable_symlinks.as_ref()) {
-        let _ = writeln!(out, "    enable-symlinks: yes");
+        let _ = writeln!(out, "      enable-symlinks: yes");
     }
     if let Some(prefix) = &set.s3_prefix {
-        let _ = writeln!(out, "    s3-prefix: {}", prefix.as_str());
+        let _ = writeln!(out, "      s3-prefix: {}", prefix.as_str());
     }
 }
 
@@ -260,6 +260,13 @@ pub(crate) fn render(
             }
             if build.ignore_failure {
                 line.push_str("  (ignore-failure)");
+            }
+            // Image and compute type are CodeBuild's; recorded, not acted on.
+            if let Some(image) = &build.image {
+                let _ = write!(line, "  image={image}");
+            }
+            if let Some(compute) = &build.compute_type {
+                let _ = write!(line, "  compute-type={compute}");
             }
             let _ = writeln!(out, "{line}");
         }
@@ -329,6 +336,24 @@ pub(crate) fn render(
         if let Some(key) = &cache.key {
             let _ = writeln!(out, "    key: {} (evaluated by the shell)", key.as_str());
         }
+        if !cache.fallback_keys.is_empty() {
+            let keys: Vec<&str> = cache.fallback_keys.iter().map(|k| k.as_str()).collect();
+            let _ = writeln!(out, "    fallback-keys: {}", keys.join(", "));
+        }
+        if let Some(action) = &cache.action {
+            let action = match action.value {
+                buildspec::model::CacheAction::Restore => "restore only",
+                buildspec::model::CacheAction::Save => "save only",
+            };
+            let _ = writeln!(out, "    action: {action}");
+        }
+    }
+    if !plan.exported_variables.is_empty() {
+        let _ = writeln!(
+            out,
+            "  Exported variables (final values): {}",
+            plan.exported_variables.join(", ")
+        );
     }
     out.push('\n');
 
@@ -362,7 +387,7 @@ pub(crate) fn render(
 
     let _ = writeln!(
         out,
-        "Environment (precedence: --env, --env-file, codebuild, buildspec, inherited)"
+        "Environment (highest first: runner, --env, --env-file, codebuild, buildspec, parameter-store, secrets-manager, inherited, default)"
     );
     let shown: Vec<&Variable> = variables
         .iter()
