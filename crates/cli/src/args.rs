@@ -41,6 +41,26 @@ command line are always checked.
 
 Exit status: 0 when no file has an error, 2 otherwise.")]
     Check(CheckArgs),
+    /// Run a buildspec as CodeBuild would.
+    #[command(after_help = "\
+Examples:
+  buildspec run
+  buildspec run ci/buildspec.yml --env STAGE=dev --env-file ci/project.env
+  buildspec run --session persistent --timeout 20m
+  buildspec run --log-format json | jq -c 'select(.event == \"phase_finished\")'
+
+The build's record and log are kept in the state directory (--state-dir, default
+$XDG_STATE_HOME/buildspec or ~/.local/state/buildspec); `buildspec inspect --last` shows the record.
+
+Exit status: 0 SUCCEEDED, 1 FAILED, 2 invalid buildspec or usage, 3 FAULT, 124 TIMED_OUT.")]
+    Run(RunArgs),
+    /// Show a build's record.
+    #[command(after_help = "\
+Examples:
+  buildspec inspect --last
+  buildspec inspect 3f2a            (a unique prefix of a build's id)
+  buildspec inspect --last --json | jq .phases")]
+    Inspect(InspectArgs),
     /// Show what a run would do, executing nothing.
     #[command(after_help = "\
 Examples:
@@ -92,6 +112,81 @@ pub(crate) struct CheckArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: Format,
+}
+
+/// How `run` writes its log to stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum LogFormat {
+    /// CodeBuild's log lines.
+    #[default]
+    Text,
+    /// One JSON event per line.
+    Json,
+}
+
+/// The shell session kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum SessionArg {
+    /// A fresh shell per command, variables and directory carried over (CodeBuild's behaviour).
+    #[default]
+    Compat,
+    /// One shell for the whole build: functions, options and traps persist too.
+    Persistent,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The buildspec [default: ./buildspec.yml].
+    pub(crate) file: Option<PathBuf>,
+    /// The source directory, CODEBUILD_SRC_DIR [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) source: Option<PathBuf>,
+    /// Where build records and logs are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+    /// Set a variable, over every other layer; repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub(crate) env: Vec<String>,
+    /// Read variables from a file of NAME=VALUE lines (# comments).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) env_file: Option<PathBuf>,
+    /// Start from an empty environment instead of this process's.
+    #[arg(long)]
+    pub(crate) clean_env: bool,
+    /// How commands share state.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) session: SessionArg,
+    /// How the log is written to stdout.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) log_format: LogFormat,
+    /// The build's time limit, like 90s, 5m or 1h; 0 for none.
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = crate::run::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
+    /// How long processes have between SIGTERM and SIGKILL.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
+    pub(crate) grace: std::time::Duration,
+    /// The project name, in CODEBUILD_BUILD_ID [default: the source directory's name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) project: Option<String>,
+    /// Treat buildspec warnings as errors.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// A build id (project:uuid), its uuid, or a unique prefix.
+    #[arg(required_unless_present = "last", conflicts_with = "last")]
+    pub(crate) build: Option<String>,
+    /// The most recently started build.
+    #[arg(long)]
+    pub(crate) last: bool,
+    /// Print the record as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Where build records are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -23,6 +23,15 @@ pub(crate) enum CliError {
     /// The buildspec has errors (already printed).
     #[error("{path} is not a valid buildspec")]
     Invalid { path: String },
+    /// The build could not be recorded.
+    #[error(transparent)]
+    Run(#[from] runner::RunError),
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] runner::record::StateError),
+    /// No state directory could be chosen.
+    #[error("no state directory: give --state-dir, or set HOME or XDG_STATE_HOME")]
+    NoStateDir,
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
@@ -37,7 +46,12 @@ impl CliError {
             | CliError::Missing { .. }
             | CliError::Exclude { .. }
             | CliError::Invalid { .. } => exit_codes::USAGE,
-            CliError::Walk { .. } | CliError::Output(_) => exit_codes::FAULT,
+            CliError::State(runner::record::StateError::NotFound(_))
+            | CliError::State(runner::record::StateError::Ambiguous { .. })
+            | CliError::NoStateDir => exit_codes::USAGE,
+            CliError::Walk { .. } | CliError::Output(_) | CliError::Run(_) | CliError::State(_) => {
+                exit_codes::FAULT
+            }
         }
     }
 

@@ -2,9 +2,6 @@
 
 /// The build succeeded, or every checked file is valid.
 pub(crate) const SUCCESS: u8 = 0;
-/// The build failed.
-#[expect(dead_code, reason = "used once `run` lands")]
-pub(crate) const FAILED: u8 = 1;
 /// A usage error, or an invalid buildspec.
 pub(crate) const USAGE: u8 = 2;
 /// The runner's own failure (an I/O error on its state, say).

@@ -5,6 +5,7 @@ mod check;
 mod error;
 mod exit_codes;
 mod plan;
+mod run;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +20,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Inspect(args) => run::inspect(&args),
         Command::Schema => write_stdout(&buildspec::schema::json_schema()),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -1,8 +1,19 @@
-//! The buildspec engine. It never prints: it returns values and, once builds run, emits events
-//! for the CLI to render.
-//!
-//! Today it resolves the build's environment; sessions, phases, artifacts and records build on it.
+//! The buildspec engine: it runs a buildspec the way CodeBuild does. It never prints: it emits
+//! [`events::Event`]s to a [`events::Reporter`], and writes each build's record and log to the
+//! state directory.
 
 #![warn(missing_docs)]
 
+pub mod build;
 pub mod env;
+pub mod events;
+pub mod output;
+mod platform;
+mod process;
+pub mod record;
+pub mod session;
+pub mod state;
+
+pub use build::{BuildOptions, BuildOutcome, RunError, run};
+pub use events::{Event, Phase, Reporter, Status};
+pub use session::SessionKind;

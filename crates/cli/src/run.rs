@@ -1,0 +1,206 @@
+//! `buildspec run` and `buildspec inspect`.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use runner::env::{self, Layers};
+use runner::events::{Event, Reporter, write_log};
+use runner::record::{StateDir, default_state_dir};
+use runner::{BuildOptions, SessionKind};
+use serde::Serialize;
+
+use crate::args::{InspectArgs, LogFormat, RunArgs, SessionArg};
+use crate::error::CliError;
+use crate::{exit_codes, write_stdout};
+
+/// Reads `90s`, `5m`, `1h30m`; `0` means no limit.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write it like 90s, 5m or 1h30m"))?;
+    Duration::try_from(parsed).map_err(|_| format!("`{text}` is negative"))
+}
+
+/// CodeBuild's log lines on stdout.
+struct TextReporter<W: Write> {
+    out: W,
+    broken: bool,
+}
+
+impl<W: Write> Reporter for TextReporter<W> {
+    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
+        if !self.broken && write_log(&mut self.out, time, event).is_err() {
+            // A closed stdout (`| head`) must not stop the build; the log file has everything.
+            self.broken = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.broken && self.out.flush().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+/// One JSON object per line: the event, with `"event"` and `"time"`.
+struct JsonReporter<W: Write> {
+    out: W,
+    broken: bool,
+}
+
+#[derive(Serialize)]
+struct Timed<'a> {
+    time: Timestamp,
+    #[serde(flatten)]
+    event: &'a Event<'a>,
+}
+
+impl<W: Write> Reporter for JsonReporter<W> {
+    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
+        if self.broken {
+            return;
+        }
+        let written = serde_json::to_writer(&mut self.out, &Timed { time, event })
+            .map_err(io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"));
+        if written.is_err() {
+            self.broken = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.broken && self.out.flush().is_err() {
+            self.broken = true;
+        }
+    }
+}
+
+fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
+    given
+        .cloned()
+        .or_else(default_state_dir)
+        .ok_or(CliError::NoStateDir)
+}
+
+pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+    let overrides = args
+        .env
+        .iter()
+        .map(|e| env::parse_assignment(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env_file = match &args.env_file {
+        Some(path) => env::parse_env_file(path)?,
+        None => Vec::new(),
+    };
+    let options = BuildOptions {
+        buildspec: args
+            .file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("buildspec.yml")),
+        source_dir: args.source.clone().unwrap_or_else(|| PathBuf::from(".")),
+        state_dir: state_dir(args.state_dir.as_ref())?,
+        project: args.project.clone(),
+        session: match args.session {
+            SessionArg::Compat => SessionKind::Compat,
+            SessionArg::Persistent => SessionKind::Persistent,
+        },
+        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
+        grace: args.grace,
+        layers: Layers {
+            overrides,
+            env_file,
+            codebuild: Vec::new(),
+            inherited: if args.clean_env {
+                Vec::new()
+            } else {
+                std::env::vars().collect()
+            },
+        },
+        initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
+        strict: args.strict,
+    };
+    if !options.source_dir.is_dir() {
+        return Err(CliError::Missing {
+            path: options.source_dir.display().to_string(),
+        });
+    }
+    let stdout = io::stdout().lock();
+    let outcome = match args.log_format {
+        LogFormat::Text => {
+            let mut reporter = TextReporter {
+                out: BufWriter::with_capacity(64 * 1024, stdout),
+                broken: false,
+            };
+            runner::run(&options, &mut reporter)
+        }
+        LogFormat::Json => {
+            let mut reporter = JsonReporter {
+                out: BufWriter::with_capacity(64 * 1024, stdout),
+                broken: false,
+            };
+            runner::run(&options, &mut reporter)
+        }
+    }?;
+    if !outcome.diagnostics.is_empty() {
+        eprint!("{}", outcome.diagnostics);
+    }
+    Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
+    let state = StateDir::open(state_dir(args.state_dir.as_ref())?)?;
+    let record = state.find(if args.last {
+        None
+    } else {
+        args.build.as_deref()
+    })?;
+    if args.json {
+        let mut text = serde_json::to_string_pretty(&record).unwrap_or_default();
+        text.push('\n');
+        return write_stdout(&text);
+    }
+    let mut out = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "build      {} (#{})", record.id, record.number);
+    let _ = writeln!(out, "status     {}", record.status.as_str());
+    let _ = writeln!(out, "buildspec  {}", record.buildspec);
+    let _ = writeln!(out, "source     {}", record.source);
+    let _ = writeln!(out, "started    {}", record.start_time);
+    if let Some(end) = record.end_time {
+        let _ = writeln!(out, "ended      {end}");
+    }
+    let _ = writeln!(out, "log        {}", record.log_path);
+    let _ = writeln!(out, "phases");
+    for phase in &record.phases {
+        let duration = phase
+            .duration_ms
+            .map(|d| format!("{:.1}s", d as f64 / 1000.0))
+            .unwrap_or_default();
+        let attempts = if phase.attempts > 1 {
+            format!(" ({} attempts)", phase.attempts)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<11} {duration:>8}{attempts}",
+            phase.phase.as_str(),
+            phase.status.as_str()
+        );
+        for context in &phase.contexts {
+            let _ = writeln!(out, "    {}: {}", context.status_code, context.message);
+        }
+    }
+    if !record.exported_variables.is_empty() {
+        let _ = writeln!(out, "exported");
+        for (k, v) in &record.exported_variables {
+            let _ = writeln!(out, "  {k}={v}");
+        }
+    }
+    write_stdout(&out)
+}

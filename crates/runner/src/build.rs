@@ -1,0 +1,1066 @@
+//! One build, from DOWNLOAD_SOURCE to FINALIZING.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use buildspec::plan::{Next, PlannedPhase};
+use buildspec::{OnFailure, PhaseName, Plan};
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use nix::sys::signal::Signal;
+
+use crate::env::{self, BuildContext, Layers};
+use crate::events::{Context, Event, Phase, Reporter, Status};
+use crate::output::LineBuffer;
+use crate::platform;
+use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
+use crate::session::{Reply, Session, SessionKind, SessionSpec};
+use crate::state::SessionState;
+
+/// Exit codes by outcome (docs/exit-codes.md).
+pub mod exit {
+    /// The build succeeded.
+    pub const SUCCEEDED: i32 = 0;
+    /// A phase failed.
+    pub const FAILED: i32 = 1;
+    /// The buildspec is invalid (or the command line is wrong).
+    pub const INVALID: i32 = 2;
+    /// The runner itself failed.
+    pub const FAULT: i32 = 3;
+    /// The build timed out.
+    pub const TIMED_OUT: i32 = 124;
+}
+
+/// Everything a build needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The buildspec file.
+    pub buildspec: PathBuf,
+    /// The source directory (`CODEBUILD_SRC_DIR`).
+    pub source_dir: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The project (default: the source directory's name).
+    pub project: Option<String>,
+    /// How commands share state.
+    pub session: SessionKind,
+    /// The build's time limit; `None` for none.
+    pub timeout: Option<Duration>,
+    /// How long a process has between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// `--env` and `--env-file` and the inherited environment.
+    pub layers: Layers,
+    /// Who started the build.
+    pub initiator: String,
+    /// Treat buildspec warnings as errors.
+    pub strict: bool,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The final record.
+    pub record: BuildRecord,
+    /// Where the record is.
+    pub record_path: PathBuf,
+    /// The exit code the CLI ends with.
+    pub exit_code: i32,
+    /// The buildspec's diagnostics, rendered (empty when there were none).
+    pub diagnostics: String,
+}
+
+/// Why a build could not even be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The log or the scripts cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs one build, reporting its events, and returns its outcome. Only a state directory that
+/// cannot be written is an error: every other failure is a build status in the record.
+pub fn run(options: &BuildOptions, reporter: &mut dyn Reporter) -> Result<BuildOutcome, RunError> {
+    let mut build = Build::create(options, reporter)?;
+    build.run();
+    build.finish()
+}
+
+/// Output lines kept to match a RETRY regex against.
+const TAIL_LINES: usize = 100;
+const TAIL_LINE_BYTES: usize = 4096;
+/// How long the end of a build waits for the last output after its processes are gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+struct Build<'r> {
+    options: &'r BuildOptions,
+    reporter: &'r mut dyn Reporter,
+    state_dir: StateDir,
+    dir: PathBuf,
+    scripts: PathBuf,
+    log: BufWriter<File>,
+    log_path: PathBuf,
+    record: BuildRecord,
+    started: Instant,
+    deadline: Option<Instant>,
+    diagnostics: String,
+    /// Invalid buildspec: the exit code says so.
+    invalid: bool,
+    plan: Option<Plan>,
+    session: Option<Session>,
+    spec: Option<SessionSpec>,
+    state: SessionState,
+    output_read: Option<File>,
+    output_write: Option<OwnedFd>,
+    lines: LineBuffer,
+    tail: VecDeque<Vec<u8>>,
+    succeeding: bool,
+    last_exit: i32,
+    commands_run: u32,
+    timed_out: bool,
+}
+
+impl<'r> Build<'r> {
+    fn create(options: &'r BuildOptions, reporter: &'r mut dyn Reporter) -> Result<Self, RunError> {
+        let state_dir = StateDir::open(&options.state_dir)?;
+        let source_dir =
+            std::path::absolute(&options.source_dir).unwrap_or_else(|_| options.source_dir.clone());
+        let project = options.project.clone().unwrap_or_else(|| {
+            source_dir
+                .file_name()
+                .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
+        });
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let number = state_dir.next_number(&project)?;
+        let dir = state_dir.build_dir(&uuid);
+        let scripts = dir.join("scripts");
+        std::fs::create_dir_all(&scripts).map_err(|source| RunError::Io {
+            path: scripts.display().to_string(),
+            source,
+        })?;
+        let log_path = dir.join("build.log");
+        let log = File::create(&log_path).map_err(|source| RunError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+        let now = Timestamp::now();
+        let record = BuildRecord {
+            id: format!("{project}:{uuid}"),
+            uuid: uuid.clone(),
+            number,
+            project,
+            buildspec: options.buildspec.display().to_string(),
+            source: source_dir.display().to_string(),
+            status: Status::InProgress,
+            start_time: now,
+            end_time: None,
+            initiator: options.initiator.clone(),
+            session: options.session.as_str().to_owned(),
+            phases: Vec::new(),
+            artifacts: Vec::new(),
+            exported_variables: IndexMap::new(),
+            log_path: log_path.display().to_string(),
+            exit_code: None,
+            runner_pid: std::process::id(),
+            runner_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let build = Build {
+            options,
+            reporter,
+            state_dir,
+            dir,
+            scripts,
+            log: BufWriter::with_capacity(64 * 1024, log),
+            log_path,
+            record,
+            started: Instant::now(),
+            deadline: options.timeout.map(|t| Instant::now() + t),
+            diagnostics: String::new(),
+            invalid: false,
+            plan: None,
+            session: None,
+            spec: None,
+            state: SessionState::default(),
+            output_read: None,
+            output_write: None,
+            lines: LineBuffer::default(),
+            tail: VecDeque::new(),
+            succeeding: true,
+            last_exit: 0,
+            commands_run: 0,
+            timed_out: false,
+        };
+        build.save()?;
+        build.state_dir.set_last(&uuid)?;
+        Ok(build)
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.dir.join("build.json")
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
+        json.push(b'\n');
+        write_atomic(&self.record_path(), &json)
+    }
+
+    /// Saves the record; a failure to save is reported in the log and does not stop the build.
+    fn checkpoint(&mut self) {
+        if let Err(e) = self.save() {
+            self.message(&format!("warning: cannot save the build record: {e}"));
+        }
+    }
+
+    fn emit_at(&mut self, time: Timestamp, event: &Event<'_>) {
+        // A log that cannot be written must not stop the build; the console still shows it.
+        let _ = crate::events::write_log(&mut self.log, time, event);
+        self.reporter.report(time, event);
+    }
+
+    fn emit(&mut self, event: &Event<'_>) {
+        self.emit_at(Timestamp::now(), event);
+    }
+
+    fn message(&mut self, text: &str) {
+        self.emit(&Event::Message { text });
+    }
+
+    fn flush(&mut self) {
+        let _ = self.log.flush();
+        self.reporter.flush();
+    }
+
+    fn begin_phase(&mut self, phase: Phase, attempt: u32) {
+        if attempt == 1 {
+            self.record.phases.push(PhaseRecord {
+                phase,
+                status: Status::InProgress,
+                start_time: Timestamp::now(),
+                end_time: None,
+                duration_ms: None,
+                contexts: Vec::new(),
+                attempts: 1,
+            });
+        } else if let Some(last) = self.record.phases.last_mut() {
+            last.attempts = attempt;
+        }
+        self.emit(&Event::PhaseStarted { phase, attempt });
+        self.checkpoint();
+    }
+
+    fn end_phase(
+        &mut self,
+        phase: Phase,
+        status: Status,
+        context: Option<Context>,
+        final_attempt: bool,
+    ) {
+        let now = Timestamp::now();
+        let mut duration = Duration::ZERO;
+        if let Some(last) = self.record.phases.last_mut() {
+            if let Some(c) = &context {
+                last.contexts.push(c.clone());
+            }
+            if final_attempt {
+                last.status = status;
+                last.end_time = Some(now);
+                duration = now.duration_since(last.start_time).unsigned_abs();
+                last.duration_ms = Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+        self.emit(&Event::PhaseFinished {
+            phase,
+            status,
+            context: context.as_ref(),
+            duration,
+        });
+        self.flush();
+        self.checkpoint();
+    }
+
+    fn run(&mut self) {
+        self.emit(&Event::BuildStarted {
+            id: &self.record.id.clone(),
+            number: self.record.number,
+            project: &self.record.project.clone(),
+            buildspec: &self.record.buildspec.clone(),
+            source: &self.record.source.clone(),
+            record_path: &self.record_path().display().to_string(),
+            log_path: &self.log_path.display().to_string(),
+        });
+        self.message(&format!(
+            "Running on buildspec {} (local build)",
+            env!("CARGO_PKG_VERSION")
+        ));
+        if !self.download_source() {
+            return;
+        }
+        let mut next = Next::Phase(PhaseName::Install);
+        loop {
+            match next {
+                Next::Phase(name) => {
+                    let (status, after) = self.command_phase(name);
+                    match status {
+                        Status::Succeeded => next = after,
+                        Status::TimedOut | Status::Stopped => {
+                            next = Next::UploadArtifacts;
+                        }
+                        _ => next = after,
+                    }
+                }
+                Next::UploadArtifacts => {
+                    self.upload_artifacts();
+                    break;
+                }
+                Next::Finalizing => break,
+            }
+        }
+    }
+
+    /// Reads and checks the buildspec and prepares the environment. False when the build cannot
+    /// go on.
+    fn download_source(&mut self) -> bool {
+        self.begin_phase(Phase::DownloadSource, 1);
+        let source = self.record.source.clone();
+        self.message(&format!("CODEBUILD_SRC_DIR={source}"));
+        let yaml_location = std::path::absolute(&self.options.buildspec)
+            .unwrap_or_else(|_| self.options.buildspec.clone());
+        self.message(&format!("YAML location is {}", yaml_location.display()));
+        let checked = match buildspec::check_file(
+            &self.options.buildspec,
+            &buildspec::Options {
+                strict: self.options.strict,
+            },
+        ) {
+            Ok(checked) => checked,
+            Err(error) => {
+                let message = match &error {
+                    buildspec::ReadError::Io { source, .. }
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        "YAML file does not exist".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                self.invalid = true;
+                self.fail_download(
+                    "YAML_FILE_ERROR",
+                    &format!("{message}: {}", self.options.buildspec.display()),
+                );
+                return false;
+            }
+        };
+        let _ = std::fs::write(self.dir.join("buildspec.yml"), &checked.source.text);
+        if !checked.diagnostics.is_empty() {
+            self.diagnostics = checked.render();
+            for d in &checked.diagnostics {
+                let at = d
+                    .span
+                    .map(|s| format!(":{}:{}", s.line, s.column))
+                    .unwrap_or_default();
+                let severity = if d.is_error() { "error" } else { "warning" };
+                self.message(&format!(
+                    "{}{at}: {severity}[{}]: {}",
+                    checked.source.name,
+                    d.code.as_str(),
+                    d.message
+                ));
+            }
+        }
+        let Some(plan) = checked.plan() else {
+            self.invalid = true;
+            let first = checked.diagnostics.iter().find(|d| d.is_error());
+            let message = first.map_or_else(String::new, |d| match d.span {
+                Some(s) => format!("{} at line {} column {}", d.message, s.line, s.column),
+                None => d.message.clone(),
+            });
+            self.fail_download("YAML_FILE_ERROR", &message);
+            return false;
+        };
+        let spec_env = checked
+            .buildspec
+            .as_ref()
+            .map(|b| b.env.clone())
+            .unwrap_or_default();
+        self.message("Processing environment variables");
+        if let Some((name, reference, store)) = spec_env
+            .parameter_store
+            .iter()
+            .map(|(n, r)| (n.clone(), r.value.clone(), "Parameter Store"))
+            .chain(
+                spec_env
+                    .secrets_manager
+                    .iter()
+                    .map(|(n, r)| (n.clone(), r.value.secret_id.clone(), "Secrets Manager")),
+            )
+            .next()
+        {
+            self.fail_download(
+                "CLIENT_ERROR",
+                &format!("Parameter does not exist: {reference} (for {name}; the local runner has no {store} provider yet)"),
+            );
+            return false;
+        }
+        if plan.shell.is_windows() {
+            self.fail_download(
+                "CLIENT_ERROR",
+                &format!(
+                    "{} is a Windows shell; the local runner runs POSIX shells",
+                    plan.shell.program()
+                ),
+            );
+            return false;
+        }
+        let install = plan.phase(PhaseName::Install);
+        if install.runtime_versions.is_empty() {
+            self.message("No runtime version selected in buildspec.");
+        } else {
+            let wanted: Vec<String> = install
+                .runtime_versions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            self.message(&format!(
+                "Skipping install of runtimes. Runtime version selection is not supported by this build image (the local machine's own are used; requested: {})",
+                wanted.join(", ")
+            ));
+        }
+        self.message(&format!("Moving to directory {source}"));
+        match &plan.cache {
+            None => self.message("Cache is not defined in the buildspec"),
+            Some(_) => self.message("Skip cache due to: the local runner does not cache yet"),
+        }
+        let present: Vec<&PlannedPhase> = plan.phases.iter().filter(|p| p.present).collect();
+        self.message(&format!("Phases found in YAML: {}", present.len()));
+        let lines: Vec<String> = present
+            .iter()
+            .map(|p| format!(" {}: {} commands", p.name.upper(), p.commands.len()))
+            .collect();
+        for line in lines {
+            self.message(&line);
+        }
+
+        // The environment: the layers, then CodeBuild's variables with this build's values.
+        let context = BuildContext {
+            project: self.record.project.clone(),
+            source_dir: source.clone(),
+            initiator: self.options.initiator.clone(),
+            region: self
+                .options
+                .layers
+                .inherited
+                .iter()
+                .find(|(k, _)| k == "AWS_REGION" || k == "AWS_DEFAULT_REGION")
+                .map(|(_, v)| v.clone()),
+            build_uuid: Some(self.record.uuid.clone()),
+            build_number: Some(self.record.number),
+            start_time_ms: Some(
+                self.record
+                    .start_time
+                    .as_millisecond()
+                    .try_into()
+                    .unwrap_or(0),
+            ),
+            source_version: git_head(Path::new(&source)),
+            batch_identifier: None,
+        };
+        let mut layers = self.options.layers.clone();
+        layers.codebuild = env::codebuild_variables(&context);
+        let (variables, warnings) = env::resolve(&spec_env, &layers);
+        for w in warnings {
+            self.message(&format!("warning: {}", w.message));
+        }
+        self.state = SessionState {
+            variables: variables
+                .into_iter()
+                .filter_map(|v| v.value.map(|value| (v.name, value)))
+                .collect(),
+            cwd: source,
+        };
+        let dump = env_dump(&self.state);
+        let _ = std::fs::create_dir_all(self.dir.join("env"));
+        let _ = std::fs::write(self.dir.join("env").join("start.env"), dump);
+        self.spec = Some(SessionSpec {
+            shell: plan.shell.program().to_owned(),
+            kind: self.options.session,
+            stateless: !plan.session_state,
+            scripts: self.scripts.clone(),
+            name: self.options.buildspec.file_name().map_or_else(
+                || "buildspec".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        });
+        self.plan = Some(plan);
+        self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
+        true
+    }
+
+    fn fail_download(&mut self, code: &str, message: &str) {
+        self.end_phase(
+            Phase::DownloadSource,
+            Status::Failed,
+            Some(Context {
+                status_code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+            true,
+        );
+    }
+
+    /// Runs a command phase with its retries; returns its status and where the build goes next.
+    fn command_phase(&mut self, name: PhaseName) -> (Status, Next) {
+        let phase = Phase::from(name);
+        let Some(planned) = self.plan.as_ref().map(|p| p.phase(name).clone()) else {
+            return (Status::Fault, Next::Finalizing);
+        };
+        let attempts = planned.retries + 1;
+        let start_state = self.state.clone();
+        let pattern = match &planned.on_failure {
+            Some(OnFailure::Retry {
+                pattern: Some(p), ..
+            }) => regex::Regex::new(p).ok(),
+            _ => None,
+        };
+        for attempt in 1..=attempts {
+            self.begin_phase(phase, attempt);
+            let mut failure: Option<(String, i32)> = None;
+            let mut interrupted = None;
+            let last_attempt = attempt == attempts;
+            'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
+            {
+                for command in list {
+                    match self.run_command(phase, &command.text, command.line, finally) {
+                        Ok(0) => {}
+                        Ok(code) => {
+                            let message = format!(
+                                "Error while executing command: {}. Reason: exit status {code}",
+                                command.text
+                            );
+                            let retrying = !last_attempt
+                                && self.retry_matches(
+                                    pattern.as_ref(),
+                                    &message,
+                                    planned.on_failure.as_ref(),
+                                );
+                            if !retrying {
+                                // The build fails the moment a command fails for good, so the
+                                // phase's own `finally` already sees 0.
+                                self.succeeding = false;
+                            }
+                            if failure.is_none() {
+                                failure = Some((message, code));
+                            }
+                            // A failed command skips the rest of its list; `finally` still runs.
+                            if finally {
+                                break 'commands;
+                            }
+                            break;
+                        }
+                        Err(status) => {
+                            interrupted = Some(status);
+                            break 'commands;
+                        }
+                    }
+                }
+            }
+            if let Some(status) = interrupted {
+                let context = match status {
+                    Status::TimedOut => Context {
+                        status_code: "BUILD_TIMED_OUT".to_owned(),
+                        message: "Build has timed out. ".to_owned(),
+                    },
+                    _ => Context {
+                        status_code: "CLIENT_ERROR".to_owned(),
+                        message: "the shell session could not run the command".to_owned(),
+                    },
+                };
+                self.succeeding = false;
+                self.end_phase(phase, status, Some(context), true);
+                return (status, Next::Finalizing);
+            }
+            match failure {
+                None => {
+                    self.end_phase(phase, Status::Succeeded, None, true);
+                    return (Status::Succeeded, buildspec::plan::after_success(name));
+                }
+                Some((message, _)) => {
+                    let retrying = !last_attempt
+                        && self.retry_matches(
+                            pattern.as_ref(),
+                            &message,
+                            planned.on_failure.as_ref(),
+                        );
+                    let context = Context {
+                        status_code: "COMMAND_EXECUTION_ERROR".to_owned(),
+                        message,
+                    };
+                    if retrying {
+                        self.end_phase(phase, Status::Failed, Some(context), false);
+                        self.message(&format!(
+                            "Phase {} failed; retrying from the state it started with (attempt {} of {attempts})",
+                            phase.as_str(),
+                            attempt + 1
+                        ));
+                        self.state = start_state.clone();
+                        continue;
+                    }
+                    self.succeeding = false;
+                    self.end_phase(phase, Status::Failed, Some(context), true);
+                    return (
+                        Status::Failed,
+                        buildspec::plan::after_failure(name, planned.on_failure.as_ref()),
+                    );
+                }
+            }
+        }
+        (Status::Failed, Next::Finalizing)
+    }
+
+    /// Whether a failure is retried: always for RETRY and RETRY-N, for RETRY-regex only when the
+    /// regex matches the failure message or the command's last output lines.
+    fn retry_matches(
+        &self,
+        pattern: Option<&regex::Regex>,
+        message: &str,
+        on_failure: Option<&OnFailure>,
+    ) -> bool {
+        match on_failure {
+            Some(OnFailure::Retry { pattern: None, .. }) => true,
+            Some(OnFailure::Retry {
+                pattern: Some(_), ..
+            }) => pattern.is_some_and(|re| {
+                re.is_match(message)
+                    || self
+                        .tail
+                        .iter()
+                        .any(|line| re.is_match(&String::from_utf8_lossy(line)))
+            }),
+            _ => false,
+        }
+    }
+
+    fn ensure_session(&mut self) -> io::Result<()> {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        if self.output_write.is_none() {
+            let (read, write) = platform::pipe()?;
+            platform::set_nonblocking(platform::borrow(&read))?;
+            self.output_read = Some(File::from(read));
+            self.output_write = Some(write);
+        }
+        let spec = self
+            .spec
+            .clone()
+            .ok_or_else(|| io::Error::other("no session spec"))?;
+        let output = self
+            .output_write
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no output pipe"))?;
+        self.session = Some(Session::start(spec, &self.state, output)?);
+        Ok(())
+    }
+
+    /// Runs one command; `Err` carries the status that interrupts the build (TIMED_OUT, FAULT).
+    fn run_command(
+        &mut self,
+        phase: Phase,
+        text: &str,
+        line: u32,
+        finally: bool,
+    ) -> Result<i32, Status> {
+        self.emit(&Event::CommandStarted {
+            phase,
+            command: text,
+            line,
+            finally,
+        });
+        self.tail.clear();
+        let started = Instant::now();
+        if let Err(e) = self.ensure_session() {
+            self.message(&format!("cannot start the shell: {e}"));
+            self.emit(&Event::CommandFinished {
+                phase,
+                command: text,
+                exit_code: 127,
+                duration: started.elapsed(),
+            });
+            return Err(Status::Fault);
+        }
+        self.commands_run += 1;
+        let id = format!("{:04}", self.commands_run);
+        let runner_vars = [
+            (
+                "CODEBUILD_BUILD_SUCCEEDING",
+                if self.succeeding { "1" } else { "0" }.to_owned(),
+            ),
+            ("CODEBUILD_LAST_EXIT", self.last_exit.to_string()),
+        ];
+        let sent = match self.session.as_mut() {
+            Some(session) => session.send(&id, text, line, &runner_vars, &self.state),
+            None => Err(io::Error::other("no session")),
+        };
+        if let Err(e) = sent {
+            self.message(&format!("cannot send the command to the shell: {e}"));
+            return Err(Status::Fault);
+        }
+        let code = match self.wait_for_reply() {
+            Ok(code) => code,
+            Err(status) => {
+                self.emit(&Event::CommandFinished {
+                    phase,
+                    command: text,
+                    exit_code: 128 + 15,
+                    duration: started.elapsed(),
+                });
+                return Err(status);
+            }
+        };
+        self.drain_output();
+        self.lines.flush(&mut |l| {
+            self_tail_push(&mut self.tail, l);
+            let _ = crate::events::write_log(
+                &mut self.log,
+                Timestamp::now(),
+                &Event::Output { line: l },
+            );
+            self.reporter
+                .report(Timestamp::now(), &Event::Output { line: l });
+        });
+        if let Some(session) = self.session.as_mut() {
+            match session.take_state(&id) {
+                Ok(Some(state)) => {
+                    let mut state = state;
+                    for (name, _) in &runner_vars {
+                        state.variables.remove(*name);
+                    }
+                    self.state = state;
+                }
+                Ok(None) => {}
+                Err(e) => self.message(&format!(
+                    "warning: cannot read the state the command left: {e}"
+                )),
+            }
+        }
+        self.last_exit = code;
+        self.emit(&Event::CommandFinished {
+            phase,
+            command: text,
+            exit_code: code,
+            duration: started.elapsed(),
+        });
+        Ok(code)
+    }
+
+    /// Waits for the driver's status, streaming output meanwhile.
+    fn wait_for_reply(&mut self) -> Result<i32, Status> {
+        loop {
+            let reply = match self.session.as_mut().map(Session::poll_reply) {
+                Some(Ok(reply)) => reply,
+                Some(Err(e)) => {
+                    self.message(&format!("the shell session failed: {e}"));
+                    return Err(Status::Fault);
+                }
+                None => return Err(Status::Fault),
+            };
+            match reply {
+                Reply::Status(code) => return Ok(code),
+                Reply::DriverExited(code) => {
+                    // The command ended the shell (persistent `exit`, or a signal to the group):
+                    // its status is the shell's, and the next command gets a new shell.
+                    if let Some(session) = self.session.take() {
+                        let (mut child, _) = session.close();
+                        let _ = child.wait();
+                    }
+                    return Ok(code);
+                }
+                Reply::Pending => {}
+            }
+            let timeout = self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout == Some(Duration::ZERO) {
+                self.timed_out = true;
+                self.message("Build timed out: stopping the running command");
+                self.stop_processes();
+                return Err(Status::TimedOut);
+            }
+            self.flush();
+            let (Some(output), Some(session)) = (self.output_read.as_ref(), self.session.as_ref())
+            else {
+                return Err(Status::Fault);
+            };
+            let ready = platform::wait_readable(
+                &[
+                    platform::borrow(output),
+                    platform::borrow(session.status_fd()),
+                ],
+                timeout,
+            );
+            match ready {
+                Ok(ready) => {
+                    if ready[0].readable {
+                        self.read_output();
+                    }
+                }
+                Err(e) => {
+                    self.message(&format!("cannot wait for the command: {e}"));
+                    return Err(Status::Fault);
+                }
+            }
+        }
+    }
+
+    /// Reads what the output pipe holds now, as lines. Returns false at end-of-file.
+    fn read_output(&mut self) -> bool {
+        let mut buf = vec![0u8; 64 * 1024];
+        let Some(mut output) = self.output_read.as_ref() else {
+            return false;
+        };
+        loop {
+            match output.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let time = Timestamp::now();
+                    let (log, reporter, tail) =
+                        (&mut self.log, &mut *self.reporter, &mut self.tail);
+                    self.lines.feed(&buf[..n], &mut |line| {
+                        self_tail_push(tail, line);
+                        let event = Event::Output { line };
+                        let _ = crate::events::write_log(log, time, &event);
+                        reporter.report(time, &event);
+                    });
+                    if n < buf.len() {
+                        return true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Reads everything already written: a finished command's output is all in the pipe.
+    fn drain_output(&mut self) {
+        self.read_output();
+    }
+
+    /// SIGTERM to the build's process group, SIGKILL after the grace period.
+    fn stop_processes(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let pgid = session.pgid();
+        let _ = platform::signal_group(pgid, Signal::SIGTERM);
+        let (mut child, _status) = session.close();
+        let grace_end = Instant::now() + self.options.grace;
+        while platform::group_alive(pgid) && Instant::now() < grace_end {
+            self.wait_output_until(Some(
+                grace_end.min(Instant::now() + Duration::from_millis(50)),
+            ));
+            let _ = child.try_wait();
+        }
+        if platform::group_alive(pgid) {
+            let _ = platform::signal_group(pgid, Signal::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
+    /// Streams output until `until` or end-of-file.
+    fn wait_output_until(&mut self, until: Option<Instant>) -> bool {
+        let Some(output) = self.output_read.as_ref() else {
+            return false;
+        };
+        let timeout = until.map(|u| u.saturating_duration_since(Instant::now()));
+        match platform::wait_readable(&[platform::borrow(output)], timeout) {
+            Ok(ready) if ready[0].readable => self.read_output(),
+            _ => true,
+        }
+    }
+
+    fn upload_artifacts(&mut self) {
+        self.begin_phase(Phase::UploadArtifacts, 1);
+        let sets = self.plan.as_ref().map_or(0, |p| p.artifacts.len());
+        if sets > 0 {
+            self.message("Artifact collection is not implemented yet: skipping upload");
+        }
+        self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true);
+    }
+
+    /// Ends every process of the build, captures the exported variables, and completes the record.
+    fn finish(mut self) -> Result<BuildOutcome, RunError> {
+        self.begin_phase(Phase::Finalizing, 1);
+        if let Some(session) = self.session.take() {
+            let pgid = session.pgid();
+            let (mut child, mut status) = session.close();
+            // The driver leaves its loop when its request pipe closes.
+            let _ = wait_eof(&mut status, self.options.grace);
+            let _ = child.try_wait();
+            // Background processes the build left behind.
+            if platform::group_alive(pgid) {
+                let _ = platform::signal_group(pgid, Signal::SIGTERM);
+                let grace_end = Instant::now() + self.options.grace;
+                while platform::group_alive(pgid) && Instant::now() < grace_end {
+                    self.wait_output_until(Some(
+                        grace_end.min(Instant::now() + Duration::from_millis(20)),
+                    ));
+                }
+                if platform::group_alive(pgid) {
+                    let _ = platform::signal_group(pgid, Signal::SIGKILL);
+                }
+            }
+            let _ = child.wait();
+        }
+        // Our write end closes; the pipe ends when the last process holding it is gone.
+        self.output_write = None;
+        let drain_end = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < drain_end {
+            if !self.wait_output_until(Some(drain_end)) {
+                break;
+            }
+        }
+        let (log, reporter) = (&mut self.log, &mut *self.reporter);
+        self.lines.flush(&mut |line| {
+            let event = Event::Output { line };
+            let now = Timestamp::now();
+            let _ = crate::events::write_log(log, now, &event);
+            reporter.report(now, &event);
+        });
+
+        if let Some(plan) = &self.plan {
+            let exported: IndexMap<String, String> = plan
+                .exported_variables
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        self.state.variables.get(name).cloned().unwrap_or_default(),
+                    )
+                })
+                .collect();
+            self.record.exported_variables = exported;
+        }
+        let _ = std::fs::write(self.dir.join("env").join("end.env"), env_dump(&self.state));
+        // Scripts hold commands, never values; state reports and updates were removed as read.
+
+        let status = self.final_status();
+        self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
+        let exit_code = match status {
+            Status::Succeeded => exit::SUCCEEDED,
+            Status::Failed if self.invalid => exit::INVALID,
+            Status::Failed => exit::FAILED,
+            Status::TimedOut => exit::TIMED_OUT,
+            Status::Stopped => 143,
+            Status::Fault | Status::InProgress => exit::FAULT,
+        };
+        let now = Timestamp::now();
+        self.record.status = status;
+        self.record.end_time = Some(now);
+        self.record.exit_code = Some(exit_code);
+        self.message(&format!(
+            "Build complete: {} (exit code {exit_code}); record {}",
+            status.as_str(),
+            self.record_path().display()
+        ));
+        self.emit(&Event::BuildFinished {
+            status,
+            exit_code,
+            duration: self.started.elapsed(),
+        });
+        self.flush();
+        self.save()?;
+        Ok(BuildOutcome {
+            record_path: self.record_path(),
+            record: self.record,
+            exit_code,
+            diagnostics: self.diagnostics,
+        })
+    }
+
+    fn final_status(&self) -> Status {
+        let statuses: Vec<Status> = self.record.phases.iter().map(|p| p.status).collect();
+        for s in [
+            Status::Fault,
+            Status::Stopped,
+            Status::TimedOut,
+            Status::Failed,
+        ] {
+            if statuses.contains(&s) {
+                return s;
+            }
+        }
+        Status::Succeeded
+    }
+}
+
+fn self_tail_push(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
+    if tail.len() == TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line[..line.len().min(TAIL_LINE_BYTES)].to_vec());
+}
+
+/// Waits until `pipe` reads end-of-file, at most `limit`.
+fn wait_eof(pipe: &mut File, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    let mut buf = [0u8; 256];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if platform::wait_readable(&[platform::borrow(pipe)], Some(left)).is_err() {
+            return false;
+        }
+    }
+}
+
+/// `NAME=value` lines, sorted, values of more than one line quoted.
+fn env_dump(state: &SessionState) -> String {
+    let mut out = String::new();
+    for (name, value) in &state.variables {
+        out.push_str(name);
+        out.push('=');
+        out.push_str(&crate::state::quote(value));
+        out.push('\n');
+    }
+    out
+}
+
+/// The checkout's commit, read from `.git` without running git.
+fn git_head(source: &Path) -> Option<String> {
+    let git = source.join(".git");
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Some(head.to_owned());
+    };
+    if let Ok(commit) = std::fs::read_to_string(git.join(reference)) {
+        return Some(commit.trim().to_owned());
+    }
+    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find(|l| l.ends_with(reference))
+        .and_then(|l| l.split(' ').next())
+        .map(str::to_owned)
+}

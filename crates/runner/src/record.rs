@@ -1,0 +1,309 @@
+//! The build record (`build.json`) and the state directory that holds one folder per build.
+//!
+//! ```text
+//! <state>/builds/<uuid>/build.json    the record, replaced atomically at every phase change
+//!                      /build.log     CodeBuild's log format
+//!                      /buildspec.yml the buildspec as run
+//!                      /scripts/      the generated command scripts
+//!                      /env/          the environment at the start and at the end (secrets masked)
+//! <state>/projects/<project>.counter  build numbers, allocated under a file lock
+//! <state>/last                        the uuid of the most recently started build
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::events::{Context, Phase, Status};
+
+/// One phase of a build, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseRecord {
+    /// The phase.
+    pub phase: Phase,
+    /// How it ended (IN_PROGRESS while it runs).
+    pub status: Status,
+    /// When it started.
+    pub start_time: Timestamp,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// How long it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Why it ended as it did (empty on success).
+    pub contexts: Vec<Context>,
+    /// How many times it ran (more than 1 with RETRY).
+    pub attempts: u32,
+}
+
+/// An artifact set and its files (filled by the artifact upload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactRecord {
+    /// `primary` or the secondary identifier.
+    pub identifier: String,
+    /// Where the set was written.
+    pub location: String,
+    /// Its files, relative to the location.
+    pub files: Vec<String>,
+}
+
+/// Everything known about a build. `build.json` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// `project:uuid`, as `CODEBUILD_BUILD_ID`.
+    pub id: String,
+    /// The uuid alone (the record's folder name).
+    pub uuid: String,
+    /// The project's build counter, as `CODEBUILD_BUILD_NUMBER`.
+    pub number: u64,
+    /// The project.
+    pub project: String,
+    /// The buildspec file, as given.
+    pub buildspec: String,
+    /// The source directory.
+    pub source: String,
+    /// The build's status.
+    pub status: Status,
+    /// When it started.
+    pub start_time: Timestamp,
+    /// When it ended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_time: Option<Timestamp>,
+    /// Who started it.
+    pub initiator: String,
+    /// `compat` or `persistent`.
+    pub session: String,
+    /// The phases that ran, in order; a phase that did not run is absent.
+    pub phases: Vec<PhaseRecord>,
+    /// The artifact sets.
+    pub artifacts: Vec<ArtifactRecord>,
+    /// Final values of `env.exported-variables`.
+    pub exported_variables: IndexMap<String, String>,
+    /// The log file.
+    pub log_path: String,
+    /// The exit code the CLI ended with, once the build is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// The runner's process id, to tell a crashed build from a running one.
+    pub runner_pid: u32,
+    /// The runner's version.
+    pub runner_version: String,
+}
+
+/// A problem with the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// An I/O error on a path.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// A record that is not valid JSON.
+    #[error("{path} is not a build record: {source}")]
+    Corrupt {
+        /// The path.
+        path: String,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// No build matches the query.
+    #[error("no build matches `{0}`")]
+    NotFound(String),
+    /// Several builds match a prefix.
+    #[error("`{query}` matches several builds: {}", matches.join(", "))]
+    Ambiguous {
+        /// What was asked.
+        query: String,
+        /// What it matches.
+        matches: Vec<String>,
+    },
+}
+
+fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StateError + 'p {
+    move |source| StateError::Io {
+        action,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (and creates) a state directory.
+    pub fn open(root: impl Into<PathBuf>) -> Result<StateDir, StateError> {
+        let root = root.into();
+        for dir in [root.join("builds"), root.join("projects")] {
+            fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
+        }
+        Ok(StateDir { root })
+    }
+
+    /// The directory's path.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The folder of a build.
+    pub fn build_dir(&self, uuid: &str) -> PathBuf {
+        self.root.join("builds").join(uuid)
+    }
+
+    /// Allocates the next build number of a project. The counter file is locked while it is read
+    /// and written, so runners that start at the same moment get distinct numbers.
+    pub fn next_number(&self, project: &str) -> Result<u64, StateError> {
+        let name: String = project
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.root.join("projects").join(format!("{name}.counter"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_error("cannot open", &path))?;
+        file.lock().map_err(io_error("cannot lock", &path))?;
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(io_error("cannot read", &path))?;
+        let number = text.trim().parse::<u64>().unwrap_or(0) + 1;
+        file.set_len(0).map_err(io_error("cannot write", &path))?;
+        file.rewind().map_err(io_error("cannot write", &path))?;
+        file.write_all(format!("{number}\n").as_bytes())
+            .and_then(|()| file.sync_data())
+            .map_err(io_error("cannot write", &path))?;
+        // The lock is released when the file is closed.
+        Ok(number)
+    }
+
+    /// Records which build started last.
+    pub fn set_last(&self, uuid: &str) -> Result<(), StateError> {
+        write_atomic(&self.root.join("last"), format!("{uuid}\n").as_bytes())
+    }
+
+    /// Reads a record.
+    pub fn read(&self, uuid: &str) -> Result<BuildRecord, StateError> {
+        let path = self.build_dir(uuid).join("build.json");
+        let text = fs::read(&path).map_err(io_error("cannot read", &path))?;
+        serde_json::from_slice(&text).map_err(|source| StateError::Corrupt {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// Finds a build by uuid, `project:uuid` id, a unique prefix of either, or `--last`.
+    pub fn find(&self, query: Option<&str>) -> Result<BuildRecord, StateError> {
+        let Some(query) = query else {
+            let path = self.root.join("last");
+            let uuid =
+                fs::read_to_string(&path).map_err(|_| StateError::NotFound("--last".to_owned()))?;
+            return self.read(uuid.trim());
+        };
+        let wanted = query.rsplit(':').next().unwrap_or(query);
+        let dir = self.root.join("builds");
+        let mut matches = Vec::new();
+        for entry in fs::read_dir(&dir).map_err(io_error("cannot list", &dir))? {
+            let entry = entry.map_err(io_error("cannot list", &dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name == wanted {
+                return self.read(&name);
+            }
+            if name.starts_with(wanted) {
+                matches.push(name);
+            }
+        }
+        match matches.len() {
+            0 => Err(StateError::NotFound(query.to_owned())),
+            1 => self.read(&matches[0]),
+            _ => Err(StateError::Ambiguous {
+                query: query.to_owned(),
+                matches,
+            }),
+        }
+    }
+}
+
+/// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or
+/// a crash) sees the old content or the new, never half of it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    // Unique per process and per call: threads of one runner may write the same file at once.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        StateError::Io {
+            action: "cannot write",
+            path: path.display().to_string(),
+            source,
+        }
+    })
+}
+
+/// The user's state directory: `$XDG_STATE_HOME/buildspec`, else `~/.local/state/buildspec`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("buildspec"));
+    }
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|home| PathBuf::from(home).join(".local/state/buildspec"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_unique_across_threads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::open(dir.path()).expect("open");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let state = state.clone();
+                std::thread::spawn(move || {
+                    (0..25)
+                        .map(|_| state.next_number("p").expect("number"))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all: Vec<u64> = handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("thread"))
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, (1..=200).collect::<Vec<_>>());
+        assert_eq!(state.next_number("other").expect("number"), 1);
+    }
+}

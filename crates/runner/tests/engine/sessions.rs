@@ -1,0 +1,210 @@
+//! How state carries between commands: compat, persistent, and version 0.1.
+
+use runner::events::Status::*;
+
+use crate::{Fixture, run};
+
+const RULES: &str = "\
+version: 0.2
+phases:
+  install:
+    commands:
+      - cd sub
+      - ASSIGNED=plain
+      - export EXPORTED=yes
+      - DOOMED=1
+      - unset DOOMED
+      - greet() { echo hello from a function; }
+      - set -e
+      - WITH_SPACES='a b  c'; QUOTE=\"it's\"; NEWLINE='x
+        y'
+  build:
+    commands:
+      - echo cwd=$(basename \"$PWD\")
+      - echo assigned=$ASSIGNED exported=$EXPORTED doomed=${DOOMED-unset}
+      - sh -c 'echo child sees $ASSIGNED'
+      - greet || echo no function
+      - 'false; echo set -e did not carry'
+      - echo \"spaces=[$WITH_SPACES] quote=[$QUOTE]\"
+      - LOST=1; exit 0
+      - echo after exit 0, lost=${LOST-unset}
+";
+
+#[test]
+fn compat_carries_variables_and_directory_only() {
+    let fixture = Fixture::new(RULES);
+    std::fs::create_dir(fixture.source().join("sub")).expect("mkdir");
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("cwd="), ["sub"]);
+    assert_eq!(ran.said("assigned="), ["plain exported=yes doomed=unset"]);
+    assert_eq!(ran.said("child sees "), ["plain"]);
+    assert_eq!(ran.said("no "), ["function"]);
+    assert_eq!(ran.said("set -e "), ["did not carry"]);
+    assert_eq!(ran.said("spaces="), ["[a b  c] quote=[it's]"]);
+    assert_eq!(ran.said("after exit 0, "), ["lost=unset"]);
+}
+
+#[test]
+fn persistent_carries_functions_and_options_too() {
+    let fixture = Fixture::new(
+        "\
+version: 0.2
+phases:
+  install:
+    commands:
+      - greet() { echo hello from a function; }
+      - cd sub
+      - KEPT=1
+  build:
+    commands:
+      - greet
+      - echo cwd=$(basename \"$PWD\") kept=$KEPT
+      - set -e
+      - KEPT=2
+      - 'false'
+  post_build:
+    commands:
+      - echo after the shell ended, kept=$KEPT cwd=$(basename \"$PWD\")
+      - greet || echo functions are gone with the old shell
+",
+    )
+    .persistent();
+    std::fs::create_dir(fixture.source().join("sub")).expect("mkdir");
+    let ran = fixture.run();
+    ran.expect(Failed);
+    assert_eq!(ran.said("hello from "), ["a function"]);
+    assert_eq!(ran.said("cwd="), ["sub kept=1"]);
+    // `set -e` persisted, so `false` ended the shell; a new one continues from the last state.
+    assert_eq!(ran.said("after the shell ended, "), ["kept=2 cwd=sub"]);
+    assert_eq!(ran.said("functions are "), ["gone with the old shell"]);
+}
+
+#[test]
+fn persistent_exit_ends_the_shell_with_its_status() {
+    let ran = Fixture::new("version: 0.2\nphases:\n  build:\n    commands:\n      - V=1\n      - exit 4\n  post_build:\n    commands:\n      - echo v=$V last=$CODEBUILD_LAST_EXIT\n").persistent().run();
+    ran.expect(Failed);
+    assert_eq!(
+        ran.record
+            .phases
+            .iter()
+            .find(|p| p.phase == runner::Phase::Build)
+            .expect("build")
+            .contexts[0]
+            .message,
+        "Error while executing command: exit 4. Reason: exit status 4"
+    );
+    assert_eq!(ran.said("v="), ["1 last=4"]);
+}
+
+#[test]
+fn version_0_1_carries_nothing() {
+    let fixture = Fixture::new(
+        "version: 0.1\nphases:\n  build:\n    commands:\n      - cd sub\n      - V=1\n      - echo cwd=$(basename \"$PWD\") v=${V-unset}\n",
+    );
+    std::fs::create_dir(fixture.source().join("sub")).expect("mkdir");
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("cwd="), ["src v=unset"]);
+}
+
+#[test]
+fn block_scalars_are_one_command() {
+    let ran = run("\
+version: 0.2
+phases:
+  build:
+    commands:
+      - |
+        echo one
+        false
+        echo last line decides
+      - >
+        echo folded
+        into one line
+      - |
+        set -e
+        echo before
+        false
+        echo not reached
+");
+    ran.expect(Failed);
+    assert_eq!(ran.said("last line "), ["decides"]);
+    assert_eq!(ran.said("folded "), ["into one line"]);
+    assert!(ran.said("not reached").is_empty());
+}
+
+#[test]
+fn bash_when_the_buildspec_asks_for_it() {
+    let ran = run("\
+version: 0.2
+env:
+  shell: bash
+phases:
+  build:
+    commands:
+      - arr=(a b c); echo \"len=${#arr[@]}\"
+      - '[[ -n \"$BASH_VERSION\" ]] && echo is bash'
+      - 'echo \"array carried: ${arr[1]:-no}\"' 
+");
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("len="), ["3"]);
+    assert_eq!(ran.said("is "), ["bash"]);
+    assert_eq!(ran.said("array carried: "), ["no"]);
+}
+
+#[test]
+fn codebuild_variables_and_precedence() {
+    let mut fixture = Fixture::new(
+        "\
+version: 0.2
+env:
+  variables:
+    FROM_SPEC: spec
+    OVERRIDDEN: spec
+    LITERAL: $HOME/not-expanded
+    NUMBER: 0.10
+phases:
+  build:
+    commands:
+      - echo id=$CODEBUILD_BUILD_ID
+      - echo number=$CODEBUILD_BUILD_NUMBER src=$CODEBUILD_SRC_DIR local=$CODEBUILD_LOCAL_BUILD
+      - echo initiator=$CODEBUILD_INITIATOR region=$AWS_REGION
+      - echo spec=$FROM_SPEC overridden=$OVERRIDDEN literal=$LITERAL number=$NUMBER
+",
+    );
+    fixture
+        .options
+        .layers
+        .overrides
+        .push(("OVERRIDDEN".into(), "cli".into()));
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("id="), [ran.record.id.as_str()]);
+    assert!(ran.record.id.starts_with("test:"));
+    let src = fixture.source().display().to_string();
+    assert_eq!(
+        ran.said("number="),
+        [format!("1 src={src} local=true").as_str()]
+    );
+    assert_eq!(ran.said("initiator="), ["tester region=us-east-1"]);
+    assert_eq!(
+        ran.said("spec="),
+        ["spec overridden=cli literal=$HOME/not-expanded number=0.10"]
+    );
+}
+
+#[test]
+fn shell_errors_name_the_buildspec_line() {
+    let ran = run(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo fine\n      - no-such-command-here\n",
+    );
+    ran.expect(Failed);
+    let error = ran
+        .events
+        .output
+        .iter()
+        .find(|l| l.contains("no-such-command-here"))
+        .expect("an error line");
+    assert!(error.starts_with("buildspec.yml: 6: "), "{error}");
+}
