@@ -101,6 +101,8 @@ pub fn run(options: &BuildOptions, reporter: &mut dyn Reporter) -> Result<BuildO
 /// Output lines kept to match a RETRY regex against.
 const TAIL_LINES: usize = 100;
 const TAIL_LINE_BYTES: usize = 4096;
+/// How long a quiet build waits before it flushes the log and the console.
+const FLUSH_AFTER: Duration = Duration::from_millis(10);
 /// How long the end of a build waits for the last output after its processes are gone.
 const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
@@ -125,10 +127,10 @@ struct Build<'r> {
     output_read: Option<File>,
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
+    read_buf: Vec<u8>,
     tail: VecDeque<Vec<u8>>,
     succeeding: bool,
     last_exit: i32,
-    commands_run: u32,
     timed_out: bool,
 }
 
@@ -145,9 +147,12 @@ impl<'r> Build<'r> {
         let uuid = uuid::Uuid::new_v4().to_string();
         let number = state_dir.next_number(&project)?;
         let dir = state_dir.build_dir(&uuid);
-        let scripts = dir.join("scripts");
-        std::fs::create_dir_all(&scripts).map_err(|source| RunError::Io {
-            path: scripts.display().to_string(),
+        // The scripts the shell runs, and the state files that pass values between commands,
+        // live in memory when the machine allows: creating a file on a journaled disk costs more
+        // than running a trivial command, and the state files hold secrets in clear.
+        let scripts = crate::session::runtime_dir(&uuid).unwrap_or_else(|| dir.join("scripts"));
+        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
+            path: dir.display().to_string(),
             source,
         })?;
         let log_path = dir.join("build.log");
@@ -196,10 +201,10 @@ impl<'r> Build<'r> {
             output_read: None,
             output_write: None,
             lines: LineBuffer::default(),
+            read_buf: vec![0u8; 64 * 1024],
             tail: VecDeque::new(),
             succeeding: true,
             last_exit: 0,
-            commands_run: 0,
             timed_out: false,
         };
         build.save()?;
@@ -493,6 +498,38 @@ impl<'r> Build<'r> {
         let dump = env_dump(&self.state);
         let _ = std::fs::create_dir_all(self.dir.join("env"));
         let _ = std::fs::write(self.dir.join("env").join("start.env"), dump);
+        // Every command's script is written now, so that running a command costs no file
+        // writes; the record keeps them all in one file.
+        let mut record_scripts = String::new();
+        for phase in &plan.phases {
+            for (finally, list) in [(false, &phase.commands), (true, &phase.finally)] {
+                for (index, command) in list.iter().enumerate() {
+                    let id = script_id(phase.name, finally, index);
+                    let text =
+                        crate::session::script(&command.text, command.line, self.options.session);
+                    record_scripts.push_str(&format!(
+                        "#### {id}.sh (buildspec line {})\n{text}",
+                        command.line
+                    ));
+                    if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
+                        self.end_phase(
+                            Phase::DownloadSource,
+                            Status::Fault,
+                            Some(Context {
+                                status_code: "CLIENT_ERROR".to_owned(),
+                                message: format!(
+                                    "cannot write the command scripts in {}: {e}",
+                                    self.scripts.display()
+                                ),
+                            }),
+                            true,
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+        let _ = std::fs::write(self.dir.join("scripts.sh"), record_scripts);
         self.spec = Some(SessionSpec {
             shell: plan.shell.program().to_owned(),
             kind: self.options.session,
@@ -541,8 +578,9 @@ impl<'r> Build<'r> {
             let last_attempt = attempt == attempts;
             'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
             {
-                for command in list {
-                    match self.run_command(phase, &command.text, command.line, finally) {
+                for (index, command) in list.iter().enumerate() {
+                    let id = script_id(name, finally, index);
+                    match self.run_command(phase, &id, &command.text, command.line, finally) {
                         Ok(0) => {}
                         Ok(code) => {
                             let message = format!(
@@ -678,6 +716,7 @@ impl<'r> Build<'r> {
     fn run_command(
         &mut self,
         phase: Phase,
+        id: &str,
         text: &str,
         line: u32,
         finally: bool,
@@ -700,17 +739,8 @@ impl<'r> Build<'r> {
             });
             return Err(Status::Fault);
         }
-        self.commands_run += 1;
-        let id = format!("{:04}", self.commands_run);
-        let runner_vars = [
-            (
-                "CODEBUILD_BUILD_SUCCEEDING",
-                if self.succeeding { "1" } else { "0" }.to_owned(),
-            ),
-            ("CODEBUILD_LAST_EXIT", self.last_exit.to_string()),
-        ];
         let sent = match self.session.as_mut() {
-            Some(session) => session.send(&id, text, line, &runner_vars, &self.state),
+            Some(session) => session.send(id, self.succeeding, self.last_exit, &self.state),
             None => Err(io::Error::other("no session")),
         };
         if let Err(e) = sent {
@@ -730,31 +760,14 @@ impl<'r> Build<'r> {
             }
         };
         self.drain_output();
+        let (log, reporter, tail) = (&mut self.log, &mut *self.reporter, &mut self.tail);
         self.lines.flush(&mut |l| {
-            self_tail_push(&mut self.tail, l);
-            let _ = crate::events::write_log(
-                &mut self.log,
-                Timestamp::now(),
-                &Event::Output { line: l },
-            );
-            self.reporter
-                .report(Timestamp::now(), &Event::Output { line: l });
+            push_tail(tail, l);
+            let now = Timestamp::now();
+            let event = Event::Output { line: l };
+            let _ = crate::events::write_log(log, now, &event);
+            reporter.report(now, &event);
         });
-        if let Some(session) = self.session.as_mut() {
-            match session.take_state(&id) {
-                Ok(Some(state)) => {
-                    let mut state = state;
-                    for (name, _) in &runner_vars {
-                        state.variables.remove(*name);
-                    }
-                    self.state = state;
-                }
-                Ok(None) => {}
-                Err(e) => self.message(&format!(
-                    "warning: cannot read the state the command left: {e}"
-                )),
-            }
-        }
         self.last_exit = code;
         self.emit(&Event::CommandFinished {
             phase,
@@ -765,7 +778,7 @@ impl<'r> Build<'r> {
         Ok(code)
     }
 
-    /// Waits for the driver's status, streaming output meanwhile.
+    /// Waits for the driver's reply, streaming output meanwhile.
     fn wait_for_reply(&mut self) -> Result<i32, Status> {
         loop {
             let reply = match self.session.as_mut().map(Session::poll_reply) {
@@ -777,10 +790,16 @@ impl<'r> Build<'r> {
                 None => return Err(Status::Fault),
             };
             match reply {
-                Reply::Status(code) => return Ok(code),
+                Reply::Done(code, state) => {
+                    if let Some(state) = state {
+                        self.state = state;
+                    }
+                    return Ok(code);
+                }
                 Reply::DriverExited(code) => {
                     // The command ended the shell (persistent `exit`, or a signal to the group):
-                    // its status is the shell's, and the next command gets a new shell.
+                    // its status is the shell's, and the next command gets a new shell that
+                    // starts from the last reported state.
                     if let Some(session) = self.session.take() {
                         let (mut child, _) = session.close();
                         let _ = child.wait();
@@ -798,18 +817,31 @@ impl<'r> Build<'r> {
                 self.stop_processes();
                 return Err(Status::TimedOut);
             }
-            self.flush();
+            // Flushing the log and the console costs two writes: a command that answers within
+            // a few milliseconds does not need it, one that runs longer gets it before the wait.
             let (Some(output), Some(session)) = (self.output_read.as_ref(), self.session.as_ref())
             else {
                 return Err(Status::Fault);
             };
-            let ready = platform::wait_readable(
-                &[
+            let fds = [
+                platform::borrow(output),
+                platform::borrow(session.status_fd()),
+            ];
+            let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
+            let mut ready = platform::wait_readable(&fds, Some(quick));
+            if matches!(&ready, Ok(r) if r.iter().all(|r| !r.readable)) && timeout != Some(quick) {
+                self.flush();
+                let (Some(output), Some(session)) =
+                    (self.output_read.as_ref(), self.session.as_ref())
+                else {
+                    return Err(Status::Fault);
+                };
+                let fds = [
                     platform::borrow(output),
                     platform::borrow(session.status_fd()),
-                ],
-                timeout,
-            );
+                ];
+                ready = platform::wait_readable(&fds, timeout.map(|t| t.saturating_sub(quick)));
+            }
             match ready {
                 Ok(ready) => {
                     if ready[0].readable {
@@ -826,19 +858,21 @@ impl<'r> Build<'r> {
 
     /// Reads what the output pipe holds now, as lines. Returns false at end-of-file.
     fn read_output(&mut self) -> bool {
-        let mut buf = vec![0u8; 64 * 1024];
         let Some(mut output) = self.output_read.as_ref() else {
             return false;
         };
+        // One buffer for the whole build: zeroing 64 KiB per read would cost more than a
+        // trivial command.
+        let buf = &mut self.read_buf;
         loop {
-            match output.read(&mut buf) {
+            match output.read(buf) {
                 Ok(0) => return false,
                 Ok(n) => {
                     let time = Timestamp::now();
                     let (log, reporter, tail) =
                         (&mut self.log, &mut *self.reporter, &mut self.tail);
                     self.lines.feed(&buf[..n], &mut |line| {
-                        self_tail_push(tail, line);
+                        push_tail(tail, line);
                         let event = Event::Output { line };
                         let _ = crate::events::write_log(log, time, &event);
                         reporter.report(time, &event);
@@ -906,9 +940,12 @@ impl<'r> Build<'r> {
         if let Some(session) = self.session.take() {
             let pgid = session.pgid();
             let (mut child, mut status) = session.close();
-            // The driver leaves its loop when its request pipe closes.
-            let _ = wait_eof(&mut status, self.options.grace);
-            let _ = child.try_wait();
+            // The driver leaves its loop when its request pipe closes; once its status pipe
+            // reads end-of-file it is exiting, and is reaped so that it no longer counts as a
+            // member of the group.
+            if wait_eof(&mut status, self.options.grace) {
+                let _ = child.wait();
+            }
             // Background processes the build left behind.
             if platform::group_alive(pgid) {
                 let _ = platform::signal_group(pgid, Signal::SIGTERM);
@@ -917,6 +954,7 @@ impl<'r> Build<'r> {
                     self.wait_output_until(Some(
                         grace_end.min(Instant::now() + Duration::from_millis(20)),
                     ));
+                    let _ = child.try_wait();
                 }
                 if platform::group_alive(pgid) {
                     let _ = platform::signal_group(pgid, Signal::SIGKILL);
@@ -954,7 +992,12 @@ impl<'r> Build<'r> {
             self.record.exported_variables = exported;
         }
         let _ = std::fs::write(self.dir.join("env").join("end.env"), env_dump(&self.state));
-        // Scripts hold commands, never values; state reports and updates were removed as read.
+        // The runtime files go: the state report and update hold values in clear.
+        if self.scripts.starts_with(&self.dir) {
+            Session::scrub(&self.scripts);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.scripts);
+        }
 
         let status = self.final_status();
         self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
@@ -1006,11 +1049,17 @@ impl<'r> Build<'r> {
     }
 }
 
-fn self_tail_push(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
+fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
     if tail.len() == TAIL_LINES {
         tail.pop_front();
     }
     tail.push_back(line[..line.len().min(TAIL_LINE_BYTES)].to_vec());
+}
+
+/// The script of a phase's command: `build-3`, `post_build-finally-1`.
+fn script_id(phase: PhaseName, finally: bool, index: usize) -> String {
+    let list = if finally { "finally-" } else { "" };
+    format!("{}-{list}{}", phase.key(), index + 1)
 }
 
 /// Waits until `pipe` reads end-of-file, at most `limit`.

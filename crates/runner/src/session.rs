@@ -45,18 +45,28 @@ impl SessionKind {
     }
 }
 
-/// The driver loop. `$1` is the scripts directory. The request's first letter says what to do
-/// with the file named by the rest: `u` sources a state update in the driver, `c` runs a command
-/// in a subshell, `p` sources a command in the driver.
+/// The driver loop. `$1` is the scripts directory. Each request is a line: an operation, a
+/// script id, and the runner's `CODEBUILD_BUILD_SUCCEEDING` and `CODEBUILD_LAST_EXIT`.
+///
+/// - `u`: source `update` in the driver (variables and directory for the next command);
+/// - `c`: run a script in a subshell (compat): the script itself reports its state to the file
+///   `state`, the driver answers `status=N`;
+/// - `p`: source a script in the driver (persistent), then answer with `export -p`, `cwd=` and
+///   `status=`.
+///
+/// Commands run with descriptors 3 and 4 closed, so nothing they start can hold the driver's
+/// channels open. The driver's stdin is `/dev/null`, and so is every command's.
 const DRIVER: &str = r#"__bs_dir=$1
-while IFS= read -r __bs_req <&4; do
-  __bs_id=${__bs_req#?}
-  case $__bs_req in
-    u*) . "$__bs_dir/$__bs_id.update" ;;
-    c*) ( . "$__bs_dir/$__bs_id.sh" ) 3>&- 4<&- </dev/null
-        printf '%s %d\n' "$__bs_id" "$?" >&3 ;;
-    p*) { . "$__bs_dir/$__bs_id.sh"; } 3>&- 4<&- </dev/null
-        printf '%s %d\n' "$__bs_id" "$?" >&3 ;;
+while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
+  CODEBUILD_BUILD_SUCCEEDING=$__bs_ok CODEBUILD_LAST_EXIT=$__bs_last
+  export CODEBUILD_BUILD_SUCCEEDING CODEBUILD_LAST_EXIT
+  case $__bs_op in
+    u) . "$__bs_dir/update" ;;
+    c) ( . "$__bs_dir/$__bs_id.sh" ) 3>&- 4<&-
+       printf 'status=%d\n' "$?" >&3 ;;
+    p) { . "$__bs_dir/$__bs_id.sh"; } 3>&- 4<&-
+       __bs_s=$?
+       export -p >&3; printf 'cwd=%s\nstatus=%d\n' "$PWD" "$__bs_s" >&3 ;;
   esac
 done
 "#;
@@ -82,15 +92,15 @@ pub(crate) struct Session {
     control: File,
     status: File,
     status_buf: Vec<u8>,
-    /// The state the driver shell has now (compat: what later commands start from).
+    /// The state the driver shell has now.
     driver_state: SessionState,
 }
 
 /// What the driver said about a command.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The command ended with this status.
-    Status(i32),
+    /// The command ended with this status, and left this state (unless it ended with `exit`).
+    Done(i32, Option<SessionState>),
     /// The driver itself ended (with this status); a new one is needed.
     DriverExited(i32),
     /// Nothing yet.
@@ -151,46 +161,36 @@ impl Session {
         &self.status
     }
 
-    /// Writes the command's script and asks the driver to run it, after bringing the driver to
-    /// `state` (compat). `runner_vars` are set on the script's first line.
+    /// Asks the driver to run the script `id` (written by [`write_script`]), after bringing the
+    /// driver to `state`. `succeeding` and `last_exit` are the runner's variables.
     pub(crate) fn send(
         &mut self,
         id: &str,
-        text: &str,
-        line: u32,
-        runner_vars: &[(&str, String)],
+        succeeding: bool,
+        last_exit: i32,
         state: &SessionState,
     ) -> io::Result<()> {
-        let dir = &self.spec.scripts;
+        let ok = u8::from(succeeding);
         let mut request = String::new();
-        if self.spec.kind == SessionKind::Compat && !self.spec.stateless {
+        if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
             if !update.is_empty() {
-                std::fs::write(dir.join(format!("{id}.update")), update)?;
-                request.push_str(&format!("u{id}\n"));
-                self.driver_state = state.clone();
+                std::fs::write(self.spec.scripts.join("update"), update)?;
+                request.push_str(&format!("u - {ok} {last_exit}\n"));
             }
+            self.driver_state = state.clone();
         }
-        let persistent = self.spec.kind == SessionKind::Persistent;
-        std::fs::write(
-            dir.join(format!("{id}.sh")),
-            script(
-                text,
-                line,
-                runner_vars,
-                &dir.join(format!("{id}.state")),
-                persistent,
-            ),
-        )?;
-        request.push(if persistent { 'p' } else { 'c' });
-        request.push_str(id);
-        request.push('\n');
+        let op = match self.spec.kind {
+            SessionKind::Compat => 'c',
+            SessionKind::Persistent => 'p',
+        };
+        request.push_str(&format!("{op} {id} {ok} {last_exit}\n"));
         self.control.write_all(request.as_bytes())
     }
 
     /// Reads what the driver said, without waiting.
     pub(crate) fn poll_reply(&mut self) -> io::Result<Reply> {
-        let mut chunk = [0u8; 256];
+        let mut chunk = [0u8; 4096];
         loop {
             match self.status.read(&mut chunk) {
                 Ok(0) => {
@@ -203,41 +203,45 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-        let Some(end) = self.status_buf.iter().position(|&b| b == b'\n') else {
+        let Some(report) = state::parse_reply(&self.status_buf).map_err(io::Error::other)? else {
             return Ok(Reply::Pending);
         };
-        let line: Vec<u8> = self.status_buf.drain(..=end).collect();
-        let text = String::from_utf8_lossy(&line);
-        let code = text
-            .trim_end()
-            .rsplit(' ')
-            .next()
-            .and_then(|c| c.parse::<i32>().ok())
-            .ok_or_else(|| {
-                io::Error::other(format!("unreadable status from the shell: {text:?}"))
-            })?;
-        Ok(Reply::Status(code))
+        self.status_buf.drain(..report.consumed);
+        let code = report.status.unwrap_or(255);
+        let reported = match self.spec.kind {
+            SessionKind::Persistent => report.state,
+            SessionKind::Compat => self.take_state_file()?,
+        };
+        let reported = reported.map(|mut s| {
+            s.variables.retain(|name, _| {
+                !name.starts_with("__bs_") && !RUNNER_OWNED.contains(&name.as_str())
+            });
+            s
+        });
+        if self.spec.stateless {
+            return Ok(Reply::Done(code, None));
+        }
+        if self.spec.kind == SessionKind::Persistent
+            && let Some(s) = &reported
+        {
+            self.driver_state = s.clone();
+        }
+        Ok(Reply::Done(code, reported))
     }
 
-    /// The state the command of `id` reported, if it got to report one (a command that ended
-    /// with `exit` did not). The report is removed: it holds secrets in clear.
-    pub(crate) fn take_state(&mut self, id: &str) -> io::Result<Option<SessionState>> {
-        let path = self.spec.scripts.join(format!("{id}.state"));
+    /// The state a compat command wrote, if it got to (a command that ended with `exit` did not).
+    /// The file is removed: it holds secrets in clear.
+    fn take_state_file(&mut self) -> io::Result<Option<SessionState>> {
+        let path = self.spec.scripts.join("state");
         let report = match std::fs::read(&path) {
             Ok(report) => report,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let _ = std::fs::remove_file(&path);
-        let _ = std::fs::remove_file(self.spec.scripts.join(format!("{id}.update")));
-        if self.spec.stateless {
-            return Ok(None);
-        }
-        let parsed = state::parse_report(&report).map_err(io::Error::other)?;
-        if self.spec.kind == SessionKind::Persistent {
-            self.driver_state = parsed.clone();
-        }
-        Ok(Some(parsed))
+        std::fs::remove_file(&path)?;
+        state::parse_report(&report)
+            .map(Some)
+            .map_err(io::Error::other)
     }
 
     /// Asks the driver to end: its request pipe closes, so its read loop ends. Returns the
@@ -252,29 +256,43 @@ impl Session {
         drop(control);
         (child, status)
     }
+
+    /// Removes the files that may hold values in clear.
+    pub(crate) fn scrub(scripts: &Path) {
+        let _ = std::fs::remove_file(scripts.join("update"));
+        let _ = std::fs::remove_file(scripts.join("state"));
+    }
 }
 
-/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild) and the
-/// runner's variables; blank lines follow so that the command stands on its own buildspec line,
-/// and shell errors (`script.sh: 14: foo: not found`) name that line. The last line reports the
-/// state.
-pub(crate) fn script(
-    text: &str,
-    line: u32,
-    runner_vars: &[(&str, String)],
-    state_file: &Path,
-    persistent: bool,
-) -> String {
-    let mut out = String::with_capacity(text.len() + 256);
-    out.push_str("set -a;");
-    for (name, value) in runner_vars {
-        out.push(' ');
-        out.push_str(name);
-        out.push('=');
-        out.push_str(&state::quote(value));
-        out.push(';');
-    }
-    out.push('\n');
+/// The runner's own variables, set by the driver from each request.
+const RUNNER_OWNED: [&str; 2] = ["CODEBUILD_BUILD_SUCCEEDING", "CODEBUILD_LAST_EXIT"];
+
+/// A private directory in memory for a build's scripts and state files: under
+/// `$XDG_RUNTIME_DIR`, else `/dev/shm`. `None` when neither can be used.
+pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let bases = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+    ];
+    bases
+        .into_iter()
+        .flatten()
+        .filter(|b| b.is_dir())
+        .find_map(|base| {
+            let dir = base.join(format!("buildspec-{uuid}"));
+            std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
+            Some(dir)
+        })
+}
+
+/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild);
+/// blank lines follow so that the command stands on its own buildspec line, and shell errors
+/// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
+/// state to the file `state`.
+pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
+    let mut out = String::with_capacity(text.len() + 128);
+    out.push_str("set -a\n");
     for _ in 2..line.max(2) {
         out.push('\n');
     }
@@ -282,11 +300,9 @@ pub(crate) fn script(
     if !text.ends_with('\n') {
         out.push('\n');
     }
-    let leave = if persistent { "return" } else { "exit" };
-    out.push_str(&format!(
-        "__bs_s=$?; {{ export -p; pwd; }} >{}; {leave} $__bs_s\n",
-        state::quote(&state_file.display().to_string())
-    ));
+    if kind == SessionKind::Compat {
+        out.push_str("__bs_s=$?; { export -p; printf 'cwd=%s\\n' \"$PWD\"; } >\"$__bs_dir/state\"; exit $__bs_s\n");
+    }
     out
 }
 
@@ -296,22 +312,15 @@ mod tests {
 
     #[test]
     fn the_command_stands_on_its_buildspec_line() {
-        let s = script(
-            "echo hi",
-            7,
-            &[("CODEBUILD_LAST_EXIT", "0".into())],
-            Path::new("/s/1.state"),
-            false,
-        );
+        let s = script("echo hi", 7, SessionKind::Compat);
         let lines: Vec<&str> = s.lines().collect();
-        assert_eq!(lines[0], "set -a; CODEBUILD_LAST_EXIT='0';");
+        assert_eq!(lines[0], "set -a");
         assert_eq!(lines[6], "echo hi");
         assert_eq!(
             lines[7],
-            "__bs_s=$?; { export -p; pwd; } >'/s/1.state'; exit $__bs_s"
+            "__bs_s=$?; { export -p; printf 'cwd=%s\\n' \"$PWD\"; } >\"$__bs_dir/state\"; exit $__bs_s"
         );
-        let early = script("echo hi", 1, &[], Path::new("/s/1.state"), true);
-        assert_eq!(early.lines().nth(1), Some("echo hi"));
-        assert!(early.ends_with("return $__bs_s\n"));
+        let early = script("echo hi", 1, SessionKind::Persistent);
+        assert_eq!(early, "set -a\necho hi\n");
     }
 }

@@ -36,7 +36,16 @@ impl Parser<'_> {
     fn error(&self, reason: &'static str) -> ReportError {
         ReportError {
             reason,
+            // At the end of the input the report is cut short rather than wrong.
             offset: self.pos,
+        }
+    }
+
+    /// The input ran out inside a construct.
+    fn eof(&self, reason: &'static str) -> ReportError {
+        ReportError {
+            reason,
+            offset: self.text.len(),
         }
     }
 
@@ -63,6 +72,9 @@ impl Parser<'_> {
             }
         }
         if self.pos == start {
+            if self.pos == self.text.len() {
+                return Err(self.eof("expected a variable name"));
+            }
             return Err(self.error("expected a variable name"));
         }
         Ok(String::from_utf8_lossy(&self.text[start..self.pos]).into_owned())
@@ -79,7 +91,7 @@ impl Parser<'_> {
                     let end = self.text[self.pos..]
                         .iter()
                         .position(|&c| c == b'\'')
-                        .ok_or_else(|| self.error("unterminated single quote"))?;
+                        .ok_or_else(|| self.eof("unterminated single quote"))?;
                     out.extend_from_slice(&self.text[self.pos..self.pos + end]);
                     self.pos += end + 1;
                 }
@@ -87,7 +99,7 @@ impl Parser<'_> {
                     self.pos += 1;
                     loop {
                         match self.peek() {
-                            None => return Err(self.error("unterminated double quote")),
+                            None => return Err(self.eof("unterminated double quote")),
                             Some(b'"') => {
                                 self.pos += 1;
                                 break;
@@ -134,16 +146,12 @@ impl Parser<'_> {
     /// bash's `$'...'` quoting, which it uses for values with control characters.
     fn ansi_c(&mut self, out: &mut Vec<u8>) -> Result<(), ReportError> {
         loop {
-            let c = self
-                .peek()
-                .ok_or_else(|| self.error("unterminated $'...'"))?;
+            let c = self.peek().ok_or_else(|| self.eof("unterminated $'...'"))?;
             self.pos += 1;
             match c {
                 b'\'' => return Ok(()),
                 b'\\' => {
-                    let e = self
-                        .peek()
-                        .ok_or_else(|| self.error("unterminated escape"))?;
+                    let e = self.peek().ok_or_else(|| self.eof("unterminated escape"))?;
                     self.pos += 1;
                     match e {
                         b'n' => out.push(b'\n'),
@@ -201,50 +209,118 @@ impl Parser<'_> {
     }
 }
 
-/// Parses a state report: `export -p` output, then one line with the working directory.
-pub fn parse_report(report: &[u8]) -> Result<SessionState, ReportError> {
-    let mut p = Parser {
-        text: report,
-        pos: 0,
-    };
-    let mut state = SessionState::default();
-    while p.pos < report.len() {
-        let is_statement = if p.eat(b"export ") {
-            true
+/// What a report says: the state (when the shell got to report it) and the command's status
+/// (in the driver's replies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Report {
+    pub(crate) state: Option<SessionState>,
+    pub(crate) status: Option<i32>,
+    /// Bytes of the input the report took.
+    pub(crate) consumed: usize,
+}
+
+/// Parses `export -p` statements, then `cwd=<dir>` and `status=<code>` lines, either of which may
+/// be absent. `Ok(None)` means the input ends inside the report (more is to come).
+pub(crate) fn parse_reply(text: &[u8]) -> Result<Option<Report>, ReportError> {
+    match parse(text, true) {
+        Err(e) if e.offset >= text.len() => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
+    let mut p = Parser { text, pos: 0 };
+    let mut variables = BTreeMap::new();
+    let mut cwd = None;
+    loop {
+        if p.pos >= text.len() {
+            if until_status {
+                return Err(p.error("the reply ends before its status"));
+            }
+            break;
+        }
+        if p.eat(b"cwd=") || p.eat(b"status=") {
+            let key_end = p.pos;
+            let end = text[p.pos..]
+                .iter()
+                .position(|&c| c == b'\n')
+                .map(|e| p.pos + e)
+                .ok_or(ReportError {
+                    reason: "unterminated line",
+                    offset: text.len(),
+                })?;
+            let value = String::from_utf8_lossy(&text[key_end..end]).into_owned();
+            p.pos = end + 1;
+            if text[..key_end].ends_with(b"cwd=") {
+                cwd = Some(value);
+                continue;
+            }
+            let status = value
+                .trim()
+                .parse()
+                .map_err(|_| p.error("unreadable status"))?;
+            return Ok(Report {
+                state: cwd.map(|cwd| SessionState { variables, cwd }),
+                status: Some(status),
+                consumed: p.pos,
+            });
+        }
+        if p.eat(b"export ") {
         } else if p.eat(b"declare -") {
             // `declare -x`, `declare -rx`, `declare -ix`: flags, then a space.
             while p.peek().is_some_and(|c| c.is_ascii_alphabetic()) {
                 p.pos += 1;
             }
             if !p.eat(b" ") {
+                if p.pos >= text.len() {
+                    return Err(p.eof("expected a space after declare flags"));
+                }
                 return Err(p.error("expected a space after declare flags"));
             }
-            true
         } else {
-            false
-        };
-        if !is_statement {
-            // The working directory: the rest of the report, one line.
-            let rest = &report[p.pos..];
-            let line = rest.strip_suffix(b"\n").unwrap_or(rest);
-            state.cwd = String::from_utf8_lossy(line).into_owned();
-            break;
+            let rest = &text[p.pos..];
+            let offset = if [&b"export "[..], b"declare -", b"cwd=", b"status="]
+                .iter()
+                .any(|k| k.starts_with(rest))
+            {
+                // A keyword cut short: the rest of the reply is still to come.
+                text.len()
+            } else {
+                p.pos
+            };
+            return Err(ReportError {
+                reason: "expected `export`, `cwd=` or `status=`",
+                offset,
+            });
         }
         let name = p.name()?;
         let value = if p.eat(b"=") { Some(p.word()?) } else { None };
-        if !p.eat(b"\n") && p.pos < report.len() {
+        if !p.eat(b"\n") {
+            if p.pos >= text.len() {
+                return Err(p.eof("expected the end of a line"));
+            }
             return Err(p.error("expected the end of a line"));
         }
         // `export NAME` without a value is a variable marked for export but never set.
         if let Some(value) = value
             && !SHELL_OWNED.contains(&name.as_str())
         {
-            state
-                .variables
-                .insert(name, String::from_utf8_lossy(&value).into_owned());
+            variables.insert(name, String::from_utf8_lossy(&value).into_owned());
         }
     }
-    Ok(state)
+    Ok(Report {
+        state: cwd.map(|cwd| SessionState { variables, cwd }),
+        status: None,
+        consumed: p.pos,
+    })
+}
+
+/// Parses a whole state report: `export -p` output, then a `cwd=<dir>` line.
+pub fn parse_report(report: &[u8]) -> Result<SessionState, ReportError> {
+    parse(report, false)?.state.ok_or(ReportError {
+        reason: "the report has no cwd= line",
+        offset: report.len(),
+    })
 }
 
 /// Quotes a value for any POSIX shell: single quotes, with `'` written as `'\''`.
@@ -300,7 +376,9 @@ mod tests {
     fn report_of(shell: &str, script: &str) -> SessionState {
         let output = Command::new(shell)
             .arg("-c")
-            .arg(format!("set -a\n{script}\nexport -p; pwd"))
+            .arg(format!(
+                "set -a\n{script}\nexport -p; printf 'cwd=%s\\n' \"$PWD\""
+            ))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .current_dir("/")
@@ -389,8 +467,31 @@ mod tests {
         assert!(parse_report(b"export A='unterminated\n").is_err());
         assert!(parse_report(b"export ='x'\n").is_err());
         assert_eq!(
-            parse_report(b"/only/a/cwd\n").expect("ok").cwd,
+            parse_report(b"cwd=/only/a/cwd\n").expect("ok").cwd,
             "/only/a/cwd"
         );
+        assert!(parse_report(b"export A='1'\n").is_err(), "no cwd");
+    }
+
+    #[test]
+    fn replies_stream_in() {
+        let reply = b"export A='multi\nstatus=9\n'\ncwd=/x\nstatus=3\nexport B='next'\n";
+        let whole = reply.len() - b"export B='next'\n".len();
+        for cut in 0..whole {
+            assert!(
+                parse_reply(&reply[..cut])
+                    .expect("a prefix is no error")
+                    .is_none(),
+                "{cut}"
+            );
+        }
+        let report = parse_reply(reply).expect("ok").expect("complete");
+        assert_eq!(report.status, Some(3));
+        let state = report.state.expect("state");
+        assert_eq!(state.variables["A"], "multi\nstatus=9\n");
+        assert_eq!(state.cwd, "/x");
+        assert_eq!(report.consumed, whole);
+        let bare = parse_reply(b"status=0\n").expect("ok").expect("complete");
+        assert_eq!((bare.state, bare.status), (None, Some(0)));
     }
 }

@@ -3,6 +3,7 @@
 mod check;
 mod misc;
 mod plan;
+mod run;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,12 +43,20 @@ impl Sandbox {
 
     /// Runs `buildspec ARGS` in the sandbox with a small fixed environment.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[])
+    }
+
+    /// Runs `buildspec ARGS` with extra environment variables; the state directory is inside the
+    /// sandbox.
+    pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let output = Command::new(env!("CARGO_BIN_EXE_buildspec"))
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("USER", "tester")
+            .env("BUILDSPEC_STATE_DIR", self.dir.path().join(".state"))
+            .envs(env.iter().copied())
             .output()
             .expect("the binary runs");
         Run::from(output)

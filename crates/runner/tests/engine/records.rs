@@ -44,14 +44,22 @@ fn the_record_is_complete_and_the_log_is_codebuilds() {
     let dir = ran.record_path.parent().expect("build dir");
     assert!(dir.join("buildspec.yml").exists());
     assert!(dir.join("env/start.env").exists());
-    let scripts: Vec<_> = std::fs::read_dir(dir.join("scripts"))
-        .expect("scripts")
-        .collect();
-    assert_eq!(
-        scripts.len(),
-        2,
-        "one script per command, and no state reports left behind"
+    let scripts =
+        std::fs::read_to_string(dir.join("scripts.sh")).expect("the scripts are recorded");
+    assert!(
+        scripts.contains("#### build-1.sh (buildspec line 7)\nset -a\n"),
+        "{scripts}"
     );
+    assert!(scripts.contains("\necho hi\n"));
+    // Nothing that can hold a value in clear is left behind.
+    let leftovers = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().contains(&on_disk.uuid))
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0);
 }
 
 #[test]

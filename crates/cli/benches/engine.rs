@@ -1,0 +1,291 @@
+//! The engine's cost, measured side by side with what it replaces, in one run.
+//!
+//! `cargo bench -p buildspec-cli --bench engine` prints, each against a baseline run in the same
+//! process:
+//!
+//! 1. 2,000 trivial commands in a compat session vs 2,000 bare `sh -c true` spawns (target: no
+//!    more), and in a persistent session vs compat (target: at least 10x faster per command);
+//! 2. a buildspec of 200 `echo` commands end to end, in both sessions, vs `task` and `just`
+//!    running the same 200 commands (installed with `pip install go-task-bin rust-just`; rows are
+//!    skipped with a note when they are absent);
+//! 3. 1 GiB of output from one command through the runner (log file plus console) vs the same
+//!    command writing to a file, with the runner's peak memory (target: at most 2x the time,
+//!    under 50 MB), and one 100 MB line without a newline (memory under 50 MB).
+//!
+//! Without `--bench` (as under `cargo test --all-targets`) it runs a small smoke version so that
+//! the harness itself is tested. Numbers are for this machine; the ratios are the comparison.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_buildspec");
+
+struct Bench {
+    dir: tempfile::TempDir,
+    full: bool,
+    failures: Vec<String>,
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:9.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+impl Bench {
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn write_spec(&self, name: &str, commands: &[String]) -> PathBuf {
+        let mut yaml = String::from("version: 0.2\nphases:\n  build:\n    commands:\n");
+        for c in commands {
+            yaml.push_str(&format!("      - {c}\n"));
+        }
+        let path = self.path().join(name);
+        std::fs::write(&path, yaml).expect("write buildspec");
+        path
+    }
+
+    /// Runs `buildspec run`, console drained by this process, and returns its wall time.
+    fn run_buildspec(&self, spec: &Path, session: &str) -> Duration {
+        let started = Instant::now();
+        let mut child = Command::new(BIN)
+            .args(["run", "--session", session, "--state-dir"])
+            .arg(self.path().join("state"))
+            .arg("--source")
+            .arg(self.path())
+            .arg(spec)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn buildspec");
+        let mut stdout = child.stdout.take().expect("stdout");
+        let mut sink = vec![0u8; 1 << 16];
+        while stdout.read(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+        let status = child.wait().expect("wait");
+        let elapsed = started.elapsed();
+        assert!(status.success(), "buildspec run {} failed", spec.display());
+        elapsed
+    }
+
+    fn check(&mut self, ok: bool, what: String) {
+        let verdict = if ok { "PASS" } else { "FAIL" };
+        println!("  {verdict}  {what}");
+        if !ok {
+            self.failures.push(what);
+        }
+    }
+
+    fn trivial_commands(&mut self) {
+        let n = if self.full { 2000 } else { 50 };
+        println!("\n{n} trivial commands");
+        let spec = self.write_spec("trivial.yml", &vec!["true".to_owned(); n]);
+        let rounds = if self.full { 5 } else { 1 };
+        let bare = median(
+            (0..rounds)
+                .map(|_| {
+                    let t = Instant::now();
+                    for _ in 0..n {
+                        let s = Command::new("sh")
+                            .args(["-c", "true"])
+                            .status()
+                            .expect("sh");
+                        assert!(s.success());
+                    }
+                    t.elapsed()
+                })
+                .collect(),
+        );
+        let compat = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec(&spec, "compat"))
+                .collect(),
+        );
+        let persistent = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec(&spec, "persistent"))
+                .collect(),
+        );
+        let per = |d: Duration| format!("{:7.1} us/command", d.as_secs_f64() * 1e6 / n as f64);
+        println!("  bare `sh -c true` x{n}   {}  {}", ms(bare), per(bare));
+        println!("  compat session          {}  {}", ms(compat), per(compat));
+        println!(
+            "  persistent session      {}  {}",
+            ms(persistent),
+            per(persistent)
+        );
+        let ratio = compat.as_secs_f64() / bare.as_secs_f64();
+        self.check(
+            ratio <= 1.0,
+            format!("compat / bare spawns = {ratio:.2} (target <= 1.0)"),
+        );
+        let speedup = compat.as_secs_f64() / persistent.as_secs_f64();
+        self.check(
+            speedup >= 10.0,
+            format!("compat / persistent = {speedup:.1}x (target >= 10x)"),
+        );
+    }
+
+    fn echo_commands(&mut self) {
+        let n = 200;
+        println!("\n{n} echo commands, end to end");
+        let commands: Vec<String> = (0..n).map(|i| format!("echo line {i}")).collect();
+        let spec = self.write_spec("echo.yml", &commands);
+        let mut justfile = String::from("all:\n");
+        let mut taskfile = String::from("version: '3'\ntasks:\n  default:\n    cmds:\n");
+        for c in &commands {
+            justfile.push_str(&format!("    {c}\n"));
+            taskfile.push_str(&format!("      - {c}\n"));
+        }
+        std::fs::write(self.path().join("justfile"), justfile).expect("justfile");
+        std::fs::write(self.path().join("Taskfile.yml"), taskfile).expect("taskfile");
+        let rounds = if self.full { 7 } else { 1 };
+        let time = |cmd: &mut Command| -> Option<Duration> {
+            let mut samples = Vec::new();
+            for _ in 0..rounds {
+                let t = Instant::now();
+                let out = cmd
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .ok()?;
+                if !out.success() {
+                    return None;
+                }
+                samples.push(t.elapsed());
+            }
+            Some(median(samples))
+        };
+        let compat = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec(&spec, "compat"))
+                .collect(),
+        );
+        let persistent = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec(&spec, "persistent"))
+                .collect(),
+        );
+        let just = time(Command::new("just").current_dir(self.path()));
+        let task = time(Command::new("task").current_dir(self.path()));
+        println!("  buildspec compat        {}", ms(compat));
+        println!("  buildspec persistent    {}", ms(persistent));
+        for (name, t) in [("just", just), ("task", task)] {
+            match t {
+                Some(t) => {
+                    println!("  {name:<24}{}", ms(t));
+                    for (session, ours) in [("compat", compat), ("persistent", persistent)] {
+                        let ratio = ours.as_secs_f64() / t.as_secs_f64();
+                        self.check(
+                            ratio < 1.0,
+                            format!("{session} / {name} = {ratio:.2} (target < 1.0)"),
+                        );
+                    }
+                }
+                None => println!("  {name:<24}not installed (pip install go-task-bin rust-just)"),
+            }
+        }
+    }
+
+    fn output_volume(&mut self) {
+        let bytes: u64 = if self.full { 1 << 30 } else { 1 << 20 };
+        println!("\n{} MiB of output from one command", bytes >> 20);
+        let line = "the quick brown fox jumps over the lazy dog 0123456789 0123456789 0123456789";
+        let command = format!("yes '{line}' | head -c {bytes}");
+        let spec = self.write_spec("volume.yml", &[format!("\"{command}\"")]);
+        let rounds = if self.full { 3 } else { 1 };
+        let file = self.path().join("direct.out");
+        let direct = median(
+            (0..rounds)
+                .map(|_| {
+                    let t = Instant::now();
+                    let s = Command::new("sh")
+                        .arg("-c")
+                        .arg(format!("{command} > '{}'", file.display()))
+                        .status()
+                        .expect("sh");
+                    assert!(s.success());
+                    t.elapsed()
+                })
+                .collect(),
+        );
+        let _ = std::fs::remove_file(&file);
+        let before = peak_child_rss_kb();
+        let runner = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec(&spec, "compat"))
+                .collect(),
+        );
+        let peak = peak_child_rss_kb().max(before);
+        println!("  command > file          {}", ms(direct));
+        println!("  through buildspec       {}", ms(runner));
+        let ratio = runner.as_secs_f64() / direct.as_secs_f64();
+        self.check(
+            ratio <= 2.0,
+            format!("runner / direct = {ratio:.2} (target <= 2.0)"),
+        );
+        self.check(
+            peak < 50 * 1024,
+            format!(
+                "peak memory of any child so far = {:.1} MB (target < 50 MB)",
+                peak as f64 / 1024.0
+            ),
+        );
+
+        let long: u64 = if self.full { 100_000_000 } else { 1_000_000 };
+        println!("\none {} MB line without a newline", long / 1_000_000);
+        let spec = self.write_spec(
+            "long.yml",
+            &[format!("\"head -c {long} /dev/zero | tr '\\\\0' x\"")],
+        );
+        let t = self.run_buildspec(&spec, "compat");
+        let peak = peak_child_rss_kb();
+        println!("  through buildspec       {}", ms(t));
+        self.check(
+            peak < 50 * 1024,
+            format!(
+                "peak memory of any child so far = {:.1} MB (target < 50 MB)",
+                peak as f64 / 1024.0
+            ),
+        );
+        // Clear the state directory: the logs of these runs are large.
+        let _ = std::fs::remove_dir_all(self.path().join("state"));
+    }
+}
+
+/// The largest resident set of any child this process has waited for, in KiB.
+fn peak_child_rss_kb() -> i64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u.max_rss())
+        .unwrap_or(0)
+}
+
+fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let mut bench = Bench {
+        dir: tempfile::tempdir().expect("tempdir"),
+        full,
+        failures: Vec::new(),
+    };
+    println!(
+        "buildspec engine benchmark ({}); numbers are for this machine, ratios are the comparison",
+        if full {
+            "full"
+        } else {
+            "smoke run; pass --bench for the real one"
+        }
+    );
+    bench.trivial_commands();
+    bench.echo_commands();
+    bench.output_volume();
+    let _ = std::io::stdout().flush();
+    if full && !bench.failures.is_empty() {
+        println!("\n{} target(s) missed", bench.failures.len());
+    }
+}
