@@ -95,6 +95,10 @@ const KNOWN_RUNTIMES: &[&str] = &[
     "android", "docker", "dotnet", "golang", "java", "nodejs", "php", "python", "ruby",
 ];
 
+/// How many warnings of one kind one mapping gets one by one; the rest are counted in one more,
+/// so that a hostile file cannot make the report larger than the file.
+const MAX_REPEATED: usize = 20;
+
 /// The decoder's state: the source (for suggestions that quote it) and the problems found so far.
 #[derive(Debug)]
 pub(crate) struct Decoder<'s> {
@@ -277,7 +281,9 @@ impl<'s> Decoder<'s> {
                 None => unknown.push((key, text)),
             }
         }
-        for (key, text) in unknown {
+        let hidden = unknown.len().saturating_sub(MAX_REPEATED);
+        for (key, text) in unknown.iter().take(MAX_REPEATED) {
+            let (key, text) = (*key, *text);
             let mut diagnostic = Diagnostic::warning(
                 Code::UnknownKey,
                 key.span,
@@ -294,6 +300,13 @@ impl<'s> Decoder<'s> {
                 diagnostic = diagnostic.with_note(format!("`{path}` takes {}", list(known)));
             }
             self.push(diagnostic);
+        }
+        if hidden > 0 {
+            self.push(Diagnostic::warning(
+                Code::UnknownKey,
+                unknown.get(MAX_REPEATED).map(|(k, _)| k.span),
+                format!("{hidden} more unknown keys in `{path}`, not listed one by one"),
+            ));
         }
         Fields { found }
     }
@@ -384,6 +397,7 @@ impl<'s> Decoder<'s> {
             return map;
         };
         let mut keys: IndexMap<String, Span> = IndexMap::new();
+        let mut duplicates = 0usize;
         let entries = match &node.kind {
             Kind::Map(entries) => entries.as_slice(),
             Kind::Null => &[],
@@ -398,7 +412,10 @@ impl<'s> Decoder<'s> {
                 continue;
             };
             let value = self.text(value, &format!("{path}.{name}"));
-            if let Some(first) = keys.get(name) {
+            if keys.contains_key(name) {
+                duplicates += 1;
+            }
+            if let Some(first) = keys.get(name).filter(|_| duplicates <= MAX_REPEATED) {
                 self.push(
                     Diagnostic::warning(
                         Code::DuplicateKey,
@@ -413,6 +430,16 @@ impl<'s> Decoder<'s> {
             }
             keys.insert(name.to_owned(), key.span);
             map.insert(name.to_owned(), value);
+        }
+        if duplicates > MAX_REPEATED {
+            self.push(Diagnostic::warning(
+                Code::DuplicateKey,
+                node.span,
+                format!(
+                    "{} more duplicate keys in `{path}`, not listed one by one",
+                    duplicates - MAX_REPEATED
+                ),
+            ));
         }
         map
     }

@@ -170,6 +170,10 @@ impl Diagnostic {
     /// Renders the diagnostic as a compiler would: the message, `--> file:line:column`, the source
     /// line with a caret under the value, then notes and help.
     pub fn render(&self, file: &SourceFile) -> String {
+        self.render_with(file, &LineIndex::new(&file.text))
+    }
+
+    fn render_with(&self, file: &SourceFile, lines: &LineIndex) -> String {
         let mut out = String::new();
         let severity = match self.severity {
             Severity::Error => "error",
@@ -178,13 +182,14 @@ impl Diagnostic {
         let _ = writeln!(out, "{severity}[{}]: {}", self.code.as_str(), self.message);
         match self.span {
             Some(span) => {
-                let line_text = file.line(span.line).unwrap_or("");
+                let line_text = lines.line(&file.text, span.line).unwrap_or("");
                 let number = span.line.to_string();
                 let pad = " ".repeat(number.len());
                 let _ = writeln!(out, "{pad}--> {}:{}:{}", file.name, span.line, span.column);
                 let _ = writeln!(out, "{pad} |");
-                let _ = writeln!(out, "{number} | {}", visible(line_text));
                 let (indent, width) = caret_extent(line_text, span);
+                let (shown, indent, width) = window(line_text, indent, width);
+                let _ = writeln!(out, "{number} | {}", visible(&shown));
                 let _ = writeln!(out, "{pad} | {}{}", " ".repeat(indent), "^".repeat(width));
                 for note in &self.notes {
                     let _ = writeln!(out, "{pad} = note: {note}");
@@ -205,6 +210,62 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// Where each line starts, so that rendering many diagnostics of one file stays linear.
+struct LineIndex {
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(newline_ends(text));
+        LineIndex { starts }
+    }
+
+    fn line<'t>(&self, text: &'t str, line: u32) -> Option<&'t str> {
+        let index = usize::try_from(line).ok()?.checked_sub(1)?;
+        let start = *self.starts.get(index)?;
+        let end = self
+            .starts
+            .get(index + 1)
+            .map_or(text.len(), |next| next - 1);
+        let line = text.get(start..end)?;
+        Some(line.strip_suffix('\r').unwrap_or(line))
+    }
+}
+
+fn newline_ends(text: &str) -> impl Iterator<Item = usize> + '_ {
+    text.bytes()
+        .enumerate()
+        .filter(|(_, b)| *b == b'\n')
+        .map(|(i, _)| i + 1)
+}
+
+/// Most of a line a diagnostic shows, in characters: a longer line is cut around the caret, so
+/// that a one-line 4 MB file does not render as 8 MB.
+const SHOWN_CHARS: usize = 160;
+
+/// The part of `line` to show, and the caret's indent and width within it.
+fn window(line: &str, indent: usize, width: usize) -> (String, usize, usize) {
+    let count = line.chars().count();
+    if count <= SHOWN_CHARS {
+        return (line.to_owned(), indent, width);
+    }
+    let start = indent.saturating_sub(SHOWN_CHARS / 4);
+    let end = (start + SHOWN_CHARS).min(count);
+    let mut shown: String = line.chars().skip(start).take(end - start).collect();
+    let mut indent = indent - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        indent += 1;
+    }
+    if end < count {
+        shown.push('…');
+    }
+    let width = width.min(SHOWN_CHARS.saturating_sub(indent)).max(1);
+    (shown, indent, width)
 }
 
 /// Tabs are shown as one space each so that the caret stays under its character.
@@ -265,12 +326,13 @@ impl SourceFile {
 
 /// Renders every diagnostic of a file, errors and warnings in source order.
 pub fn render_all(diagnostics: &[Diagnostic], file: &SourceFile) -> String {
+    let lines = LineIndex::new(&file.text);
     let mut out = String::new();
     for (i, diagnostic) in diagnostics.iter().enumerate() {
         if i > 0 {
             out.push('\n');
         }
-        out.push_str(&diagnostic.render(file));
+        out.push_str(&diagnostic.render_with(file, &lines));
     }
     out
 }
