@@ -172,8 +172,8 @@ impl Bench {
                 .map(|_| self.run_buildspec(&spec, "persistent"))
                 .collect(),
         );
-        let just = time(Command::new("just").current_dir(self.path()));
-        let task = time(Command::new("task").current_dir(self.path()));
+        let just = time(Command::new(tool("just")).current_dir(self.path()));
+        let task = time(Command::new(tool("task")).current_dir(self.path()));
         println!("  buildspec compat        {}", ms(compat));
         println!("  buildspec persistent    {}", ms(persistent));
         for (name, t) in [("just", just), ("task", task)] {
@@ -257,6 +257,24 @@ impl Bench {
         // Clear the state directory: the logs of these runs are large.
         let _ = std::fs::remove_dir_all(self.path().join("state"));
     }
+}
+
+/// A tool installed from PyPI: the executable in Python's scripts directory, so that a version
+/// manager's shim (a shell script) does not add its own start-up to the measurement; else the
+/// name, found on PATH.
+fn tool(name: &str) -> PathBuf {
+    let scripts = Command::new("python3")
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
+        .output()
+        .ok()
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    scripts
+        .map(|dir| dir.join(name))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// The largest resident set of any child this process has waited for, in KiB.

@@ -29,6 +29,9 @@ pub(crate) enum CliError {
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] runner::record::StateError),
+    /// Signal handlers could not be installed.
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
     /// No state directory could be chosen.
     #[error("no state directory: give --state-dir, or set HOME or XDG_STATE_HOME")]
     NoStateDir,
@@ -49,9 +52,11 @@ impl CliError {
             CliError::State(runner::record::StateError::NotFound(_))
             | CliError::State(runner::record::StateError::Ambiguous { .. })
             | CliError::NoStateDir => exit_codes::USAGE,
-            CliError::Walk { .. } | CliError::Output(_) | CliError::Run(_) | CliError::State(_) => {
-                exit_codes::FAULT
-            }
+            CliError::Walk { .. }
+            | CliError::Output(_)
+            | CliError::Run(_)
+            | CliError::State(_)
+            | CliError::Signals(_) => exit_codes::FAULT,
         }
     }
 

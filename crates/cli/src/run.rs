@@ -129,6 +129,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
             path: options.source_dir.display().to_string(),
         });
     }
+    let stop = stop_on_signals()?;
     let stdout = io::stdout().lock();
     let outcome = match args.log_format {
         LogFormat::Text => {
@@ -136,20 +137,32 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
                 out: BufWriter::with_capacity(64 * 1024, stdout),
                 broken: false,
             };
-            runner::run(&options, &mut reporter)
+            runner::run(&options, &mut reporter, &stop)
         }
         LogFormat::Json => {
             let mut reporter = JsonReporter {
                 out: BufWriter::with_capacity(64 * 1024, stdout),
                 broken: false,
             };
-            runner::run(&options, &mut reporter)
+            runner::run(&options, &mut reporter, &stop)
         }
     }?;
     if !outcome.diagnostics.is_empty() {
         eprint!("{}", outcome.diagnostics);
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+/// SIGINT and SIGTERM stop the build (the engine ends its processes and writes the record)
+/// instead of ending this process at once.
+fn stop_on_signals() -> Result<runner::Stop, CliError> {
+    let mut stop = runner::Stop::none();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let (read, write) = io::pipe().map_err(CliError::Signals)?;
+        signal_hook::low_level::pipe::register(signal, write).map_err(CliError::Signals)?;
+        stop.add(read.into(), signal).map_err(CliError::Signals)?;
+    }
+    Ok(stop)
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {

@@ -20,6 +20,7 @@ use crate::platform;
 use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
 use crate::session::{Reply, Session, SessionKind, SessionSpec};
 use crate::state::SessionState;
+use crate::stop::Stop;
 
 /// Exit codes by outcome (docs/exit-codes.md).
 pub mod exit {
@@ -92,8 +93,17 @@ pub enum RunError {
 
 /// Runs one build, reporting its events, and returns its outcome. Only a state directory that
 /// cannot be written is an error: every other failure is a build status in the record.
-pub fn run(options: &BuildOptions, reporter: &mut dyn Reporter) -> Result<BuildOutcome, RunError> {
-    let mut build = Build::create(options, reporter)?;
+///
+/// A request on `stop` (a signal) stops the build as a timeout does, with status STOPPED: the
+/// running command's processes get SIGTERM, then SIGKILL after the grace period, no later command
+/// phase runs, and UPLOAD_ARTIFACTS is still attempted. A second request kills at once and skips
+/// the upload.
+pub fn run(
+    options: &BuildOptions,
+    reporter: &mut dyn Reporter,
+    stop: &Stop,
+) -> Result<BuildOutcome, RunError> {
+    let mut build = Build::create(options, reporter, stop)?;
     build.run();
     build.finish()
 }
@@ -108,6 +118,11 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 struct Build<'r> {
     options: &'r BuildOptions,
+    stop: &'r Stop,
+    /// The signal that stopped the build.
+    stopped: Option<i32>,
+    /// A second stop request: everything was killed, and the upload is skipped.
+    killed: bool,
     reporter: &'r mut dyn Reporter,
     state_dir: StateDir,
     dir: PathBuf,
@@ -135,7 +150,11 @@ struct Build<'r> {
 }
 
 impl<'r> Build<'r> {
-    fn create(options: &'r BuildOptions, reporter: &'r mut dyn Reporter) -> Result<Self, RunError> {
+    fn create(
+        options: &'r BuildOptions,
+        reporter: &'r mut dyn Reporter,
+        stop: &'r Stop,
+    ) -> Result<Self, RunError> {
         let state_dir = StateDir::open(&options.state_dir)?;
         let source_dir =
             std::path::absolute(&options.source_dir).unwrap_or_else(|_| options.source_dir.clone());
@@ -183,6 +202,9 @@ impl<'r> Build<'r> {
         };
         let build = Build {
             options,
+            stop,
+            stopped: None,
+            killed: false,
             reporter,
             state_dir,
             dir,
@@ -321,7 +343,11 @@ impl<'r> Build<'r> {
                     match status {
                         Status::Succeeded => next = after,
                         Status::TimedOut | Status::Stopped => {
-                            next = Next::UploadArtifacts;
+                            next = if self.killed {
+                                Next::Finalizing
+                            } else {
+                                Next::UploadArtifacts
+                            };
                         }
                         _ => next = after,
                     }
@@ -620,6 +646,13 @@ impl<'r> Build<'r> {
                         status_code: "BUILD_TIMED_OUT".to_owned(),
                         message: "Build has timed out. ".to_owned(),
                     },
+                    Status::Stopped => Context {
+                        status_code: "BUILD_STOPPED".to_owned(),
+                        message: format!(
+                            "Build stopped by {}",
+                            signal_name(self.stopped.unwrap_or(15))
+                        ),
+                    },
                     _ => Context {
                         status_code: "CLIENT_ERROR".to_owned(),
                         message: "the shell session could not run the command".to_owned(),
@@ -721,6 +754,11 @@ impl<'r> Build<'r> {
         line: u32,
         finally: bool,
     ) -> Result<i32, Status> {
+        if let Some(signal) = self.stop.take() {
+            self.stopped = Some(signal);
+            self.message(&format!("Build stopped by {}", signal_name(signal)));
+            return Err(Status::Stopped);
+        }
         self.emit(&Event::CommandStarted {
             phase,
             command: text,
@@ -817,43 +855,49 @@ impl<'r> Build<'r> {
                 self.stop_processes();
                 return Err(Status::TimedOut);
             }
+            if let Some(signal) = self.stop.take() {
+                self.stopped = Some(signal);
+                self.message(&format!(
+                    "Build stopped by {}: stopping the running command",
+                    signal_name(signal)
+                ));
+                self.stop_processes();
+                return Err(Status::Stopped);
+            }
             // Flushing the log and the console costs two writes: a command that answers within
             // a few milliseconds does not need it, one that runs longer gets it before the wait.
-            let (Some(output), Some(session)) = (self.output_read.as_ref(), self.session.as_ref())
-            else {
-                return Err(Status::Fault);
-            };
-            let fds = [
-                platform::borrow(output),
-                platform::borrow(session.status_fd()),
-            ];
             let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
-            let mut ready = platform::wait_readable(&fds, Some(quick));
-            if matches!(&ready, Ok(r) if r.iter().all(|r| !r.readable)) && timeout != Some(quick) {
+            let mut woken = self.wait(Some(quick), true);
+            if matches!(woken, Ok(false)) && timeout != Some(quick) {
                 self.flush();
-                let (Some(output), Some(session)) =
-                    (self.output_read.as_ref(), self.session.as_ref())
-                else {
-                    return Err(Status::Fault);
-                };
-                let fds = [
-                    platform::borrow(output),
-                    platform::borrow(session.status_fd()),
-                ];
-                ready = platform::wait_readable(&fds, timeout.map(|t| t.saturating_sub(quick)));
+                woken = self.wait(timeout.map(|t| t.saturating_sub(quick)), true);
             }
-            match ready {
-                Ok(ready) => {
-                    if ready[0].readable {
-                        self.read_output();
-                    }
-                }
-                Err(e) => {
-                    self.message(&format!("cannot wait for the command: {e}"));
-                    return Err(Status::Fault);
-                }
+            if let Err(e) = woken {
+                self.message(&format!("cannot wait for the command: {e}"));
+                return Err(Status::Fault);
             }
         }
+    }
+
+    /// Waits until the output, the driver's status pipe (`with_status`) or a stop request is
+    /// ready, or `timeout` passes, and reads the output that arrived. True when something woke
+    /// it.
+    fn wait(&mut self, timeout: Option<Duration>, with_status: bool) -> io::Result<bool> {
+        let Some(output) = self.output_read.as_ref() else {
+            return Ok(false);
+        };
+        let mut fds = vec![platform::borrow(output)];
+        if with_status && let Some(session) = self.session.as_ref() {
+            fds.push(platform::borrow(session.status_fd()));
+        }
+        fds.extend(self.stop.fds());
+        let ready = platform::wait_readable(&fds, timeout)?;
+        let output_ready = ready[0].readable;
+        let any = ready.iter().any(|r| r.readable);
+        if output_ready {
+            self.read_output();
+        }
+        Ok(any)
     }
 
     /// Reads what the output pipe holds now, as lines. Returns false at end-of-file.
@@ -900,11 +944,27 @@ impl<'r> Build<'r> {
         let pgid = session.pgid();
         let _ = platform::signal_group(pgid, Signal::SIGTERM);
         let (mut child, _status) = session.close();
+        // The console must say why the build waits before it waits.
+        self.flush();
         let grace_end = Instant::now() + self.options.grace;
-        while platform::group_alive(pgid) && Instant::now() < grace_end {
-            self.wait_output_until(Some(
-                grace_end.min(Instant::now() + Duration::from_millis(50)),
-            ));
+        while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+            let _ = self.wait(
+                Some(
+                    grace_end
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(50)),
+                ),
+                false,
+            );
+            if let Some(signal) = self.stop.take() {
+                // A second request does not wait for the grace period.
+                self.stopped.get_or_insert(signal);
+                self.killed = true;
+                self.message(&format!(
+                    "{} again: killing the build's processes now",
+                    signal_name(signal)
+                ));
+            }
             let _ = child.try_wait();
         }
         if platform::group_alive(pgid) {
@@ -948,6 +1008,7 @@ impl<'r> Build<'r> {
             }
             // Background processes the build left behind.
             if platform::group_alive(pgid) {
+                self.flush();
                 let _ = platform::signal_group(pgid, Signal::SIGTERM);
                 let grace_end = Instant::now() + self.options.grace;
                 while platform::group_alive(pgid) && Instant::now() < grace_end {
@@ -1006,7 +1067,7 @@ impl<'r> Build<'r> {
             Status::Failed if self.invalid => exit::INVALID,
             Status::Failed => exit::FAILED,
             Status::TimedOut => exit::TIMED_OUT,
-            Status::Stopped => 143,
+            Status::Stopped => 128 + self.stopped.unwrap_or(15),
             Status::Fault | Status::InProgress => exit::FAULT,
         };
         let now = Timestamp::now();
@@ -1054,6 +1115,11 @@ fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
         tail.pop_front();
     }
     tail.push_back(line[..line.len().min(TAIL_LINE_BYTES)].to_vec());
+}
+
+/// `SIGINT`, `SIGTERM`... for messages.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
 
 /// The script of a phase's command: `build-3`, `post_build-finally-1`.

@@ -13,7 +13,9 @@ mod process;
 pub mod record;
 pub mod session;
 pub mod state;
+pub mod stop;
 
 pub use build::{BuildOptions, BuildOutcome, RunError, run};
 pub use events::{Event, Phase, Reporter, Status};
 pub use session::SessionKind;
+pub use stop::Stop;

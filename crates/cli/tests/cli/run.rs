@@ -223,3 +223,143 @@ fn a_closed_stdout_does_not_stop_the_build() {
         "the build ran to its end"
     );
 }
+
+/// Starts `buildspec run` and reads its console until a line containing `marker`, so that the
+/// test acts when the build is where it wants it, without sleeping.
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child goes back to the caller, which waits for it"
+)]
+fn start_until(
+    sb: &Sandbox,
+    args: &[&str],
+    marker: &str,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStdout>,
+    String,
+) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_buildspec"))
+        .args(args)
+        .current_dir(sb.path())
+        .env("BUILDSPEC_STATE_DIR", sb.path().join(".state"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read") == 0 {
+            let _ = child.wait();
+            panic!("the build ended before {marker:?}:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(marker) {
+            return (child, reader, seen);
+        }
+    }
+}
+
+fn finish(
+    mut child: std::process::Child,
+    mut reader: std::io::BufReader<std::process::ChildStdout>,
+    mut seen: String,
+) -> (i32, String) {
+    use std::io::Read;
+    reader.read_to_string(&mut seen).expect("read the rest");
+    let status = child.wait().expect("wait");
+    (status.code().unwrap_or(-1), seen)
+}
+
+fn signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, signal).expect("signal");
+}
+
+#[test]
+fn sigterm_stops_the_build_and_keeps_the_record() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started; sleep 60\n  post_build:\n    commands:\n      - echo post_build ran\n",
+    );
+    let (child, reader, seen) = start_until(&sb, &["run"], "started");
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let (code, log) = finish(child, reader, seen);
+    assert_eq!(code, 143, "{log}");
+    assert!(log.contains("Build stopped by SIGTERM"), "{log}");
+    assert!(
+        log.contains("Phase complete: BUILD State: STOPPED"),
+        "{log}"
+    );
+    assert!(!log.contains("post_build ran"));
+    assert!(
+        log.contains("Entering phase UPLOAD_ARTIFACTS"),
+        "the upload is still attempted"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&sb.run(&["inspect", "--last", "--json"]).stdout).expect("json");
+    assert_eq!(record["status"], "STOPPED");
+    assert_eq!(record["exit_code"], 143);
+    assert!(record["end_time"].is_string());
+}
+
+#[test]
+fn a_second_sigint_kills_at_once_and_skips_the_upload() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - trap '' TERM; echo stubborn; while :; do sleep 1; done\n",
+    );
+    let started = std::time::Instant::now();
+    let (child, reader, seen) = start_until(&sb, &["run", "--grace", "5m"], "stubborn");
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let (child, reader, seen) = {
+        // Wait until the runner says it is stopping, then ask again.
+        use std::io::BufRead;
+        let mut reader = reader;
+        let mut seen = seen;
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).expect("read") > 0, "{seen}");
+            seen.push_str(&line);
+            if line.contains("stopping the running command") {
+                break;
+            }
+        }
+        (child, reader, seen)
+    };
+    signal(&child, nix::sys::signal::Signal::SIGINT);
+    let (code, log) = finish(child, reader, seen);
+    assert_eq!(code, 130, "{log}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the grace period of 5m was cut short"
+    );
+    assert!(
+        log.contains("SIGINT again: killing the build's processes now"),
+        "{log}"
+    );
+    assert!(!log.contains("Entering phase UPLOAD_ARTIFACTS"), "{log}");
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - trap '' TERM; echo $$ > shell.pid; while :; do sleep 1; done\n",
+    );
+    let run = sb.run(&["run", "--timeout", "1s", "--grace", "1s"]);
+    run.expect_code(124);
+    let pid = std::fs::read_to_string(sb.path().join("shell.pid")).expect("pid");
+    let alive = std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(!alive.success(), "the stubborn command is gone");
+}

@@ -91,7 +91,8 @@ impl Fixture {
 
     pub(crate) fn run(&self) -> Ran {
         let mut events = Collected::default();
-        let outcome = runner::run(&self.options, &mut events).expect("the build is recorded");
+        let outcome = runner::run(&self.options, &mut events, &runner::Stop::none())
+            .expect("the build is recorded");
         Ran {
             record: outcome.record,
             exit_code: outcome.exit_code,
