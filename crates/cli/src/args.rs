@@ -136,7 +136,7 @@ pub(crate) enum SessionArg {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The buildspec [default: ./buildspec.yml].
+    /// The buildspec [default: buildspec.yml in the source directory].
     pub(crate) file: Option<PathBuf>,
     /// The source directory, CODEBUILD_SRC_DIR [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -191,7 +191,7 @@ pub(crate) struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct PlanArgs {
-    /// The buildspec [default: ./buildspec.yml].
+    /// The buildspec [default: buildspec.yml in the source directory].
     pub(crate) file: Option<PathBuf>,
     /// The source directory the build would run in [default: the current directory].
     #[arg(long, value_name = "DIR")]

@@ -27,10 +27,13 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
-    let file = args
-        .file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("buildspec.yml"));
+    // As on CodeBuild, the default buildspec is the one at the root of the source.
+    let file = args.file.clone().unwrap_or_else(|| {
+        args.source
+            .as_deref()
+            .unwrap_or(Path::new("."))
+            .join("buildspec.yml")
+    });
     let checked = buildspec::check_file(
         &file,
         &Options {

@@ -98,10 +98,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         None => Vec::new(),
     };
     let options = BuildOptions {
-        buildspec: args
-            .file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("buildspec.yml")),
+        // As on CodeBuild, the default buildspec is the one at the root of the source.
+        buildspec: args.file.clone().unwrap_or_else(|| {
+            args.source
+                .as_deref()
+                .unwrap_or(std::path::Path::new("."))
+                .join("buildspec.yml")
+        }),
         source_dir: args.source.clone().unwrap_or_else(|| PathBuf::from(".")),
         state_dir: state_dir(args.state_dir.as_ref())?,
         project: args.project.clone(),

@@ -363,3 +363,22 @@ fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
         .expect("kill");
     assert!(!alive.success(), "the stubborn command is gone");
 }
+
+#[test]
+fn the_default_buildspec_is_at_the_root_of_the_source() {
+    let sb = Sandbox::new();
+    sb.write(
+        "app/buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo in $(basename $PWD)\n",
+    );
+    let run = sb.run(&["run", "--source", "app"]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("\nin app\n"), "{}", run.stdout);
+    let plan = sb.run(&["plan", "--source", "app", "--clean-env"]);
+    plan.expect_code(0);
+    assert!(
+        plan.stdout.starts_with("Plan for app/buildspec.yml"),
+        "{}",
+        plan.stdout
+    );
+}
