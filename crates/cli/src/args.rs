@@ -171,6 +171,9 @@ pub(crate) struct RunArgs {
     /// Treat buildspec warnings as errors.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Also write the final record (build.json) to FILE, whatever the build's outcome.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) record_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

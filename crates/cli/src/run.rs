@@ -127,6 +127,18 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
         strict: args.strict,
     };
+    // A record file that cannot be written is found out before the build, not after.
+    if let Some(dir) = args
+        .record_file
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        && !dir.as_os_str().is_empty()
+        && !dir.is_dir()
+    {
+        return Err(CliError::Missing {
+            path: dir.display().to_string(),
+        });
+    }
     if !options.source_dir.is_dir() {
         return Err(CliError::Missing {
             path: options.source_dir.display().to_string(),
@@ -153,14 +165,21 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     if !outcome.diagnostics.is_empty() {
         eprint!("{}", outcome.diagnostics);
     }
+    if let Some(path) = &args.record_file {
+        let mut json = serde_json::to_vec_pretty(&outcome.record).unwrap_or_default();
+        json.push(b'\n');
+        runner::record::write_atomic(path, &json)?;
+    }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
 }
 
-/// SIGINT and SIGTERM stop the build (the engine ends its processes and writes the record)
-/// instead of ending this process at once.
+/// SIGINT, SIGTERM, SIGHUP (the terminal went away) and SIGQUIT stop the build (the engine ends
+/// its processes and writes the record) instead of ending this process at once; the exit code is
+/// 128 + the signal.
 fn stop_on_signals() -> Result<runner::Stop, CliError> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut stop = runner::Stop::none();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {
         let (read, write) = io::pipe().map_err(CliError::Signals)?;
         signal_hook::low_level::pipe::register(signal, write).map_err(CliError::Signals)?;
         stop.add(read.into(), signal).map_err(CliError::Signals)?;

@@ -170,12 +170,12 @@ impl<'r> Build<'r> {
         // live in memory when the machine allows: creating a file on a journaled disk costs more
         // than running a trivial command, and the state files hold secrets in clear.
         let scripts = crate::session::runtime_dir(&uuid).unwrap_or_else(|| dir.join("scripts"));
-        std::fs::create_dir_all(&dir).map_err(|source| RunError::Io {
+        crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
             path: dir.display().to_string(),
             source,
         })?;
         let log_path = dir.join("build.log");
-        let log = File::create(&log_path).map_err(|source| RunError::Io {
+        let log = crate::record::private_file(&log_path).map_err(|source| RunError::Io {
             path: log_path.display().to_string(),
             source,
         })?;
@@ -231,6 +231,7 @@ impl<'r> Build<'r> {
         };
         build.save()?;
         build.state_dir.set_last(&uuid)?;
+        platform::become_subreaper();
         Ok(build)
     }
 
@@ -394,7 +395,7 @@ impl<'r> Build<'r> {
                 return false;
             }
         };
-        let _ = std::fs::write(self.dir.join("buildspec.yml"), &checked.source.text);
+        let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), &checked.source.text);
         if !checked.diagnostics.is_empty() {
             self.diagnostics = checked.render();
             for d in &checked.diagnostics {
@@ -522,8 +523,8 @@ impl<'r> Build<'r> {
             cwd: source,
         };
         let dump = env_dump(&self.state);
-        let _ = std::fs::create_dir_all(self.dir.join("env"));
-        let _ = std::fs::write(self.dir.join("env").join("start.env"), dump);
+        let _ = crate::record::create_private_dir(&self.dir.join("env"));
+        let _ = crate::record::write_private(&self.dir.join("env").join("start.env"), dump);
         // Every command's script is written now, so that running a command costs no file
         // writes; the record keeps them all in one file.
         let mut record_scripts = String::new();
@@ -537,7 +538,9 @@ impl<'r> Build<'r> {
                         "#### {id}.sh (buildspec line {})\n{text}",
                         command.line
                     ));
-                    if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
+                    if let Err(e) =
+                        crate::record::write_private(&self.scripts.join(format!("{id}.sh")), text)
+                    {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Fault,
@@ -555,7 +558,7 @@ impl<'r> Build<'r> {
                 }
             }
         }
-        let _ = std::fs::write(self.dir.join("scripts.sh"), record_scripts);
+        let _ = crate::record::write_private(&self.dir.join("scripts.sh"), record_scripts);
         self.spec = Some(SessionSpec {
             shell: plan.shell.program().to_owned(),
             kind: self.options.session,
@@ -807,6 +810,11 @@ impl<'r> Build<'r> {
             reporter.report(now, &event);
         });
         self.last_exit = code;
+        // Orphans of this command that ended are ours to collect (as PID 1, or as subreaper);
+        // the driver is not: its handle waits for it.
+        if let Some(session) = self.session.as_ref() {
+            platform::reap(session.pgid(), &[]);
+        }
         self.emit(&Event::CommandFinished {
             phase,
             command: text,
@@ -1022,7 +1030,10 @@ impl<'r> Build<'r> {
                 }
             }
             let _ = child.wait();
+            platform::reap(pgid, &[]);
         }
+        // Processes that left the group (`setsid`, double forks) still carry the build's id.
+        self.sweep();
         // Our write end closes; the pipe ends when the last process holding it is gone.
         self.output_write = None;
         let drain_end = Instant::now() + DRAIN_LIMIT;
@@ -1052,7 +1063,10 @@ impl<'r> Build<'r> {
                 .collect();
             self.record.exported_variables = exported;
         }
-        let _ = std::fs::write(self.dir.join("env").join("end.env"), env_dump(&self.state));
+        let _ = crate::record::write_private(
+            &self.dir.join("env").join("end.env"),
+            env_dump(&self.state),
+        );
         // The runtime files go: the state report and update hold values in clear.
         if self.scripts.starts_with(&self.dir) {
             Session::scrub(&self.scripts);
@@ -1092,6 +1106,52 @@ impl<'r> Build<'r> {
             exit_code,
             diagnostics: self.diagnostics,
         })
+    }
+
+    /// Ends every process still carrying this build's `CODEBUILD_BUILD_ID`: SIGTERM, then
+    /// SIGKILL after the grace period; and reaps the orphans that ended.
+    fn sweep(&mut self) {
+        let marker = format!("CODEBUILD_BUILD_ID={}", self.record.id).into_bytes();
+        let mut left = platform::processes_with(&marker);
+        if left.is_empty() {
+            return;
+        }
+        self.message(&format!(
+            "Ending {} process(es) the build left outside its process group",
+            left.len()
+        ));
+        self.flush();
+        platform::signal_each(&left, Signal::SIGTERM);
+        let mut all = left.clone();
+        let grace_end = Instant::now() + self.options.grace;
+        loop {
+            platform::reap(0, &all);
+            left = platform::processes_with(&marker);
+            all.extend(
+                left.iter()
+                    .filter(|p| !all.contains(p))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= grace_end || self.killed {
+                platform::signal_each(&left, Signal::SIGKILL);
+                // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
+                // processes are zombies, so that they can be reaped.
+                let kill_end = Instant::now() + Duration::from_secs(1);
+                while !platform::processes_with(&marker).is_empty() && Instant::now() < kill_end {
+                    let _ = self.wait(Some(Duration::from_millis(5)), false);
+                }
+                platform::reap(0, &all);
+                break;
+            }
+            let _ = self.wait(Some(Duration::from_millis(20)), false);
+            if self.stop.take().is_some() {
+                self.killed = true;
+            }
+        }
     }
 
     fn final_status(&self) -> Status {

@@ -124,3 +124,89 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
 pub(crate) fn borrow<T: AsFd>(fd: &T) -> BorrowedFd<'_> {
     fd.as_fd()
 }
+
+/// Makes this process the reaper of its orphaned descendants (Linux), so that a daemon a build
+/// started (`setsid`, a double fork) stays below the runner instead of moving to init.
+pub(crate) fn become_subreaper() {
+    // Best effort: without it, builds still run, and sweeping by environment still works.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+}
+
+/// The processes whose environment holds `marker` (`NAME=value`), other than this one. Every
+/// process a build starts inherits its `CODEBUILD_BUILD_ID`, whatever its parent or session, so
+/// this finds a build's processes even after they left its process group.
+pub(crate) fn processes_with(marker: &[u8]) -> Vec<u32> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            // A process may end, or belong to another user, between the listing and the read.
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker))
+        })
+        .filter(|pid| !is_zombie(*pid))
+        .collect()
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may contain spaces.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// Sends a signal to each process; ones already gone are skipped.
+pub(crate) fn signal_each(pids: &[u32], signal: Signal) {
+    for pid in pids {
+        if let Ok(pid) = i32::try_from(*pid) {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
+        }
+    }
+}
+
+/// Reaps this process's ended children that belong to the process group `pgid` (other than
+/// its leader, which a `Child` handle waits for), and the processes in `pids`. As PID 1, or as
+/// a subreaper, a build's orphans become our children, and their zombies are ours to collect.
+/// Only the build's own are touched: in a runner with several builds, another build's children
+/// are its own business.
+pub(crate) fn reap(pgid: u32, pids: &[u32]) {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    let mut zombies: Vec<u32> = pids.to_vec();
+    // The kernel lists each thread's children; reading them is far cheaper than scanning /proc.
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.filter_map(Result::ok) {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            zombies.extend(
+                children
+                    .split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                    .filter(|pid| *pid != pgid && zombie_in_group(*pid) == Some(pgid)),
+            );
+        }
+    }
+    for pid in zombies {
+        if let Ok(pid) = i32::try_from(pid) {
+            // Not a child, or not ended: nothing to collect, and no harm in asking.
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
+    }
+}
+
+/// The process group of a zombie; `None` for a live process.
+fn zombie_in_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    let _ppid = fields.next()?;
+    let pgrp = fields.next()?.parse().ok()?;
+    (state == "Z").then_some(pgrp)
+}

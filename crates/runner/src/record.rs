@@ -150,7 +150,7 @@ impl StateDir {
     pub fn open(root: impl Into<PathBuf>) -> Result<StateDir, StateError> {
         let root = root.into();
         for dir in [root.join("builds"), root.join("projects")] {
-            fs::create_dir_all(&dir).map_err(io_error("cannot create", &dir))?;
+            create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
         }
         Ok(StateDir { root })
     }
@@ -255,7 +255,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     let result = (|| {
-        let mut file = File::create(&tmp)?;
+        let mut file = private_file(&tmp)?;
         file.write_all(bytes)?;
         file.sync_data()?;
         fs::rename(&tmp, path)
@@ -268,6 +268,32 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
             source,
         }
     })
+}
+
+/// Creates a directory (and its parents) that only its owner can read: records and logs may
+/// hold what a build printed, and the environment dumps what it was given.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
+/// Creates (or truncates) a file only its owner can read or write.
+pub fn private_file(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// Writes a file only its owner can read or write.
+pub fn write_private(path: &Path, bytes: impl AsRef<[u8]>) -> io::Result<()> {
+    private_file(path)?.write_all(bytes.as_ref())
 }
 
 /// The user's state directory: `$XDG_STATE_HOME/buildspec`, else `~/.local/state/buildspec`.

@@ -175,7 +175,7 @@ impl Session {
         if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
             if !update.is_empty() {
-                std::fs::write(self.spec.scripts.join("update"), update)?;
+                crate::record::write_private(&self.spec.scripts.join("update"), update)?;
                 request.push_str(&format!("u - {ok} {last_exit}\n"));
             }
             self.driver_state = state.clone();

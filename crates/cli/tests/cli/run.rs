@@ -382,3 +382,116 @@ fn the_default_buildspec_is_at_the_root_of_the_source() {
         plan.stdout
     );
 }
+
+#[test]
+fn a_killed_runner_leaves_a_readable_record_and_its_log() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started; exec sleep 60\n",
+    );
+    let (mut child, _reader, _seen) = start_until(&sb, &["run"], "started");
+    signal(&child, nix::sys::signal::Signal::SIGKILL);
+    let _ = child.wait();
+    let record = sb.run(&["inspect", "--last", "--json"]);
+    record.expect_code(0);
+    let json: serde_json::Value =
+        serde_json::from_str(&record.stdout).expect("the record is whole JSON");
+    assert_eq!(json["status"], "IN_PROGRESS");
+    let phases = json["phases"].as_array().expect("phases");
+    assert_eq!(phases.last().expect("a phase")["phase"], "BUILD");
+    assert_eq!(phases.last().expect("a phase")["status"], "IN_PROGRESS");
+    let log = std::fs::read_to_string(json["log_path"].as_str().expect("log path")).expect("log");
+    assert!(
+        log.contains("Running command echo started; exec sleep 60\nstarted\n"),
+        "{log}"
+    );
+    // What the runner could not end (it was killed) is ended here, so the test leaves nothing.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "exec sleep 60|sleep 60"])
+        .status();
+}
+
+#[test]
+fn record_file_and_private_state() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - 'false'\n",
+    );
+    let run = sb.run(&["run", "--record-file", "out/record.json"]);
+    run.expect_code(2);
+    // The directory of --record-file must exist: that is checked before the build runs.
+    assert_eq!(run.stderr, "error: out: no such file or directory\n");
+    assert!(!sb.path().join(".state/last").exists(), "no build ran");
+    std::fs::create_dir(sb.path().join("out")).expect("mkdir");
+    let run = sb.run(&["run", "--record-file", "out/record.json"]);
+    run.expect_code(1);
+    let copy: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(sb.path().join("out/record.json")).expect("record file"),
+    )
+    .expect("json");
+    assert_eq!(copy["status"], "FAILED");
+    assert_eq!(copy["exit_code"], 1);
+    let build_dir = std::path::Path::new(copy["log_path"].as_str().expect("log"))
+        .parent()
+        .expect("dir")
+        .to_path_buf();
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(mode(&build_dir), 0o700);
+    for file in [
+        "build.json",
+        "build.log",
+        "buildspec.yml",
+        "scripts.sh",
+        "env/start.env",
+        "env/end.env",
+    ] {
+        assert_eq!(mode(&build_dir.join(file)), 0o600, "{file}");
+    }
+}
+
+#[test]
+fn as_pid_1_the_runner_reaps_orphans() {
+    // A container's entrypoint is PID 1: orphans are reparented to it and their zombies are its
+    // to collect. `unshare --pid` gives the runner a PID namespace of its own; it needs root.
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test"
+        );
+        eprintln!("skipped: a PID namespace needs root (CI runs this test as root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - echo pid $$ parent $PPID; [ \"$(cut -d' ' -f1 /proc/1/stat)\" = 1 ]
+      - sh -c 'true & echo $! > orphan.pid'
+      - while grep -q '^State:.[RSD]' /proc/$(cat orphan.pid)/status 2>/dev/null; do :; done
+      - test ! -e /proc/$(cat orphan.pid) && echo the orphan was reaped
+",
+    );
+    let output = std::process::Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_buildspec"))
+        .args(["run", "--state-dir", ".state"])
+        .current_dir(sb.path())
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("the orphan was reaped"), "{stdout}");
+}

@@ -2,6 +2,7 @@
 
 mod output;
 mod phases;
+mod processes;
 mod records;
 mod sessions;
 
