@@ -31,7 +31,7 @@ pub use diagnostic::{Code, Diagnostic, Severity, SourceFile};
 pub use model::{Buildspec, Command, OnFailure, PhaseName, Shell, Version};
 pub use plan::{Next, Plan};
 pub use span::{Span, Spanned};
-pub use yaml::MAX_SOURCE_BYTES;
+pub use yaml::{MAX_SOURCE_BYTES, Value, parse_value};
 
 /// How strictly to check.
 #[derive(Debug, Clone, Copy, Default)]

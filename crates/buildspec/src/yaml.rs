@@ -333,3 +333,41 @@ fn syntax_hint(source: &str, span: Span) -> Option<String> {
     }
     None
 }
+
+/// A YAML (or JSON) document whose scalars keep their source text, for files that are not
+/// buildspecs: values of parameters and secrets, where `0123` must stay `0123`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// `~`, `null` or nothing.
+    Null,
+    /// A scalar, as written.
+    Scalar(String),
+    /// A list.
+    Seq(Vec<Value>),
+    /// A mapping, in source order; keys that are not scalars are dropped.
+    Map(Vec<(String, Value)>),
+}
+
+impl Value {
+    fn from_node(node: Node) -> Value {
+        match node.kind {
+            Kind::Null => Value::Null,
+            Kind::Scalar(text) => Value::Scalar(text),
+            Kind::Seq(items) => Value::Seq(items.into_iter().map(Value::from_node).collect()),
+            Kind::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .filter_map(|(k, v)| match k.kind {
+                        Kind::Scalar(key) => Some((key, Value::from_node(v))),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Parses a YAML or JSON document, keeping scalars' text.
+pub fn parse_value(text: &str) -> Result<Value, Diagnostic> {
+    parse(text).map(Value::from_node)
+}

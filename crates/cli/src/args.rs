@@ -19,7 +19,8 @@ Examples:
   buildspec plan buildspec.yml          Show what a run would do, without running anything
   buildspec schema > buildspec.schema.json
 
-Exit codes: 0 success, 1 build failed, 2 usage error or invalid buildspec, 3 internal fault.")]
+Exit codes: 0 success, 1 build failed, 2 usage error or invalid buildspec, 3 internal fault,
+124 timed out, 128+n stopped by signal n (130 SIGINT, 143 SIGTERM).")]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
@@ -52,7 +53,8 @@ Examples:
 The build's record and log are kept in the state directory (--state-dir, default
 $XDG_STATE_HOME/buildspec or ~/.local/state/buildspec); `buildspec inspect --last` shows the record.
 
-Exit status: 0 SUCCEEDED, 1 FAILED, 2 invalid buildspec or usage, 3 FAULT, 124 TIMED_OUT.")]
+Exit status: 0 SUCCEEDED, 1 FAILED, 2 invalid buildspec or usage, 3 FAULT, 124 TIMED_OUT,
+128+n STOPPED by signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).")]
     Run(RunArgs),
     /// Show a build's record.
     #[command(after_help = "\
@@ -171,6 +173,17 @@ pub(crate) struct RunArgs {
     /// Treat buildspec warnings as errors.
     #[arg(long)]
     pub(crate) strict: bool,
+    /// Parameter Store values: a YAML or JSON map of parameter names to values.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) parameters: Option<PathBuf>,
+    /// Secrets Manager values: a YAML or JSON map of secret ids to values (a string, or a map
+    /// for JSON secrets).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) secrets: Option<PathBuf>,
+    /// A value to replace with *** everywhere the build's output and records are written;
+    /// repeatable.
+    #[arg(long, value_name = "VALUE")]
+    pub(crate) mask: Vec<String>,
     /// Also write the final record (build.json) to FILE, whatever the build's outcome.
     #[arg(long, value_name = "FILE")]
     pub(crate) record_file: Option<PathBuf>,

@@ -29,6 +29,9 @@ pub(crate) enum CliError {
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] runner::record::StateError),
+    /// A --parameters or --secrets file cannot be used.
+    #[error(transparent)]
+    Providers(#[from] runner::secrets::ProviderError),
     /// Signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -45,6 +48,7 @@ impl CliError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             CliError::Read(_)
+            | CliError::Providers(_)
             | CliError::Env(_)
             | CliError::Missing { .. }
             | CliError::Exclude { .. }
@@ -64,10 +68,12 @@ impl CliError {
     pub(crate) fn report(&self) {
         eprintln!("error: {self}");
         let mut source = std::error::Error::source(self);
+        let message = self.to_string();
         while let Some(cause) = source {
-            // `Read` and `Env` already include their cause in their message.
-            if !matches!(self, CliError::Read(_) | CliError::Env(_)) {
-                eprintln!("  caused by: {cause}");
+            // Many messages already end with their cause; it is not said twice.
+            let text = cause.to_string();
+            if !message.contains(&text) {
+                eprintln!("  caused by: {text}");
             }
             source = cause.source();
         }

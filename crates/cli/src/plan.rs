@@ -29,10 +29,10 @@ fn absolute(path: &Path) -> PathBuf {
 pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
     // As on CodeBuild, the default buildspec is the one at the root of the source.
     let file = args.file.clone().unwrap_or_else(|| {
-        args.source
-            .as_deref()
-            .unwrap_or(Path::new("."))
-            .join("buildspec.yml")
+        args.source.as_deref().map_or_else(
+            || PathBuf::from("buildspec.yml"),
+            |s| s.join("buildspec.yml"),
+        )
     });
     let checked = buildspec::check_file(
         &file,
@@ -69,15 +69,11 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
     } else {
         std::env::vars().collect()
     };
-    let region = inherited
-        .iter()
-        .find(|(k, _)| k == "AWS_REGION" || k == "AWS_DEFAULT_REGION")
-        .map(|(_, v)| v.clone());
     let context = BuildContext {
         project,
         source_dir: source_dir.display().to_string(),
         initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
-        region,
+        region: None,
         ..BuildContext::default()
     };
     let layers = Layers {

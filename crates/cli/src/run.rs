@@ -100,10 +100,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     let options = BuildOptions {
         // As on CodeBuild, the default buildspec is the one at the root of the source.
         buildspec: args.file.clone().unwrap_or_else(|| {
-            args.source
-                .as_deref()
-                .unwrap_or(std::path::Path::new("."))
-                .join("buildspec.yml")
+            args.source.as_deref().map_or_else(
+                || PathBuf::from("buildspec.yml"),
+                |s| s.join("buildspec.yml"),
+            )
         }),
         source_dir: args.source.clone().unwrap_or_else(|| PathBuf::from(".")),
         state_dir: state_dir(args.state_dir.as_ref())?,
@@ -126,6 +126,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         },
         initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
         strict: args.strict,
+        providers: runner::secrets::Providers::load(
+            args.parameters.as_deref(),
+            args.secrets.as_deref(),
+        )?,
+        mask: args.mask.clone(),
     };
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = args
@@ -228,7 +233,9 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
             phase.status.as_str()
         );
         for context in &phase.contexts {
-            let _ = writeln!(out, "    {}: {}", context.status_code, context.message);
+            // A multi-line command keeps its lines, indented under the phase.
+            let message = context.message.replace('\n', "\n      ");
+            let _ = writeln!(out, "    {}: {message}", context.status_code);
         }
     }
     if !record.exported_variables.is_empty() {

@@ -13,11 +13,13 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
 
-use crate::env::{self, BuildContext, Layers};
+use crate::env::{self, BuildContext, Layers, Source};
 use crate::events::{Context, Event, Phase, Reporter, Status};
+use crate::mask::Masker;
 use crate::output::LineBuffer;
 use crate::platform;
 use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
+use crate::secrets::Providers;
 use crate::session::{Reply, Session, SessionKind, SessionSpec};
 use crate::state::SessionState;
 use crate::stop::Stop;
@@ -59,6 +61,10 @@ pub struct BuildOptions {
     pub initiator: String,
     /// Treat buildspec warnings as errors.
     pub strict: bool,
+    /// Parameter Store and Secrets Manager values.
+    pub providers: Providers,
+    /// More values to mask (`--mask`), besides those from the providers.
+    pub mask: Vec<String>,
 }
 
 /// How a build ended.
@@ -131,6 +137,8 @@ struct Build<'r> {
     log_path: PathBuf,
     record: BuildRecord,
     started: Instant,
+    /// When the running phase's current attempt began.
+    attempt_started: Instant,
     deadline: Option<Instant>,
     diagnostics: String,
     /// Invalid buildspec: the exit code says so.
@@ -143,6 +151,9 @@ struct Build<'r> {
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
     read_buf: Vec<u8>,
+    masker: Masker,
+    /// Variables whose values came from a provider: dumps show them as `***`.
+    secret_names: Vec<String>,
     tail: VecDeque<Vec<u8>>,
     succeeding: bool,
     last_exit: i32,
@@ -170,6 +181,10 @@ impl<'r> Build<'r> {
         // live in memory when the machine allows: creating a file on a journaled disk costs more
         // than running a trivial command, and the state files hold secrets in clear.
         let scripts = crate::session::runtime_dir(&uuid).unwrap_or_else(|| dir.join("scripts"));
+        crate::record::create_private_dir(&scripts).map_err(|source| RunError::Io {
+            path: scripts.display().to_string(),
+            source,
+        })?;
         crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
             path: dir.display().to_string(),
             source,
@@ -213,6 +228,7 @@ impl<'r> Build<'r> {
             log_path,
             record,
             started: Instant::now(),
+            attempt_started: Instant::now(),
             deadline: options.timeout.map(|t| Instant::now() + t),
             diagnostics: String::new(),
             invalid: false,
@@ -224,6 +240,8 @@ impl<'r> Build<'r> {
             output_write: None,
             lines: LineBuffer::default(),
             read_buf: vec![0u8; 64 * 1024],
+            masker: Masker::default(),
+            secret_names: Vec::new(),
             tail: VecDeque::new(),
             succeeding: true,
             last_exit: 0,
@@ -253,6 +271,80 @@ impl<'r> Build<'r> {
     }
 
     fn emit_at(&mut self, time: Timestamp, event: &Event<'_>) {
+        if self.masker.is_empty() {
+            self.write_event(time, event);
+            return;
+        }
+        // Every text an event carries is masked before anything is written.
+        let m = &self.masker;
+        match *event {
+            Event::Message { text } => {
+                let text = m.text(text).into_owned();
+                self.write_event(time, &Event::Message { text: &text });
+            }
+            Event::Output { line } => {
+                let line = m.bytes(line).into_owned();
+                self.write_event(time, &Event::Output { line: &line });
+            }
+            Event::CommandStarted {
+                phase,
+                command,
+                line,
+                finally,
+            } => {
+                let command = m.text(command).into_owned();
+                self.write_event(
+                    time,
+                    &Event::CommandStarted {
+                        phase,
+                        command: &command,
+                        line,
+                        finally,
+                    },
+                );
+            }
+            Event::CommandFinished {
+                phase,
+                command,
+                exit_code,
+                duration,
+            } => {
+                let command = m.text(command).into_owned();
+                self.write_event(
+                    time,
+                    &Event::CommandFinished {
+                        phase,
+                        command: &command,
+                        exit_code,
+                        duration,
+                    },
+                );
+            }
+            Event::PhaseFinished {
+                phase,
+                status,
+                context: Some(context),
+                duration,
+            } => {
+                let context = Context {
+                    status_code: context.status_code.clone(),
+                    message: m.text(&context.message).into_owned(),
+                };
+                self.write_event(
+                    time,
+                    &Event::PhaseFinished {
+                        phase,
+                        status,
+                        context: Some(&context),
+                        duration,
+                    },
+                );
+            }
+            _ => self.write_event(time, event),
+        }
+    }
+
+    fn write_event(&mut self, time: Timestamp, event: &Event<'_>) {
         // A log that cannot be written must not stop the build; the console still shows it.
         let _ = crate::events::write_log(&mut self.log, time, event);
         self.reporter.report(time, event);
@@ -285,6 +377,7 @@ impl<'r> Build<'r> {
         } else if let Some(last) = self.record.phases.last_mut() {
             last.attempts = attempt;
         }
+        self.attempt_started = Instant::now();
         self.emit(&Event::PhaseStarted { phase, attempt });
         self.checkpoint();
     }
@@ -300,13 +393,17 @@ impl<'r> Build<'r> {
         let mut duration = Duration::ZERO;
         if let Some(last) = self.record.phases.last_mut() {
             if let Some(c) = &context {
-                last.contexts.push(c.clone());
+                last.contexts.push(Context {
+                    status_code: c.status_code.clone(),
+                    message: self.masker.text(&c.message).into_owned(),
+                });
             }
+            duration = self.attempt_started.elapsed();
             if final_attempt {
                 last.status = status;
                 last.end_time = Some(now);
-                duration = now.duration_since(last.start_time).unsigned_abs();
-                last.duration_ms = Some(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX));
+                let whole = now.duration_since(last.start_time).unsigned_abs();
+                last.duration_ms = Some(u64::try_from(whole.as_millis()).unwrap_or(u64::MAX));
             }
         }
         self.emit(&Event::PhaseFinished {
@@ -428,24 +525,62 @@ impl<'r> Build<'r> {
             .map(|b| b.env.clone())
             .unwrap_or_default();
         self.message("Processing environment variables");
-        if let Some((name, reference, store)) = spec_env
-            .parameter_store
-            .iter()
-            .map(|(n, r)| (n.clone(), r.value.clone(), "Parameter Store"))
-            .chain(
-                spec_env
-                    .secrets_manager
-                    .iter()
-                    .map(|(n, r)| (n.clone(), r.value.secret_id.clone(), "Secrets Manager")),
-            )
-            .next()
-        {
-            self.fail_download(
-                "CLIENT_ERROR",
-                &format!("Parameter does not exist: {reference} (for {name}; the local runner has no {store} provider yet)"),
-            );
-            return false;
+        // Values from Parameter Store and Secrets Manager, masked everywhere from now on.
+        let mut secret_values: IndexMap<String, String> = IndexMap::new();
+        for (name, parameter) in &spec_env.parameter_store {
+            match self.options.providers.parameter(&parameter.value) {
+                Ok(value) => {
+                    secret_values.insert(name.clone(), value.to_owned());
+                }
+                Err(message) => {
+                    self.fail_download(
+                        "CLIENT_ERROR",
+                        &format!("{message} (for {name}; give it with --parameters FILE)"),
+                    );
+                    return false;
+                }
+            }
         }
+        for (name, reference) in &spec_env.secrets_manager {
+            match self.options.providers.secret(&reference.value) {
+                Ok(value) => {
+                    secret_values.insert(name.clone(), value);
+                }
+                Err(message) => {
+                    self.fail_download(
+                        "CLIENT_ERROR",
+                        &format!("{message} (for {name}; give it with --secrets FILE)"),
+                    );
+                    return false;
+                }
+            }
+        }
+        // CodeBuild also hides AWS credentials; locally they come from the environment.
+        let credentials: Vec<String> = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ]
+        .iter()
+        .filter_map(|name| {
+            self.options
+                .layers
+                .overrides
+                .iter()
+                .chain(&self.options.layers.env_file)
+                .chain(&self.options.layers.inherited)
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+        self.masker = Masker::new(
+            secret_values
+                .values()
+                .chain(self.options.mask.iter())
+                .chain(credentials.iter()),
+        );
+        self.lines = LineBuffer::with_overlap(self.masker.longest().saturating_sub(1));
+        self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
             self.fail_download(
                 "CLIENT_ERROR",
@@ -490,13 +625,7 @@ impl<'r> Build<'r> {
             project: self.record.project.clone(),
             source_dir: source.clone(),
             initiator: self.options.initiator.clone(),
-            region: self
-                .options
-                .layers
-                .inherited
-                .iter()
-                .find(|(k, _)| k == "AWS_REGION" || k == "AWS_DEFAULT_REGION")
-                .map(|(_, v)| v.clone()),
+            region: env::region(&self.options.layers, &spec_env),
             build_uuid: Some(self.record.uuid.clone()),
             build_number: Some(self.record.number),
             start_time_ms: Some(
@@ -518,13 +647,48 @@ impl<'r> Build<'r> {
         self.state = SessionState {
             variables: variables
                 .into_iter()
-                .filter_map(|v| v.value.map(|value| (v.name, value)))
+                .filter_map(|v| {
+                    let value = match v.source {
+                        Source::ParameterStore | Source::SecretsManager => {
+                            secret_values.get(&v.name).cloned()
+                        }
+                        _ => v.value,
+                    };
+                    value.map(|value| (v.name, value))
+                })
                 .collect(),
             cwd: source,
         };
-        let dump = env_dump(&self.state);
+        let dump = env_dump(&self.state, &self.secret_names, &self.masker);
         let _ = crate::record::create_private_dir(&self.dir.join("env"));
         let _ = crate::record::write_private(&self.dir.join("env").join("start.env"), dump);
+        // Version 0.1 carries nothing between commands, whatever session was asked for.
+        let kind = if plan.session_state {
+            self.options.session
+        } else {
+            if self.options.session == SessionKind::Persistent {
+                self.message("Version 0.1 runs every command in a fresh shell: --session persistent does not apply");
+            }
+            SessionKind::Compat
+        };
+        if let Some(batch) = &plan.batch {
+            self.message(&format!(
+                "This buildspec has a batch section ({} builds); `buildspec run` runs its phases once, as a single build",
+                batch.builds.len()
+            ));
+        }
+        let users: Vec<&str> = plan
+            .run_as
+            .iter()
+            .chain(plan.phases.iter().filter_map(|p| p.run_as.as_ref()))
+            .map(String::as_str)
+            .collect();
+        if let Some(user) = users.first() {
+            self.message(&format!(
+                "warning: run-as ({user}) is not supported yet: commands run as the runner's own user"
+            ));
+        }
+        self.record.session = kind.as_str().to_owned();
         // Every command's script is written now, so that running a command costs no file
         // writes; the record keeps them all in one file.
         let mut record_scripts = String::new();
@@ -532,8 +696,7 @@ impl<'r> Build<'r> {
             for (finally, list) in [(false, &phase.commands), (true, &phase.finally)] {
                 for (index, command) in list.iter().enumerate() {
                     let id = script_id(phase.name, finally, index);
-                    let text =
-                        crate::session::script(&command.text, command.line, self.options.session);
+                    let text = crate::session::script(&command.text, command.line, kind);
                     record_scripts.push_str(&format!(
                         "#### {id}.sh (buildspec line {})\n{text}",
                         command.line
@@ -561,7 +724,7 @@ impl<'r> Build<'r> {
         let _ = crate::record::write_private(&self.dir.join("scripts.sh"), record_scripts);
         self.spec = Some(SessionSpec {
             shell: plan.shell.program().to_owned(),
-            kind: self.options.session,
+            kind,
             stateless: !plan.session_state,
             scripts: self.scripts.clone(),
             name: self.options.buildspec.file_name().map_or_else(
@@ -602,7 +765,9 @@ impl<'r> Build<'r> {
         };
         for attempt in 1..=attempts {
             self.begin_phase(phase, attempt);
-            let mut failure: Option<(String, i32)> = None;
+            // The first failure of the attempt, and whether it will be retried: decided once,
+            // from the failing command's own output, before `finally` adds any.
+            let mut failure: Option<(String, bool)> = None;
             let mut interrupted = None;
             let last_attempt = attempt == attempts;
             'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
@@ -616,19 +781,19 @@ impl<'r> Build<'r> {
                                 "Error while executing command: {}. Reason: exit status {code}",
                                 command.text
                             );
-                            let retrying = !last_attempt
-                                && self.retry_matches(
-                                    pattern.as_ref(),
-                                    &message,
-                                    planned.on_failure.as_ref(),
-                                );
-                            if !retrying {
-                                // The build fails the moment a command fails for good, so the
-                                // phase's own `finally` already sees 0.
-                                self.succeeding = false;
-                            }
                             if failure.is_none() {
-                                failure = Some((message, code));
+                                let retrying = !last_attempt
+                                    && self.retry_matches(
+                                        pattern.as_ref(),
+                                        &message,
+                                        planned.on_failure.as_ref(),
+                                    );
+                                if !retrying {
+                                    // The build fails the moment a command fails for good, so
+                                    // the phase's own `finally` already sees 0.
+                                    self.succeeding = false;
+                                }
+                                failure = Some((message, retrying));
                             }
                             // A failed command skips the rest of its list; `finally` still runs.
                             if finally {
@@ -670,13 +835,7 @@ impl<'r> Build<'r> {
                     self.end_phase(phase, Status::Succeeded, None, true);
                     return (Status::Succeeded, buildspec::plan::after_success(name));
                 }
-                Some((message, _)) => {
-                    let retrying = !last_attempt
-                        && self.retry_matches(
-                            pattern.as_ref(),
-                            &message,
-                            planned.on_failure.as_ref(),
-                        );
+                Some((message, retrying)) => {
                     let context = Context {
                         status_code: "COMMAND_EXECUTION_ERROR".to_owned(),
                         message,
@@ -801,14 +960,14 @@ impl<'r> Build<'r> {
             }
         };
         self.drain_output();
-        let (log, reporter, tail) = (&mut self.log, &mut *self.reporter, &mut self.tail);
-        self.lines.flush(&mut |l| {
-            push_tail(tail, l);
-            let now = Timestamp::now();
-            let event = Event::Output { line: l };
-            let _ = crate::events::write_log(log, now, &event);
-            reporter.report(now, &event);
-        });
+        let (log, reporter, tail, masker) = (
+            &mut self.log,
+            &mut *self.reporter,
+            &mut self.tail,
+            &self.masker,
+        );
+        self.lines
+            .flush(&mut |l| output_line(log, reporter, tail, masker, Timestamp::now(), l));
         self.last_exit = code;
         // Orphans of this command that ended are ours to collect (as PID 1, or as subreaper);
         // the driver is not: its handle waits for it.
@@ -921,13 +1080,14 @@ impl<'r> Build<'r> {
                 Ok(0) => return false,
                 Ok(n) => {
                     let time = Timestamp::now();
-                    let (log, reporter, tail) =
-                        (&mut self.log, &mut *self.reporter, &mut self.tail);
+                    let (log, reporter, tail, masker) = (
+                        &mut self.log,
+                        &mut *self.reporter,
+                        &mut self.tail,
+                        &self.masker,
+                    );
                     self.lines.feed(&buf[..n], &mut |line| {
-                        push_tail(tail, line);
-                        let event = Event::Output { line };
-                        let _ = crate::events::write_log(log, time, &event);
-                        reporter.report(time, &event);
+                        output_line(log, reporter, tail, masker, time, line)
                     });
                     if n < buf.len() {
                         return true;
@@ -956,6 +1116,9 @@ impl<'r> Build<'r> {
         self.flush();
         let grace_end = Instant::now() + self.options.grace;
         while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+            // As PID 1 or subreaper, the group's dead are our children: a zombie still counts
+            // as a member until it is reaped.
+            platform::reap(pgid, &[]);
             let _ = self.wait(
                 Some(
                     grace_end
@@ -1019,11 +1182,17 @@ impl<'r> Build<'r> {
                 self.flush();
                 let _ = platform::signal_group(pgid, Signal::SIGTERM);
                 let grace_end = Instant::now() + self.options.grace;
-                while platform::group_alive(pgid) && Instant::now() < grace_end {
-                    self.wait_output_until(Some(
-                        grace_end.min(Instant::now() + Duration::from_millis(20)),
-                    ));
+                while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+                    let _ = self.wait(Some(Duration::from_millis(20)), false);
                     let _ = child.try_wait();
+                    platform::reap(pgid, &[]);
+                    if let Some(signal) = self.stop.take() {
+                        // A stop request while the build's leftovers get their grace period:
+                        // the first is noted, a second ends them at once.
+                        if self.stopped.replace(signal).is_some() {
+                            self.killed = true;
+                        }
+                    }
                 }
                 if platform::group_alive(pgid) {
                     let _ = platform::signal_group(pgid, Signal::SIGKILL);
@@ -1057,7 +1226,10 @@ impl<'r> Build<'r> {
                 .map(|name| {
                     (
                         name.clone(),
-                        self.state.variables.get(name).cloned().unwrap_or_default(),
+                        // A value that holds a secret is not exported in clear either.
+                        self.masker
+                            .text(self.state.variables.get(name).map_or("", String::as_str))
+                            .into_owned(),
                     )
                 })
                 .collect();
@@ -1065,7 +1237,7 @@ impl<'r> Build<'r> {
         }
         let _ = crate::record::write_private(
             &self.dir.join("env").join("end.env"),
-            env_dump(&self.state),
+            env_dump(&self.state, &self.secret_names, &self.masker),
         );
         // The runtime files go: the state report and update hold values in clear.
         if self.scripts.starts_with(&self.dir) {
@@ -1074,8 +1246,30 @@ impl<'r> Build<'r> {
             let _ = std::fs::remove_dir_all(&self.scripts);
         }
 
+        // A stop request that arrived after the last command (or while FINALIZING waited) is
+        // the user's word too: the build ends STOPPED.
+        if let Some(signal) = self.stop.take() {
+            self.stopped.get_or_insert(signal);
+        }
+        let stopped_late = self.stopped.is_some()
+            && !self
+                .record
+                .phases
+                .iter()
+                .any(|p| p.status == Status::Stopped);
+        if stopped_late {
+            let context = Context {
+                status_code: "BUILD_STOPPED".to_owned(),
+                message: format!(
+                    "Build stopped by {}",
+                    signal_name(self.stopped.unwrap_or(15))
+                ),
+            };
+            self.end_phase(Phase::Finalizing, Status::Stopped, Some(context), true);
+        } else {
+            self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
+        }
         let status = self.final_status();
-        self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
         let exit_code = match status {
             Status::Succeeded => exit::SUCCEEDED,
             Status::Failed if self.invalid => exit::INVALID,
@@ -1170,6 +1364,23 @@ impl<'r> Build<'r> {
     }
 }
 
+/// One line of the build's output, masked, to the log, the reporter and the tail kept for RETRY
+/// patterns.
+fn output_line(
+    log: &mut BufWriter<File>,
+    reporter: &mut dyn Reporter,
+    tail: &mut VecDeque<Vec<u8>>,
+    masker: &Masker,
+    time: Timestamp,
+    line: &[u8],
+) {
+    let line = masker.bytes(line);
+    push_tail(tail, &line);
+    let event = Event::Output { line: &line };
+    let _ = crate::events::write_log(log, time, &event);
+    reporter.report(time, &event);
+}
+
 fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
     if tail.len() == TAIL_LINES {
         tail.pop_front();
@@ -1210,12 +1421,16 @@ fn wait_eof(pipe: &mut File, limit: Duration) -> bool {
 }
 
 /// `NAME=value` lines, sorted, values of more than one line quoted.
-fn env_dump(state: &SessionState) -> String {
+fn env_dump(state: &SessionState, secrets: &[String], masker: &Masker) -> String {
     let mut out = String::new();
     for (name, value) in &state.variables {
         out.push_str(name);
         out.push('=');
-        out.push_str(&crate::state::quote(value));
+        if secrets.contains(name) {
+            out.push_str(crate::mask::MASK);
+        } else {
+            out.push_str(&crate::state::quote(&masker.text(value)));
+        }
         out.push('\n');
     }
     out

@@ -217,6 +217,34 @@ pub struct BuildContext {
     pub batch_identifier: Option<String>,
 }
 
+/// The build's region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, from the highest layer that sets
+/// one (`--env`, `--env-file`, the buildspec, the inherited environment); `None` for the default.
+pub fn region(layers: &Layers, spec: &Env) -> Option<String> {
+    let spec_vars: Vec<(String, String)> = spec
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.0.clone()))
+        .collect();
+    let ordered: [&[(String, String)]; 4] = [
+        &layers.overrides,
+        &layers.env_file,
+        &spec_vars,
+        &layers.inherited,
+    ];
+    ordered.iter().find_map(|layer| {
+        ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .iter()
+            .find_map(|name| {
+                // Within a layer the last assignment wins, as it does for the variable itself.
+                layer
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
+            })
+    })
+}
+
 /// CodeBuild's variables with their local values (decisions §5); `None` where the value is only
 /// known once the build starts.
 pub fn codebuild_variables(ctx: &BuildContext) -> Vec<(String, Option<String>)> {

@@ -7,10 +7,12 @@
 pub mod build;
 pub mod env;
 pub mod events;
+pub mod mask;
 pub mod output;
 mod platform;
 mod process;
 pub mod record;
+pub mod secrets;
 pub mod session;
 pub mod state;
 pub mod stop;

@@ -4,8 +4,8 @@
 //! <state>/builds/<uuid>/build.json    the record, replaced atomically at every phase change
 //!                      /build.log     CodeBuild's log format
 //!                      /buildspec.yml the buildspec as run
-//!                      /scripts/      the generated command scripts
-//!                      /env/          the environment at the start and at the end (secrets masked)
+//!                      /scripts.sh    the generated command scripts, one after the other
+//!                      /env/          the environment at the start and at the end, secrets as ***
 //! <state>/projects/<project>.counter  build numbers, allocated under a file lock
 //! <state>/last                        the uuid of the most recently started build
 //! ```
@@ -223,18 +223,25 @@ impl StateDir {
                 fs::read_to_string(&path).map_err(|_| StateError::NotFound("--last".to_owned()))?;
             return self.read(uuid.trim());
         };
-        let wanted = query.rsplit(':').next().unwrap_or(query);
+        // `project:uuid` must match its project too; a bare uuid (or prefix) matches any.
+        let (project, wanted) = match query.rsplit_once(':') {
+            Some((project, uuid)) => (Some(project), uuid),
+            None => (None, query),
+        };
         let dir = self.root.join("builds");
         let mut matches = Vec::new();
         for entry in fs::read_dir(&dir).map_err(io_error("cannot list", &dir))? {
             let entry = entry.map_err(io_error("cannot list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name == wanted {
-                return self.read(&name);
-            }
             if name.starts_with(wanted) {
                 matches.push(name);
             }
+        }
+        if let Some(project) = project {
+            matches.retain(|uuid| self.read(uuid).is_ok_and(|r| r.project == project));
+        }
+        if let Some(exact) = matches.iter().find(|m| *m == wanted) {
+            return self.read(exact);
         }
         match matches.len() {
             0 => Err(StateError::NotFound(query.to_owned())),

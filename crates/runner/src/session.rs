@@ -94,6 +94,9 @@ pub(crate) struct Session {
     status_buf: Vec<u8>,
     /// The state the driver shell has now.
     driver_state: SessionState,
+    /// An update file was sent with the running command; it holds values in clear and goes as
+    /// soon as the command has replied.
+    update_sent: bool,
 }
 
 /// What the driver said about a command.
@@ -147,6 +150,7 @@ impl Session {
             status: File::from(status_r),
             status_buf: Vec::new(),
             driver_state: state.clone(),
+            update_sent: false,
             spec,
         })
     }
@@ -177,6 +181,7 @@ impl Session {
             if !update.is_empty() {
                 crate::record::write_private(&self.spec.scripts.join("update"), update)?;
                 request.push_str(&format!("u - {ok} {last_exit}\n"));
+                self.update_sent = true;
             }
             self.driver_state = state.clone();
         }
@@ -207,6 +212,9 @@ impl Session {
             return Ok(Reply::Pending);
         };
         self.status_buf.drain(..report.consumed);
+        if std::mem::take(&mut self.update_sent) {
+            let _ = std::fs::remove_file(self.spec.scripts.join("update"));
+        }
         let code = report.status.unwrap_or(255);
         let reported = match self.spec.kind {
             SessionKind::Persistent => report.state,

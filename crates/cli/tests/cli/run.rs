@@ -184,6 +184,8 @@ fn inspect_by_prefix_and_errors() {
     assert!(by_prefix.stdout.contains(uuid));
     let by_id = sb.run(&["inspect", json["id"].as_str().expect("id"), "--json"]);
     by_id.expect_code(0);
+    let other_project = sb.run(&["inspect", &format!("another-project:{uuid}")]);
+    other_project.expect_code(2);
     let missing = sb.run(&["inspect", "zzzz"]);
     missing.expect_code(2);
     assert_eq!(missing.stderr, "error: no build matches `zzzz`\n");

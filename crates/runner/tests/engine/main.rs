@@ -4,6 +4,7 @@ mod output;
 mod phases;
 mod processes;
 mod records;
+mod secrets;
 mod sessions;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ impl Fixture {
             },
             initiator: "tester".to_owned(),
             strict: false,
+            providers: runner::secrets::Providers::default(),
+            mask: Vec::new(),
         };
         Fixture {
             _root: dir,

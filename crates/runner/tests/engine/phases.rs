@@ -409,3 +409,47 @@ fn timeout_stops_the_command_and_still_uploads() {
     );
     assert!(ran.said("post_build").is_empty());
 }
+
+#[test]
+fn the_retry_decision_is_the_failing_commands_not_finallys() {
+    // The failing command's output matches; `finally` prints something else. The phase is
+    // retried, succeeds, and nothing saw the build fail.
+    let ran = run("\
+version: 0.2
+phases:
+  build:
+    on-failure: RETRY-2-flaky network
+    commands:
+      - echo x >> tries
+      - if [ $(wc -l < tries) -lt 2 ]; then echo flaky network; exit 1; fi
+    finally:
+      - echo finally $CODEBUILD_BUILD_SUCCEEDING
+  post_build:
+    commands:
+      - echo post $CODEBUILD_BUILD_SUCCEEDING
+");
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("finally "), ["1", "1"]);
+    assert_eq!(ran.said("post "), ["1"]);
+    // And the other way round: only `finally` prints the pattern: no retry.
+    let ran = run("\
+version: 0.2
+phases:
+  build:
+    on-failure: RETRY-2-flaky network
+    commands:
+      - echo disk full; exit 1
+    finally:
+      - echo flaky network
+");
+    ran.expect(Failed);
+    assert_eq!(
+        ran.record
+            .phases
+            .iter()
+            .find(|p| p.phase == Build)
+            .expect("build")
+            .attempts,
+        1
+    );
+}

@@ -98,14 +98,24 @@ fn persistent_exit_ends_the_shell_with_its_status() {
 }
 
 #[test]
-fn version_0_1_carries_nothing() {
-    let fixture = Fixture::new(
-        "version: 0.1\nphases:\n  build:\n    commands:\n      - cd sub\n      - V=1\n      - echo cwd=$(basename \"$PWD\") v=${V-unset}\n",
-    );
-    std::fs::create_dir(fixture.source().join("sub")).expect("mkdir");
-    let ran = fixture.run();
-    ran.expect(Succeeded);
-    assert_eq!(ran.said("cwd="), ["src v=unset"]);
+fn version_0_1_carries_nothing_in_either_session() {
+    for persistent in [false, true] {
+        let mut fixture = Fixture::new(
+            "version: 0.1\nphases:\n  build:\n    commands:\n      - cd sub\n      - V=1\n      - echo cwd=$(basename \"$PWD\") v=${V-unset}\n",
+        );
+        if persistent {
+            fixture = fixture.persistent();
+        }
+        std::fs::create_dir(fixture.source().join("sub")).expect("mkdir");
+        let ran = fixture.run();
+        ran.expect(Succeeded);
+        assert_eq!(
+            ran.said("cwd="),
+            ["src v=unset"],
+            "persistent: {persistent}"
+        );
+        assert_eq!(ran.record.session, "compat");
+    }
 }
 
 #[test]
@@ -170,6 +180,7 @@ phases:
       - echo id=$CODEBUILD_BUILD_ID
       - echo number=$CODEBUILD_BUILD_NUMBER src=$CODEBUILD_SRC_DIR local=$CODEBUILD_LOCAL_BUILD
       - echo initiator=$CODEBUILD_INITIATOR region=$AWS_REGION
+      - echo arn=$CODEBUILD_BUILD_ARN
       - echo spec=$FROM_SPEC overridden=$OVERRIDDEN literal=$LITERAL number=$NUMBER
 ",
     );
@@ -178,6 +189,11 @@ phases:
         .layers
         .overrides
         .push(("OVERRIDDEN".into(), "cli".into()));
+    fixture
+        .options
+        .layers
+        .overrides
+        .push(("AWS_REGION".into(), "eu-west-1".into()));
     let ran = fixture.run();
     ran.expect(Succeeded);
     assert_eq!(ran.said("id="), [ran.record.id.as_str()]);
@@ -187,7 +203,12 @@ phases:
         ran.said("number="),
         [format!("1 src={src} local=true").as_str()]
     );
-    assert_eq!(ran.said("initiator="), ["tester region=us-east-1"]);
+    assert_eq!(ran.said("initiator="), ["tester region=eu-west-1"]);
+    let arn = format!(
+        "arn:aws:codebuild:eu-west-1:000000000000:build/{}",
+        ran.record.id
+    );
+    assert_eq!(ran.said("arn="), [arn.as_str()]);
     assert_eq!(
         ran.said("spec="),
         ["spec overridden=cli literal=$HOME/not-expanded number=0.10"]

@@ -1,0 +1,173 @@
+//! Secrets replaced by `***` in everything the runner writes.
+//!
+//! Masking works on lines: the engine splits output into lines before anything is written, so a
+//! secret split across two writes of a command is whole again when it is masked. A secret of
+//! several lines is masked line by line, as each of its lines may appear on its own.
+
+use std::borrow::Cow;
+
+use aho_corasick::{AhoCorasick, MatchKind};
+
+/// What replaces a secret.
+pub const MASK: &str = "***";
+
+/// Finds secrets and replaces them.
+#[derive(Debug, Clone, Default)]
+pub struct Masker {
+    finder: Option<AhoCorasick>,
+    longest: usize,
+}
+
+impl Masker {
+    /// A masker for these values. Empty values (and empty lines of multi-line values) are
+    /// ignored: they would match everywhere.
+    pub fn new<I, S>(values: I) -> Masker
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut patterns: Vec<String> = Vec::new();
+        for value in values {
+            let value = value.as_ref();
+            let pieces =
+                std::iter::once(value).chain(value.lines().filter(|_| value.contains('\n')));
+            for piece in pieces {
+                let piece = piece.trim_end_matches('\r');
+                if !piece.is_empty()
+                    && !piece.contains('\n')
+                    && !patterns.iter().any(|p| p == piece)
+                {
+                    patterns.push(piece.to_owned());
+                }
+            }
+        }
+        if patterns.is_empty() {
+            return Masker::default();
+        }
+        let longest = patterns.iter().map(String::len).max().unwrap_or(0);
+        // Longest first, so that a secret that contains another is masked whole.
+        let finder = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok();
+        Masker { finder, longest }
+    }
+
+    /// Whether there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.finder.is_none()
+    }
+
+    /// The length of the longest secret (line), in bytes.
+    pub fn longest(&self) -> usize {
+        self.longest
+    }
+
+    /// Masks bytes; borrows them when nothing matched.
+    pub fn bytes<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
+        match &self.finder {
+            Some(finder) if finder.is_match(text) => Cow::Owned(
+                finder.replace_all_bytes(text, &vec![MASK.as_bytes(); finder.patterns_len()]),
+            ),
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// Masks text; borrows it when nothing matched.
+    pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        match &self.finder {
+            Some(finder) if finder.is_match(text) => {
+                Cow::Owned(finder.replace_all(text, &vec![MASK; finder.patterns_len()]))
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::output::LineBuffer;
+
+    #[test]
+    fn masks_every_occurrence_and_multi_line_secrets_line_by_line() {
+        let masker = Masker::new([
+            "hunter2",
+            "-----BEGIN KEY-----\nAAAA1111\n-----END KEY-----",
+            "",
+        ]);
+        assert_eq!(masker.text("pw=hunter2;hunter2hunter2"), "pw=***;******");
+        assert_eq!(masker.text("AAAA1111"), "***");
+        assert_eq!(masker.text("nothing here"), "nothing here");
+        assert!(matches!(masker.text("nothing here"), Cow::Borrowed(_)));
+        assert!(Masker::new([""]).is_empty());
+    }
+
+    #[test]
+    fn the_longer_of_two_overlapping_secrets_wins() {
+        let masker = Masker::new(["abc", "abcdef"]);
+        assert_eq!(masker.text("xabcdefx abc"), "x***x ***");
+    }
+
+    /// Feeds `text` in `cuts` pieces through the line splitter and the masker, as the engine does.
+    fn streamed(masker: &Masker, text: &[u8], cuts: &[usize]) -> Vec<u8> {
+        let mut lines = LineBuffer::with_overlap(masker.longest().saturating_sub(1));
+        let mut out = Vec::new();
+        let mut emit = |line: &[u8]| {
+            out.extend_from_slice(&masker.bytes(line));
+            out.push(b'\n');
+        };
+        let mut start = 0;
+        for &cut in cuts {
+            let cut = cut.clamp(start, text.len());
+            lines.feed(&text[start..cut], &mut emit);
+            start = cut;
+        }
+        lines.feed(&text[start..], &mut emit);
+        lines.flush(&mut emit);
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// Masking the stream, however it is cut into reads, gives what masking the whole text
+        /// at once gives.
+        #[test]
+        fn the_masked_stream_equals_the_masked_text(
+            secrets in proptest::collection::vec("[a-c]{2,6}", 1..4),
+            words in proptest::collection::vec(prop_oneof!["[a-c ]{0,8}", Just("\n".to_owned())], 0..40),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+        ) {
+            let masker = Masker::new(&secrets);
+            let text: String = words.concat();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let streamed = streamed(&masker, text.as_bytes(), &cuts);
+            let mut whole = Vec::new();
+            for line in text.split_terminator('\n') {
+                whole.extend_from_slice(masker.text(line).as_bytes());
+                whole.push(b'\n');
+            }
+            prop_assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole));
+        }
+    }
+
+    #[test]
+    fn a_secret_across_the_cut_of_an_overlong_line_is_still_masked() {
+        let secret = "s3cr3t-value";
+        let masker = Masker::new([secret]);
+        // Put the secret right across the point where the overlong line is cut.
+        let mut text = vec![b'x'; crate::output::MAX_LINE - 5];
+        text.extend_from_slice(secret.as_bytes());
+        text.extend_from_slice(&[b'y'; 100]);
+        let out = streamed(&masker, &text, &[]);
+        assert!(
+            !out.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret leaked"
+        );
+        assert_eq!(out.iter().filter(|b| **b == b'*').count(), 3);
+    }
+}
