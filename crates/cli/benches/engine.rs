@@ -10,7 +10,8 @@
 //!    skipped with a note when they are absent);
 //! 3. 1 GiB of output from one command through the runner (log file plus console) vs the same
 //!    command writing to a file, with the runner's peak memory (target: at most 2x the time,
-//!    under 50 MB), and one 100 MB line without a newline (memory under 50 MB).
+//!    under 50 MB), the same with 10 secrets to mask (target: under 10% more), and one 100 MB
+//!    line without a newline (memory under 50 MB).
 //!
 //! Without `--bench` (as under `cargo test --all-targets`) it runs a small smoke version so that
 //! the harness itself is tested. Numbers are for this machine; the ratios are the comparison.
@@ -54,10 +55,15 @@ impl Bench {
 
     /// Runs `buildspec run`, console drained by this process, and returns its wall time.
     fn run_buildspec(&self, spec: &Path, session: &str) -> Duration {
+        self.run_buildspec_with(spec, session, &[])
+    }
+
+    fn run_buildspec_with(&self, spec: &Path, session: &str, extra: &[String]) -> Duration {
         let started = Instant::now();
         let mut child = Command::new(BIN)
             .args(["run", "--session", session, "--state-dir"])
             .arg(self.path().join("state"))
+            .args(extra)
             .arg("--source")
             .arg(self.path())
             .arg(spec)
@@ -223,12 +229,47 @@ impl Bench {
                 .collect(),
         );
         let peak = peak_child_rss_kb().max(before);
+        // Ten secrets to mask, none in the output (the usual case); then one that is on every
+        // line (the worst case, shown for information).
+        let mut masks: Vec<String> = (0..10)
+            .flat_map(|i| {
+                [
+                    "--mask".to_owned(),
+                    format!("secret-value-{i}-not-in-the-output"),
+                ]
+            })
+            .collect();
+        let masked = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec_with(&spec, "compat", &masks))
+                .collect(),
+        );
+        masks.truncate(18);
+        masks.extend(["--mask".to_owned(), "lazy dog".to_owned()]);
+        let every_line = median(
+            (0..rounds)
+                .map(|_| self.run_buildspec_with(&spec, "compat", &masks))
+                .collect(),
+        );
         println!("  command > file          {}", ms(direct));
         println!("  through buildspec       {}", ms(runner));
+        println!("  ... masking 10 secrets  {}", ms(masked));
+        println!(
+            "  ... one on every line   {}  (worst case, for information)",
+            ms(every_line)
+        );
         let ratio = runner.as_secs_f64() / direct.as_secs_f64();
         self.check(
             ratio <= 2.0,
             format!("runner / direct = {ratio:.2} (target <= 2.0)"),
+        );
+        let cost = masked.as_secs_f64() / runner.as_secs_f64() - 1.0;
+        self.check(
+            cost < 0.10,
+            format!(
+                "masking 10 secrets costs {:.1}% of streaming time (target < 10%)",
+                cost * 100.0
+            ),
         );
         self.check(
             peak < 50 * 1024,

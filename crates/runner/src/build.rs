@@ -15,7 +15,7 @@ use nix::sys::signal::Signal;
 
 use crate::env::{self, BuildContext, Layers, Source};
 use crate::events::{Context, Event, Phase, Reporter, Status};
-use crate::mask::Masker;
+use crate::mask::{MaskedStream, Masker};
 use crate::output::LineBuffer;
 use crate::platform;
 use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
@@ -150,6 +150,7 @@ struct Build<'r> {
     output_read: Option<File>,
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
+    stream: MaskedStream,
     read_buf: Vec<u8>,
     masker: Masker,
     /// Variables whose values came from a provider: dumps show them as `***`.
@@ -239,6 +240,7 @@ impl<'r> Build<'r> {
             output_read: None,
             output_write: None,
             lines: LineBuffer::default(),
+            stream: MaskedStream::default(),
             read_buf: vec![0u8; 64 * 1024],
             masker: Masker::default(),
             secret_names: Vec::new(),
@@ -579,7 +581,6 @@ impl<'r> Build<'r> {
                 .chain(self.options.mask.iter())
                 .chain(credentials.iter()),
         );
-        self.lines = LineBuffer::with_overlap(self.masker.longest().saturating_sub(1));
         self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
             self.fail_download(
@@ -960,14 +961,7 @@ impl<'r> Build<'r> {
             }
         };
         self.drain_output();
-        let (log, reporter, tail, masker) = (
-            &mut self.log,
-            &mut *self.reporter,
-            &mut self.tail,
-            &self.masker,
-        );
-        self.lines
-            .flush(&mut |l| output_line(log, reporter, tail, masker, Timestamp::now(), l));
+        self.flush_output();
         self.last_exit = code;
         // Orphans of this command that ended are ours to collect (as PID 1, or as subreaper);
         // the driver is not: its handle waits for it.
@@ -1080,14 +1074,19 @@ impl<'r> Build<'r> {
                 Ok(0) => return false,
                 Ok(n) => {
                     let time = Timestamp::now();
-                    let (log, reporter, tail, masker) = (
+                    let (log, reporter, tail, masker, stream, lines) = (
                         &mut self.log,
                         &mut *self.reporter,
                         &mut self.tail,
                         &self.masker,
+                        &mut self.stream,
+                        &mut self.lines,
                     );
-                    self.lines.feed(&buf[..n], &mut |line| {
-                        output_line(log, reporter, tail, masker, time, line)
+                    // Masked as a stream first, then split into lines.
+                    stream.feed(masker, &buf[..n], &mut |bytes| {
+                        lines.feed(bytes, &mut |line| {
+                            output_line(log, reporter, tail, time, line)
+                        });
                     });
                     if n < buf.len() {
                         return true;
@@ -1097,6 +1096,26 @@ impl<'r> Build<'r> {
                 Err(_) => return true,
             }
         }
+    }
+
+    /// Passes on output held back: the bytes kept for masking, and a last line without a
+    /// newline.
+    fn flush_output(&mut self) {
+        let (log, reporter, tail, masker, stream, lines) = (
+            &mut self.log,
+            &mut *self.reporter,
+            &mut self.tail,
+            &self.masker,
+            &mut self.stream,
+            &mut self.lines,
+        );
+        let now = Timestamp::now();
+        stream.flush(masker, &mut |bytes| {
+            lines.feed(bytes, &mut |line| {
+                output_line(log, reporter, tail, now, line)
+            });
+        });
+        lines.flush(&mut |line| output_line(log, reporter, tail, now, line));
     }
 
     /// Reads everything already written: a finished command's output is all in the pipe.
@@ -1211,13 +1230,7 @@ impl<'r> Build<'r> {
                 break;
             }
         }
-        let (log, reporter) = (&mut self.log, &mut *self.reporter);
-        self.lines.flush(&mut |line| {
-            let event = Event::Output { line };
-            let now = Timestamp::now();
-            let _ = crate::events::write_log(log, now, &event);
-            reporter.report(now, &event);
-        });
+        self.flush_output();
 
         if let Some(plan) = &self.plan {
             let exported: IndexMap<String, String> = plan
@@ -1364,19 +1377,17 @@ impl<'r> Build<'r> {
     }
 }
 
-/// One line of the build's output, masked, to the log, the reporter and the tail kept for RETRY
+/// One line of the build's output (masked already) to the log, the reporter and the tail kept for RETRY
 /// patterns.
 fn output_line(
     log: &mut BufWriter<File>,
     reporter: &mut dyn Reporter,
     tail: &mut VecDeque<Vec<u8>>,
-    masker: &Masker,
     time: Timestamp,
     line: &[u8],
 ) {
-    let line = masker.bytes(line);
-    push_tail(tail, &line);
-    let event = Event::Output { line: &line };
+    push_tail(tail, line);
+    let event = Event::Output { line };
     let _ = crate::events::write_log(log, time, &event);
     reporter.report(time, &event);
 }

@@ -1,8 +1,10 @@
 //! Secrets replaced by `***` in everything the runner writes.
 //!
-//! Masking works on lines: the engine splits output into lines before anything is written, so a
-//! secret split across two writes of a command is whole again when it is masked. A secret of
-//! several lines is masked line by line, as each of its lines may appear on its own.
+//! Output is masked as a stream, before it is split into lines: [`MaskedStream`] holds back the
+//! last bytes of each read that could begin a secret, so a value split across two writes (or two
+//! reads) is whole again when it is searched. One search per read keeps the cost of masking
+//! small next to the cost of moving the bytes. A secret of several lines is masked line by line,
+//! as each of its lines may appear on its own (and no match then spans a newline).
 
 use std::borrow::Cow;
 
@@ -63,23 +65,82 @@ impl Masker {
         self.longest
     }
 
-    /// Masks bytes; borrows them when nothing matched.
+    /// Masks bytes; borrows them when nothing matched. One pass: the common case, a line
+    /// with no secret, costs a search and nothing else.
     pub fn bytes<'a>(&self, text: &'a [u8]) -> Cow<'a, [u8]> {
-        match &self.finder {
-            Some(finder) if finder.is_match(text) => Cow::Owned(
-                finder.replace_all_bytes(text, &vec![MASK.as_bytes(); finder.patterns_len()]),
-            ),
-            _ => Cow::Borrowed(text),
+        let Some(finder) = &self.finder else {
+            return Cow::Borrowed(text);
+        };
+        let mut matches = finder.find_iter(text).peekable();
+        if matches.peek().is_none() {
+            return Cow::Borrowed(text);
         }
+        let mut out = Vec::with_capacity(text.len());
+        let mut last = 0;
+        for m in matches {
+            out.extend_from_slice(&text[last..m.start()]);
+            out.extend_from_slice(MASK.as_bytes());
+            last = m.end();
+        }
+        out.extend_from_slice(&text[last..]);
+        Cow::Owned(out)
     }
 
     /// Masks text; borrows it when nothing matched.
     pub fn text<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        match &self.finder {
-            Some(finder) if finder.is_match(text) => {
-                Cow::Owned(finder.replace_all(text, &vec![MASK; finder.patterns_len()]))
+        match self.bytes(text.as_bytes()) {
+            Cow::Borrowed(_) => Cow::Borrowed(text),
+            // Secrets are whole strings and the mask is ASCII, so the result is UTF-8 again.
+            Cow::Owned(bytes) => Cow::Owned(
+                String::from_utf8(bytes)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+        }
+    }
+}
+
+/// Masks a byte stream that arrives in pieces.
+#[derive(Debug, Default)]
+pub struct MaskedStream {
+    /// The bytes held back from the last piece, then the new piece: one buffer, reused.
+    buf: Vec<u8>,
+}
+
+impl MaskedStream {
+    /// Masks what can be masked of `chunk` (with what was held back before) and passes it to
+    /// `out`, in pieces; holds back the last bytes that could still be the start of a secret.
+    pub fn feed(&mut self, masker: &Masker, chunk: &[u8], out: &mut impl FnMut(&[u8])) {
+        let Some(finder) = &masker.finder else {
+            out(chunk);
+            return;
+        };
+        self.buf.extend_from_slice(chunk);
+        let buf = &self.buf;
+        // A match that starts before `cut` ends within `buf`: its bytes are all here.
+        let mut cut = buf.len().saturating_sub(masker.longest.saturating_sub(1));
+        let mut last = 0;
+        for m in finder.find_iter(buf) {
+            if m.start() >= cut {
+                break;
             }
-            _ => Cow::Borrowed(text),
+            if m.start() > last {
+                out(&buf[last..m.start()]);
+            }
+            out(MASK.as_bytes());
+            last = m.end();
+            cut = cut.max(m.end());
+        }
+        if cut > last {
+            out(&buf[last..cut]);
+        }
+        self.buf.drain(..cut);
+    }
+
+    /// Passes on what was held back (at the end of a command, or of the build).
+    pub fn flush(&mut self, masker: &Masker, out: &mut impl FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            out(&masker.bytes(&self.buf));
+            self.buf.clear();
         }
     }
 }
@@ -113,19 +174,21 @@ mod tests {
 
     /// Feeds `text` in `cuts` pieces through the line splitter and the masker, as the engine does.
     fn streamed(masker: &Masker, text: &[u8], cuts: &[usize]) -> Vec<u8> {
-        let mut lines = LineBuffer::with_overlap(masker.longest().saturating_sub(1));
+        let mut stream = MaskedStream::default();
+        let mut lines = LineBuffer::default();
         let mut out = Vec::new();
         let mut emit = |line: &[u8]| {
-            out.extend_from_slice(&masker.bytes(line));
+            out.extend_from_slice(line);
             out.push(b'\n');
         };
         let mut start = 0;
         for &cut in cuts {
             let cut = cut.clamp(start, text.len());
-            lines.feed(&text[start..cut], &mut emit);
+            stream.feed(masker, &text[start..cut], &mut |b| lines.feed(b, &mut emit));
             start = cut;
         }
-        lines.feed(&text[start..], &mut emit);
+        stream.feed(masker, &text[start..], &mut |b| lines.feed(b, &mut emit));
+        stream.flush(masker, &mut |b| lines.feed(b, &mut emit));
         lines.flush(&mut emit);
         out
     }

@@ -8,20 +8,9 @@ pub const MAX_LINE: usize = 64 * 1024;
 #[derive(Debug, Default)]
 pub(crate) struct LineBuffer {
     partial: Vec<u8>,
-    /// Bytes held back when an overlong line is cut, so that a secret of up to `overlap + 1`
-    /// bytes is never split between two pieces.
-    overlap: usize,
 }
 
 impl LineBuffer {
-    /// A buffer that cuts overlong lines with `overlap` bytes carried into the next piece.
-    pub(crate) fn with_overlap(overlap: usize) -> Self {
-        LineBuffer {
-            partial: Vec::new(),
-            overlap: overlap.min(MAX_LINE / 2),
-        }
-    }
-
     /// Feeds a chunk; calls `line` for each complete line (without its `\n`), and for each
     /// [`MAX_LINE`]-sized piece of an overlong one.
     pub(crate) fn feed(&mut self, mut chunk: &[u8], line: &mut impl FnMut(&[u8])) {
@@ -38,10 +27,8 @@ impl LineBuffer {
         while self.partial.len() + chunk.len() >= MAX_LINE {
             let take = MAX_LINE - self.partial.len();
             self.partial.extend_from_slice(&chunk[..take]);
-            // The piece ends `overlap` bytes early; those bytes start the next piece.
-            let cut = MAX_LINE - self.overlap;
-            line(&self.partial[..cut]);
-            self.partial.drain(..cut);
+            line(&self.partial);
+            self.partial.clear();
             chunk = &chunk[take..];
         }
         self.partial.extend_from_slice(chunk);
