@@ -150,6 +150,12 @@ struct Build<'r> {
     output_read: Option<File>,
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
+    /// The users of `run-as`, looked up.
+    users: IndexMap<String, platform::RunAs>,
+    /// Process groups of sessions that ended before the build (a phase with another user).
+    retired_groups: Vec<u32>,
+    /// The runner's own HOME, USER and LOGNAME, for the phases after a `run-as` phase.
+    own_identity: [Option<String>; 3],
     stream: MaskedStream,
     read_buf: Vec<u8>,
     masker: Masker,
@@ -240,6 +246,9 @@ impl<'r> Build<'r> {
             output_read: None,
             output_write: None,
             lines: LineBuffer::default(),
+            users: IndexMap::new(),
+            retired_groups: Vec::new(),
+            own_identity: [None, None, None],
             stream: MaskedStream::default(),
             read_buf: vec![0u8; 64 * 1024],
             masker: Masker::default(),
@@ -660,6 +669,8 @@ impl<'r> Build<'r> {
                 .collect(),
             cwd: source,
         };
+        self.own_identity =
+            ["HOME", "USER", "LOGNAME"].map(|n| self.state.variables.get(n).cloned());
         let dump = env_dump(&self.state, &self.secret_names, &self.masker);
         let _ = crate::record::create_private_dir(&self.dir.join("env"));
         let _ = crate::record::write_private(&self.dir.join("env").join("start.env"), dump);
@@ -678,16 +689,39 @@ impl<'r> Build<'r> {
                 batch.builds.len()
             ));
         }
-        let users: Vec<&str> = plan
-            .run_as
+        // run-as: each user is looked up now, so that a build that cannot switch users fails
+        // before anything runs. The runner's own user needs no switch.
+        let me = platform::current_user();
+        let mut names: Vec<&str> = plan
+            .phases
             .iter()
-            .chain(plan.phases.iter().filter_map(|p| p.run_as.as_ref()))
-            .map(String::as_str)
+            .filter_map(|p| p.run_as.as_deref())
             .collect();
-        if let Some(user) = users.first() {
-            self.message(&format!(
-                "warning: run-as ({user}) is not supported yet: commands run as the runner's own user"
-            ));
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if me.as_deref() == Some(name) {
+                continue;
+            }
+            if !platform::is_root() {
+                self.fail_download(
+                    "CLIENT_ERROR",
+                    &format!(
+                        "run-as {name} needs the runner to run as root; it runs as {}",
+                        me.as_deref().unwrap_or("another user")
+                    ),
+                );
+                return false;
+            }
+            match platform::lookup_user(name) {
+                Ok(user) => {
+                    self.users.insert(name.to_owned(), user);
+                }
+                Err(message) => {
+                    self.fail_download("CLIENT_ERROR", &message);
+                    return false;
+                }
+            }
         }
         self.record.session = kind.as_str().to_owned();
         // Every command's script is written now, so that running a command costs no file
@@ -702,9 +736,7 @@ impl<'r> Build<'r> {
                         "#### {id}.sh (buildspec line {})\n{text}",
                         command.line
                     ));
-                    if let Err(e) =
-                        crate::record::write_private(&self.scripts.join(format!("{id}.sh")), text)
-                    {
+                    if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Fault,
@@ -732,6 +764,7 @@ impl<'r> Build<'r> {
                 || "buildspec".to_owned(),
                 |n| n.to_string_lossy().into_owned(),
             ),
+            user: None,
         });
         self.plan = Some(plan);
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
@@ -756,6 +789,7 @@ impl<'r> Build<'r> {
         let Some(planned) = self.plan.as_ref().map(|p| p.phase(name).clone()) else {
             return (Status::Fault, Next::Finalizing);
         };
+        self.use_user(planned.run_as.as_deref());
         let attempts = planned.retries + 1;
         let start_state = self.state.clone();
         let pattern = match &planned.on_failure {
@@ -883,6 +917,52 @@ impl<'r> Build<'r> {
                         .any(|line| re.is_match(&String::from_utf8_lossy(line)))
             }),
             _ => false,
+        }
+    }
+
+    /// Makes the next command run as `name` (`run-as`; `None` or the runner's own user: no
+    /// switch). A session of another user ends first; its background processes stay, as they
+    /// would on CodeBuild, and are ended with the build.
+    fn use_user(&mut self, name: Option<&str>) {
+        let wanted = name.and_then(|n| self.users.get(n)).cloned();
+        let Some(spec) = self.spec.as_mut() else {
+            return;
+        };
+        if spec.user == wanted {
+            return;
+        }
+        spec.user = wanted.clone();
+        // HOME, USER and LOGNAME follow the user: its own in its phases, the runner's after.
+        for (name, own) in [("HOME", 0), ("USER", 1), ("LOGNAME", 2)] {
+            let value = match &wanted {
+                Some(user) => Some(if own == 0 {
+                    user.home.clone()
+                } else {
+                    user.name.clone()
+                }),
+                None => self.own_identity[own].clone(),
+            };
+            match value {
+                Some(value) => {
+                    self.state.variables.insert(name.to_owned(), value);
+                }
+                None => {
+                    self.state.variables.remove(name);
+                }
+            }
+        }
+        if let Some(session) = self.session.take() {
+            self.retired_groups.push(session.pgid());
+            let (mut child, mut status) = session.close();
+            if wait_eof(&mut status, self.options.grace) {
+                let _ = child.wait();
+            } else {
+                let _ = platform::signal_group(
+                    self.retired_groups[self.retired_groups.len() - 1],
+                    Signal::SIGKILL,
+                );
+                let _ = child.wait();
+            }
         }
     }
 
@@ -1219,6 +1299,19 @@ impl<'r> Build<'r> {
             }
             let _ = child.wait();
             platform::reap(pgid, &[]);
+        }
+        // Sessions of earlier run-as users may have left background processes in their groups.
+        for pgid in std::mem::take(&mut self.retired_groups) {
+            if platform::group_alive(pgid) {
+                let _ = platform::signal_group(pgid, Signal::SIGTERM);
+                let grace_end = Instant::now() + self.options.grace;
+                while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+                    let _ = self.wait(Some(Duration::from_millis(20)), false);
+                    platform::reap(pgid, &[]);
+                }
+                let _ = platform::signal_group(pgid, Signal::SIGKILL);
+                platform::reap(pgid, &[]);
+            }
         }
         // Processes that left the group (`setsid`, double forks) still carry the build's id.
         self.sweep();

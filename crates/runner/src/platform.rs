@@ -210,3 +210,84 @@ fn zombie_in_group(pid: u32) -> Option<u32> {
     let pgrp = fields.next()?.parse().ok()?;
     (state == "Z").then_some(pgrp)
 }
+
+/// A user commands run as (`run-as`), resolved from the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RunAs {
+    /// The user's name.
+    pub(crate) name: String,
+    /// Its user id.
+    pub(crate) uid: u32,
+    /// Its primary group.
+    pub(crate) gid: u32,
+    /// Every group it belongs to.
+    pub(crate) groups: Vec<u32>,
+    /// Its home directory.
+    pub(crate) home: String,
+}
+
+/// Looks a user up; `Err` says why it cannot be used.
+pub(crate) fn lookup_user(name: &str) -> Result<RunAs, String> {
+    let user = nix::unistd::User::from_name(name)
+        .map_err(|e| format!("cannot look up user {name}: {e}"))?
+        .ok_or_else(|| format!("run-as: there is no user named {name}"))?;
+    let cname =
+        std::ffi::CString::new(name).map_err(|_| format!("run-as: invalid user name {name:?}"))?;
+    let groups = nix::unistd::getgrouplist(&cname, user.gid)
+        .map_err(|e| format!("cannot list the groups of {name}: {e}"))?
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    Ok(RunAs {
+        name: name.to_owned(),
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups,
+        home: user.dir.display().to_string(),
+    })
+}
+
+/// Whether this process may switch users.
+pub(crate) fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// The name of the user this process runs as.
+pub(crate) fn current_user() -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
+/// Gives a file or directory to a user (so that a `run-as` user can use the runtime files).
+pub(crate) fn give_to(path: &std::path::Path, user: &RunAs) -> io::Result<()> {
+    nix::unistd::chown(
+        path,
+        Some(nix::unistd::Uid::from_raw(user.uid)),
+        Some(nix::unistd::Gid::from_raw(user.gid)),
+    )
+    .map_err(io::Error::from)
+}
+
+/// Makes the child take `user`'s groups, group and user id before it runs (the caller is root).
+pub(crate) fn switch_user(command: &mut Command, user: &RunAs) {
+    let groups: Vec<nix::unistd::Gid> = user
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    let gid = nix::unistd::Gid::from_raw(user.gid);
+    let uid = nix::unistd::Uid::from_raw(user.uid);
+    // SAFETY: the closure runs in the child between fork and exec. setgroups, setgid and setuid
+    // are async-signal-safe system calls, and nothing is allocated: the group list was built
+    // before the fork. The order matters: groups and group first, while the child is still root.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::setgroups(&groups).map_err(io::Error::from)?;
+            nix::unistd::setgid(gid).map_err(io::Error::from)?;
+            nix::unistd::setuid(uid).map_err(io::Error::from)?;
+            Ok(())
+        });
+    }
+}

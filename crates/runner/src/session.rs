@@ -82,6 +82,8 @@ pub(crate) struct SessionSpec {
     /// The name shell errors begin with (`$0`): the buildspec's file name, so that dash's
     /// `buildspec.yml: 14: ...: foo: not found` names the file and line the command came from.
     pub(crate) name: String,
+    /// The user commands run as (`run-as`), when not the runner's own.
+    pub(crate) user: Option<platform::RunAs>,
 }
 
 /// A running driver shell.
@@ -134,6 +136,16 @@ impl Session {
             .stdout(Stdio::from(output.try_clone()?))
             .stderr(Stdio::from(output.try_clone()?));
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        if let Some(user) = &spec.user {
+            // The user's own identity, whatever the phase before it left in the state.
+            command
+                .env("HOME", &user.home)
+                .env("USER", &user.name)
+                .env("LOGNAME", &user.name);
+            // It writes its state report in the runtime folder.
+            platform::give_to(&spec.scripts, user)?;
+            platform::switch_user(&mut command, user);
+        }
         platform::map_fds(
             &mut command,
             vec![(status_w.as_raw_fd(), 3), (control_r.as_raw_fd(), 4)],
@@ -179,7 +191,11 @@ impl Session {
         if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
             if !update.is_empty() {
-                crate::record::write_private(&self.spec.scripts.join("update"), update)?;
+                let path = self.spec.scripts.join("update");
+                crate::record::write_private(&path, update)?;
+                if let Some(user) = &self.spec.user {
+                    platform::give_to(&path, user)?;
+                }
                 request.push_str(&format!("u - {ok} {last_exit}\n"));
                 self.update_sent = true;
             }

@@ -4,6 +4,7 @@ mod output;
 mod phases;
 mod processes;
 mod records;
+mod run_as;
 mod secrets;
 mod sessions;
 

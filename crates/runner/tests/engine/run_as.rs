@@ -1,0 +1,131 @@
+//! `run-as`: commands run as another user, phase by phase.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use runner::events::Status::*;
+
+use crate::Fixture;
+
+/// A user and a group made for the test, removed when it ends.
+struct TestUser {
+    name: String,
+    group: String,
+}
+
+impl TestUser {
+    fn create() -> TestUser {
+        let id = std::process::id();
+        let user = TestUser {
+            name: format!("bstest{id}"),
+            group: format!("bstestg{id}"),
+        };
+        let ok = |c: &mut Command| c.status().expect("runs").success();
+        assert!(ok(Command::new("groupadd").arg(&user.group)), "groupadd");
+        assert!(
+            ok(Command::new("useradd").args([
+                "-M",
+                "-s",
+                "/bin/sh",
+                "-G",
+                &user.group,
+                &user.name
+            ])),
+            "useradd"
+        );
+        user
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(&self.name).status();
+        let _ = Command::new("groupdel").arg(&self.group).status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout == b"0\n")
+}
+
+#[test]
+fn run_as_switches_user_per_phase() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test"
+        );
+        eprintln!("skipped: switching users needs root (CI runs this test as root)");
+        return;
+    }
+    let user = TestUser::create();
+    let mut fixture = Fixture::new(&format!(
+        "\
+version: 0.2
+phases:
+  install:
+    commands:
+      - echo install as $(id -un)
+      - echo root wrote this > shared.txt && chmod 666 shared.txt
+  build:
+    run-as: {name}
+    commands:
+      - echo build as $(id -un) home=$HOME user=$USER
+      - echo groups $(id -Gn)
+      - echo and {name} added this >> shared.txt
+      - CARRIED=from-{name}
+  post_build:
+    commands:
+      - echo post_build as $(id -un) home=$HOME carried=$CARRIED
+      - cat shared.txt
+",
+        name = user.name
+    ));
+    fixture
+        .options
+        .layers
+        .inherited
+        .push(("HOME".into(), "/root".into()));
+    // The user must be able to reach the source directory.
+    for dir in [fixture.source().parent().expect("root"), fixture.source()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("install as "), ["root"]);
+    assert_eq!(
+        ran.said("build as "),
+        [format!("{0} home=/home/{0} user={0}", user.name).as_str()]
+    );
+    let groups = ran.said("groups ")[0];
+    assert!(groups.split(' ').any(|g| g == user.group), "{groups}");
+    assert_eq!(
+        ran.said("post_build as "),
+        [format!("root home=/root carried=from-{}", user.name).as_str()]
+    );
+    assert!(
+        ran.events
+            .output
+            .iter()
+            .any(|l| l == &format!("and {} added this", user.name))
+    );
+}
+
+#[test]
+fn run_as_an_unknown_user_fails_before_anything_runs() {
+    let ran = Fixture::new("version: 0.2\nrun-as: no-such-user-here\nphases:\n  build:\n    commands:\n      - echo ran\n").run();
+    ran.expect(Failed);
+    assert!(ran.said("ran").is_empty());
+    let message = &ran.record.phases[0].contexts[0].message;
+    if is_root() {
+        assert_eq!(message, "run-as: there is no user named no-such-user-here");
+    } else {
+        assert!(
+            message.starts_with("run-as no-such-user-here needs the runner to run as root"),
+            "{message}"
+        );
+    }
+}
