@@ -167,6 +167,9 @@ pub(crate) struct RunArgs {
     /// How long processes have between SIGTERM and SIGKILL.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
     pub(crate) grace: std::time::Duration,
+    /// How long the artifact upload may take after a timeout or a stop.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::run::parse_duration)]
+    pub(crate) cleanup_timeout: std::time::Duration,
     /// The project name, in CODEBUILD_BUILD_ID [default: the source directory's name].
     #[arg(long, value_name = "NAME")]
     pub(crate) project: Option<String>,

@@ -114,6 +114,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         },
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         grace: args.grace,
+        cleanup_timeout: args.cleanup_timeout,
         layers: Layers {
             overrides,
             env_file,

@@ -55,6 +55,8 @@ pub struct BuildOptions {
     pub timeout: Option<Duration>,
     /// How long a process has between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// How long UPLOAD_ARTIFACTS may take after a timeout or a stop.
+    pub cleanup_timeout: Duration,
     /// `--env` and `--env-file` and the inherited environment.
     pub layers: Layers,
     /// Who started the build.
@@ -452,6 +454,8 @@ impl<'r> Build<'r> {
                     match status {
                         Status::Succeeded => next = after,
                         Status::TimedOut | Status::Stopped => {
+                            // The upload gets its own time, whatever is left of the build's.
+                            self.deadline = Some(Instant::now() + self.options.cleanup_timeout);
                             next = if self.killed {
                                 Next::Finalizing
                             } else {

@@ -116,8 +116,14 @@ impl MaskedStream {
         };
         self.buf.extend_from_slice(chunk);
         let buf = &self.buf;
-        // A match that starts before `cut` ends within `buf`: its bytes are all here.
-        let mut cut = buf.len().saturating_sub(masker.longest.saturating_sub(1));
+        // A match that starts before `cut` ends within `buf`: its bytes are all here. No secret
+        // spans a newline, so nothing before the last newline is held back: a complete line is
+        // never delayed.
+        let after_newline = memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1);
+        let mut cut = buf
+            .len()
+            .saturating_sub(masker.longest.saturating_sub(1))
+            .max(after_newline);
         let mut last = 0;
         for m in finder.find_iter(buf) {
             if m.start() >= cut {
@@ -216,6 +222,15 @@ mod tests {
             }
             prop_assert_eq!(String::from_utf8_lossy(&streamed), String::from_utf8_lossy(&whole));
         }
+    }
+
+    #[test]
+    fn complete_lines_are_not_held_back() {
+        let masker = Masker::new(["a-rather-long-secret-value"]);
+        let mut stream = MaskedStream::default();
+        let mut out = Vec::new();
+        stream.feed(&masker, b"hello\nwor", &mut |b| out.extend_from_slice(b));
+        assert_eq!(out, b"hello\n", "the complete line is passed on at once");
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Fixture {
             session: SessionKind::Compat,
             timeout: Some(Duration::from_secs(60)),
             grace: Duration::from_secs(2),
+            cleanup_timeout: Duration::from_secs(30),
             layers: Layers {
                 inherited: vec![("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())],
                 ..Layers::default()
