@@ -136,16 +136,12 @@ pub(crate) enum SessionArg {
     Persistent,
 }
 
+/// What a build is made of, for `run` and `plan` alike.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
-    /// The buildspec [default: buildspec.yml in the source directory].
-    pub(crate) file: Option<PathBuf>,
+pub(crate) struct BuildArgs {
     /// The source directory, CODEBUILD_SRC_DIR [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub(crate) source: Option<PathBuf>,
-    /// Where build records and logs are kept.
-    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
-    pub(crate) state_dir: Option<PathBuf>,
     /// Set a variable, over every other layer; repeatable.
     #[arg(long = "env", value_name = "NAME=VALUE")]
     pub(crate) env: Vec<String>,
@@ -155,6 +151,63 @@ pub(crate) struct RunArgs {
     /// Start from an empty environment instead of this process's.
     #[arg(long)]
     pub(crate) clean_env: bool,
+    /// The project name, in CODEBUILD_BUILD_ID [default: the source directory's name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) project: Option<String>,
+    /// Treat buildspec warnings (unknown keys, key case, duplicate keys) as errors.
+    #[arg(long)]
+    pub(crate) strict: bool,
+}
+
+impl BuildArgs {
+    /// The buildspec: the one given, else (as on CodeBuild) buildspec.yml at the root of the
+    /// source.
+    pub(crate) fn buildspec(&self, file: Option<&std::path::Path>) -> PathBuf {
+        file.map(PathBuf::from).unwrap_or_else(|| {
+            self.source.as_deref().map_or_else(
+                || PathBuf::from("buildspec.yml"),
+                |s| s.join("buildspec.yml"),
+            )
+        })
+    }
+
+    /// The source directory as given (`.` by default).
+    pub(crate) fn source_dir(&self) -> PathBuf {
+        self.source.clone().unwrap_or_else(|| PathBuf::from("."))
+    }
+
+    /// The environment layers the command line gives: `--env`, `--env-file`, and the inherited
+    /// environment unless `--clean-env`.
+    pub(crate) fn layers(&self) -> Result<runner::env::Layers, runner::env::EnvError> {
+        Ok(runner::env::Layers {
+            overrides: self
+                .env
+                .iter()
+                .map(|e| runner::env::parse_assignment(e))
+                .collect::<Result<_, _>>()?,
+            env_file: match &self.env_file {
+                Some(path) => runner::env::parse_env_file(path)?,
+                None => Vec::new(),
+            },
+            codebuild: Vec::new(),
+            inherited: if self.clean_env {
+                Vec::new()
+            } else {
+                std::env::vars().collect()
+            },
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The buildspec [default: buildspec.yml in the source directory].
+    pub(crate) file: Option<PathBuf>,
+    #[command(flatten)]
+    pub(crate) build: BuildArgs,
+    /// Where build records and logs are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
     /// How commands share state.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) session: SessionArg,
@@ -170,12 +223,6 @@ pub(crate) struct RunArgs {
     /// How long the artifact upload may take after a timeout or a stop.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::run::parse_duration)]
     pub(crate) cleanup_timeout: std::time::Duration,
-    /// The project name, in CODEBUILD_BUILD_ID [default: the source directory's name].
-    #[arg(long, value_name = "NAME")]
-    pub(crate) project: Option<String>,
-    /// Treat buildspec warnings as errors.
-    #[arg(long)]
-    pub(crate) strict: bool,
     /// Parameter Store values: a YAML or JSON map of parameter names to values.
     #[arg(long, value_name = "FILE")]
     pub(crate) parameters: Option<PathBuf>,
@@ -212,24 +259,8 @@ pub(crate) struct InspectArgs {
 pub(crate) struct PlanArgs {
     /// The buildspec [default: buildspec.yml in the source directory].
     pub(crate) file: Option<PathBuf>,
-    /// The source directory the build would run in [default: the current directory].
-    #[arg(long, value_name = "DIR")]
-    pub(crate) source: Option<PathBuf>,
-    /// Set a variable, over every other layer; repeatable.
-    #[arg(long = "env", value_name = "NAME=VALUE")]
-    pub(crate) env: Vec<String>,
-    /// Read variables from a file of NAME=VALUE lines (# comments).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) env_file: Option<PathBuf>,
-    /// Start from an empty environment instead of this process's.
-    #[arg(long)]
-    pub(crate) clean_env: bool,
-    /// The project name used in CODEBUILD_BUILD_ID [default: the source directory's name].
-    #[arg(long, value_name = "NAME")]
-    pub(crate) project: Option<String>,
-    /// Treat warnings as errors.
-    #[arg(long)]
-    pub(crate) strict: bool,
+    #[command(flatten)]
+    pub(crate) build: BuildArgs,
     /// List inherited variables too (text output lists only those a buildspec layer overrides).
     #[arg(long)]
     pub(crate) all_env: bool,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use buildspec::model::{ArtifactSet, YesNo};
 use buildspec::{Next, Options, Plan};
-use runner::env::{self, BuildContext, Layers, Source, Variable};
+use runner::env::{self, BuildContext, Source, Variable};
 use serde::Serialize;
 
 use crate::args::{Format, PlanArgs};
@@ -27,17 +27,11 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
-    // As on CodeBuild, the default buildspec is the one at the root of the source.
-    let file = args.file.clone().unwrap_or_else(|| {
-        args.source.as_deref().map_or_else(
-            || PathBuf::from("buildspec.yml"),
-            |s| s.join("buildspec.yml"),
-        )
-    });
+    let file = args.build.buildspec(args.file.as_deref());
     let checked = buildspec::check_file(
         &file,
         &Options {
-            strict: args.strict,
+            strict: args.build.strict,
         },
     )?;
     let Some(plan) = checked.plan() else {
@@ -58,17 +52,12 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
         })
         .collect();
 
-    let source_dir = absolute(args.source.as_deref().unwrap_or(Path::new(".")));
-    let project = args.project.clone().unwrap_or_else(|| {
+    let source_dir = absolute(&args.build.source_dir());
+    let project = args.build.project.clone().unwrap_or_else(|| {
         source_dir
             .file_name()
             .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
     });
-    let inherited: Vec<(String, String)> = if args.clean_env {
-        Vec::new()
-    } else {
-        std::env::vars().collect()
-    };
     let context = BuildContext {
         project,
         source_dir: source_dir.display().to_string(),
@@ -76,19 +65,8 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
         region: None,
         ..BuildContext::default()
     };
-    let layers = Layers {
-        overrides: args
-            .env
-            .iter()
-            .map(|e| env::parse_assignment(e))
-            .collect::<Result<_, _>>()?,
-        env_file: match &args.env_file {
-            Some(path) => env::parse_env_file(path)?,
-            None => Vec::new(),
-        },
-        codebuild: env::codebuild_variables(&context),
-        inherited,
-    };
+    let mut layers = args.build.layers()?;
+    layers.codebuild = env::codebuild_variables(&context);
     let spec_env = checked
         .buildspec
         .as_ref()

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use runner::env::{self, Layers};
 use runner::events::{Event, Reporter, write_log};
 use runner::record::{StateDir, default_state_dir};
 use runner::{BuildOptions, SessionKind};
@@ -88,26 +87,11 @@ fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
-    let overrides = args
-        .env
-        .iter()
-        .map(|e| env::parse_assignment(e))
-        .collect::<Result<Vec<_>, _>>()?;
-    let env_file = match &args.env_file {
-        Some(path) => env::parse_env_file(path)?,
-        None => Vec::new(),
-    };
     let options = BuildOptions {
-        // As on CodeBuild, the default buildspec is the one at the root of the source.
-        buildspec: args.file.clone().unwrap_or_else(|| {
-            args.source.as_deref().map_or_else(
-                || PathBuf::from("buildspec.yml"),
-                |s| s.join("buildspec.yml"),
-            )
-        }),
-        source_dir: args.source.clone().unwrap_or_else(|| PathBuf::from(".")),
+        buildspec: args.build.buildspec(args.file.as_deref()),
+        source_dir: args.build.source_dir(),
         state_dir: state_dir(args.state_dir.as_ref())?,
-        project: args.project.clone(),
+        project: args.build.project.clone(),
         session: match args.session {
             SessionArg::Compat => SessionKind::Compat,
             SessionArg::Persistent => SessionKind::Persistent,
@@ -115,18 +99,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         grace: args.grace,
         cleanup_timeout: args.cleanup_timeout,
-        layers: Layers {
-            overrides,
-            env_file,
-            codebuild: Vec::new(),
-            inherited: if args.clean_env {
-                Vec::new()
-            } else {
-                std::env::vars().collect()
-            },
-        },
+        layers: args.build.layers()?,
         initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
-        strict: args.strict,
+        strict: args.build.strict,
         providers: runner::secrets::Providers::load(
             args.parameters.as_deref(),
             args.secrets.as_deref(),

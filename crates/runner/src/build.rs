@@ -1045,7 +1045,7 @@ impl<'r> Build<'r> {
             }
         };
         self.drain_output();
-        self.flush_output();
+        self.pass_output(&[], true);
         self.last_exit = code;
         // Orphans of this command that ended are ours to collect (as PID 1, or as subreaper);
         // the driver is not: its handle waits for it.
@@ -1147,44 +1147,34 @@ impl<'r> Build<'r> {
 
     /// Reads what the output pipe holds now, as lines. Returns false at end-of-file.
     fn read_output(&mut self) -> bool {
-        let Some(mut output) = self.output_read.as_ref() else {
+        // The pipe and the buffer (one for the whole build: zeroing 64 KiB per read would cost
+        // more than a trivial command) are taken out while the bytes are passed on.
+        let Some(mut output) = self.output_read.take() else {
             return false;
         };
-        // One buffer for the whole build: zeroing 64 KiB per read would cost more than a
-        // trivial command.
-        let buf = &mut self.read_buf;
-        loop {
-            match output.read(buf) {
-                Ok(0) => return false,
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let open = loop {
+            match output.read(&mut buf) {
+                Ok(0) => break false,
                 Ok(n) => {
-                    let time = Timestamp::now();
-                    let (log, reporter, tail, masker, stream, lines) = (
-                        &mut self.log,
-                        &mut *self.reporter,
-                        &mut self.tail,
-                        &self.masker,
-                        &mut self.stream,
-                        &mut self.lines,
-                    );
-                    // Masked as a stream first, then split into lines.
-                    stream.feed(masker, &buf[..n], &mut |bytes| {
-                        lines.feed(bytes, &mut |line| {
-                            output_line(log, reporter, tail, time, line)
-                        });
-                    });
+                    self.pass_output(&buf[..n], false);
                     if n < buf.len() {
-                        return true;
+                        break true;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
+                Err(_) => break true,
             }
-        }
+        };
+        self.read_buf = buf;
+        self.output_read = Some(output);
+        open
     }
 
-    /// Passes on output held back: the bytes kept for masking, and a last line without a
-    /// newline.
-    fn flush_output(&mut self) {
+    /// Passes output on: masked as a stream, split into lines, to the log, the console and the
+    /// tail kept for RETRY patterns. `end` also passes on what was held back: the bytes kept
+    /// for masking, and a last line without a newline.
+    fn pass_output(&mut self, bytes: &[u8], end: bool) {
         let (log, reporter, tail, masker, stream, lines) = (
             &mut self.log,
             &mut *self.reporter,
@@ -1194,12 +1184,16 @@ impl<'r> Build<'r> {
             &mut self.lines,
         );
         let now = Timestamp::now();
-        stream.flush(masker, &mut |bytes| {
+        let mut to_lines = |bytes: &[u8]| {
             lines.feed(bytes, &mut |line| {
                 output_line(log, reporter, tail, now, line)
             });
-        });
-        lines.flush(&mut |line| output_line(log, reporter, tail, now, line));
+        };
+        stream.feed(masker, bytes, &mut to_lines);
+        if end {
+            stream.flush(masker, &mut to_lines);
+            lines.flush(&mut |line| output_line(log, reporter, tail, now, line));
+        }
     }
 
     /// Reads everything already written: a finished command's output is all in the pipe.
@@ -1327,7 +1321,7 @@ impl<'r> Build<'r> {
                 break;
             }
         }
-        self.flush_output();
+        self.pass_output(&[], true);
 
         if let Some(plan) = &self.plan {
             let exported: IndexMap<String, String> = plan
