@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use buildspec::plan::{Next, PlannedPhase};
-use buildspec::{OnFailure, PhaseName, Plan};
+use buildspec::{Command, OnFailure, PhaseName, Plan};
 use indexmap::IndexMap;
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
@@ -152,6 +152,11 @@ struct Build<'r> {
     output_read: Option<File>,
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
+    /// The start of the marker lines that delimit persistent commands' output.
+    marker: Option<memchr::memmem::Finder<'static>>,
+    /// Output read but not yet passed on (after a marker), from `pending_pos` on.
+    pending_output: Vec<u8>,
+    pending_pos: usize,
     /// The users of `run-as`, looked up.
     users: IndexMap<String, platform::RunAs>,
     /// Process groups of sessions that ended before the build (a phase with another user).
@@ -248,6 +253,9 @@ impl<'r> Build<'r> {
             output_read: None,
             output_write: None,
             lines: LineBuffer::default(),
+            marker: None,
+            pending_output: Vec::new(),
+            pending_pos: 0,
             users: IndexMap::new(),
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
@@ -759,6 +767,7 @@ impl<'r> Build<'r> {
             }
         }
         let _ = crate::record::write_private(&self.dir.join("scripts.sh"), record_scripts);
+        let token = uuid::Uuid::new_v4().simple().to_string();
         self.spec = Some(SessionSpec {
             shell: plan.shell.program().to_owned(),
             kind,
@@ -769,7 +778,13 @@ impl<'r> Build<'r> {
                 |n| n.to_string_lossy().into_owned(),
             ),
             user: None,
+            token: token.clone(),
         });
+        if kind == SessionKind::Persistent {
+            self.marker = Some(
+                memchr::memmem::Finder::new(format!("\x1ebs:{token}:").as_bytes()).into_owned(),
+            );
+        }
         self.plan = Some(plan);
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         true
@@ -811,9 +826,9 @@ impl<'r> Build<'r> {
             let last_attempt = attempt == attempts;
             'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
             {
-                for (index, command) in list.iter().enumerate() {
-                    let id = script_id(name, finally, index);
-                    match self.run_command(phase, &id, &command.text, command.line, finally) {
+                for (index, result) in self.run_list(phase, name, list, finally) {
+                    let command = &list[index];
+                    match result {
                         Ok(0) => {}
                         Ok(code) => {
                             let message = format!(
@@ -992,6 +1007,271 @@ impl<'r> Build<'r> {
         Ok(())
     }
 
+    /// Runs a list of commands (a phase's `commands` or its `finally`) until one fails; returns
+    /// the result of each command that ran, in order. `Err` carries the status that interrupts
+    /// the build (TIMED_OUT, STOPPED, FAULT).
+    fn run_list(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+    ) -> Vec<(usize, Result<i32, Status>)> {
+        let persistent = self
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.kind == SessionKind::Persistent);
+        if persistent {
+            return self.run_pipelined(phase, name, list, finally);
+        }
+        let mut results = Vec::new();
+        for (index, command) in list.iter().enumerate() {
+            let id = script_id(name, finally, index);
+            let result = self.run_command(phase, &id, &command.text, command.line, finally);
+            let go_on = matches!(result, Ok(0));
+            results.push((index, result));
+            if !go_on {
+                break;
+            }
+        }
+        results
+    }
+
+    /// A persistent session gets the whole list at once, so each command starts without a
+    /// round trip to the runner; the marker the driver writes before each command tells the
+    /// runner where that command's output begins.
+    fn run_pipelined(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+    ) -> Vec<(usize, Result<i32, Status>)> {
+        let mut results: Vec<(usize, Result<i32, Status>)> = Vec::new();
+        // The first command not yet run, and the one running (started, not finished).
+        let mut next = 0;
+        'session: while next < list.len() {
+            if let Some(signal) = self.stop.take() {
+                self.stopped = Some(signal);
+                self.message(&format!("Build stopped by {}", signal_name(signal)));
+                results.push((next, Err(Status::Stopped)));
+                return results;
+            }
+            if let Err(e) = self.ensure_session() {
+                self.message(&format!("cannot start the shell: {e}"));
+                results.push((next, Err(Status::Fault)));
+                return results;
+            }
+            let ids: Vec<String> = (next..list.len())
+                .map(|i| script_id(name, finally, i))
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let sent = match self.session.as_mut() {
+                Some(session) => {
+                    session.send_batch(&refs, self.succeeding, self.last_exit, &self.state)
+                }
+                None => Err(io::Error::other("no session")),
+            };
+            if let Err(e) = sent {
+                self.message(&format!("cannot send the commands to the shell: {e}"));
+                results.push((next, Err(Status::Fault)));
+                return results;
+            }
+            let mut running: Option<(usize, Instant)> = None;
+            // A marker seen while draining the output of the command before it.
+            let mut marker: Option<String> = None;
+            loop {
+                // Output first: up to the next marker, which starts the next command.
+                let id = match marker.take() {
+                    Some(id) => Some(id),
+                    None => self.pump_output().1,
+                };
+                if let Some(id) = id {
+                    if let Some((index, started)) = running.take() {
+                        // Its status was written before the next marker: it is there to read.
+                        match self.reply_now() {
+                            Ok(code) => {
+                                self.finish_command(phase, &list[index], code, started);
+                                results.push((index, Ok(code)));
+                                if code != 0 {
+                                    return results;
+                                }
+                            }
+                            Err(status) => {
+                                results.push((index, Err(status)));
+                                return results;
+                            }
+                        }
+                    }
+                    let Some(index) =
+                        (next..list.len()).find(|i| script_id(name, finally, *i) == id)
+                    else {
+                        continue;
+                    };
+                    self.start_command(phase, &list[index], finally);
+                    running = Some((index, Instant::now()));
+                    next = index + 1;
+                    continue;
+                }
+                let reply = match self.session.as_mut().map(Session::poll_reply) {
+                    Some(Ok(reply)) => reply,
+                    Some(Err(e)) => {
+                        self.message(&format!("the shell session failed: {e}"));
+                        results.push((running.map_or(next, |(i, _)| i), Err(Status::Fault)));
+                        return results;
+                    }
+                    None => Reply::DriverExited(255),
+                };
+                match reply {
+                    Reply::Done(code, state) => {
+                        if let Some(state) = state {
+                            self.state = state;
+                        }
+                        // All of its output is in the pipe; a marker may follow it.
+                        let (_, after) = self.pump_output();
+                        marker = after;
+                        let Some((index, started)) = running.take() else {
+                            continue;
+                        };
+                        self.finish_command(phase, &list[index], code, started);
+                        results.push((index, Ok(code)));
+                        if code != 0 || index + 1 == list.len() {
+                            return results;
+                        }
+                        continue;
+                    }
+                    Reply::DriverExited(code) => {
+                        // The command ended the shell: its status is the shell's. The rest of
+                        // the list goes to a new shell, from the last reported state.
+                        self.read_output();
+                        if let Some(session) = self.session.take() {
+                            let (mut child, _) = session.close();
+                            let _ = child.wait();
+                        }
+                        let (index, started) = running.take().unwrap_or((next, Instant::now()));
+                        if index == next {
+                            self.start_command(phase, &list[index], finally);
+                        }
+                        self.finish_command(phase, &list[index], code, started);
+                        results.push((index, Ok(code)));
+                        next = index + 1;
+                        if code != 0 {
+                            return results;
+                        }
+                        continue 'session;
+                    }
+                    Reply::Pending => {}
+                }
+                if let Some(status) = self.wait_for_output_or_reply() {
+                    results.push((running.map_or(next, |(i, _)| i), Err(status)));
+                    return results;
+                }
+            }
+        }
+        results
+    }
+
+    fn start_command(&mut self, phase: Phase, command: &Command, finally: bool) {
+        self.emit(&Event::CommandStarted {
+            phase,
+            command: &command.text,
+            line: command.line,
+            finally,
+        });
+        self.tail.clear();
+    }
+
+    fn finish_command(&mut self, phase: Phase, command: &Command, code: i32, started: Instant) {
+        self.pass_output(&[], true);
+        self.last_exit = code;
+        if let Some(session) = self.session.as_ref() {
+            platform::reap(session.pgid(), &[]);
+        }
+        self.emit(&Event::CommandFinished {
+            phase,
+            command: &command.text,
+            exit_code: code,
+            duration: started.elapsed(),
+        });
+    }
+
+    /// The driver's reply that must already be in its pipe (the next command's marker came after
+    /// it).
+    fn reply_now(&mut self) -> Result<i32, Status> {
+        loop {
+            match self.session.as_mut().map(Session::poll_reply) {
+                Some(Ok(Reply::Done(code, state))) => {
+                    if let Some(state) = state {
+                        self.state = state;
+                    }
+                    return Ok(code);
+                }
+                Some(Ok(Reply::DriverExited(code))) => return Ok(code),
+                Some(Ok(Reply::Pending)) => {
+                    let Some(session) = self.session.as_ref() else {
+                        return Err(Status::Fault);
+                    };
+                    if platform::wait_readable(&[platform::borrow(session.status_fd())], None)
+                        .is_err()
+                    {
+                        return Err(Status::Fault);
+                    }
+                }
+                _ => return Err(Status::Fault),
+            }
+        }
+    }
+
+    /// Waits for output, the driver's reply, a stop request or the deadline. `Some` is the status
+    /// that ends the wait for good (TIMED_OUT, STOPPED, FAULT).
+    fn wait_for_output_or_reply(&mut self) -> Option<Status> {
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            self.timed_out = true;
+            self.message("Build timed out: stopping the running command");
+            self.stop_processes();
+            return Some(Status::TimedOut);
+        }
+        if let Some(signal) = self.stop.take() {
+            self.stopped = Some(signal);
+            self.message(&format!(
+                "Build stopped by {}: stopping the running command",
+                signal_name(signal)
+            ));
+            self.stop_processes();
+            return Some(Status::Stopped);
+        }
+        let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
+        let mut woken = self.poll_only(Some(quick));
+        if matches!(woken, Ok(false)) && timeout != Some(quick) {
+            self.flush();
+            woken = self.poll_only(timeout.map(|t| t.saturating_sub(quick)));
+        }
+        if let Err(e) = woken {
+            self.message(&format!("cannot wait for the command: {e}"));
+            return Some(Status::Fault);
+        }
+        None
+    }
+
+    /// Waits until the output, the driver's status or a stop request is ready, reading nothing
+    /// (the caller reads the output, markers included).
+    fn poll_only(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        let Some(output) = self.output_read.as_ref() else {
+            return Ok(false);
+        };
+        let mut fds = vec![platform::borrow(output)];
+        if let Some(session) = self.session.as_ref() {
+            fds.push(platform::borrow(session.status_fd()));
+        }
+        fds.extend(self.stop.fds());
+        Ok(platform::wait_readable(&fds, timeout)?
+            .iter()
+            .any(|r| r.readable))
+    }
+
     /// Runs one command; `Err` carries the status that interrupts the build (TIMED_OUT, FAULT).
     fn run_command(
         &mut self,
@@ -1145,8 +1425,17 @@ impl<'r> Build<'r> {
         Ok(any)
     }
 
-    /// Reads what the output pipe holds now, as lines. Returns false at end-of-file.
+    /// Reads what the output pipe holds now, as lines (marker lines of a persistent session
+    /// are taken out). Returns false at end-of-file.
     fn read_output(&mut self) -> bool {
+        if self.marker.is_some() {
+            loop {
+                let (open, marker) = self.pump_output();
+                if marker.is_none() {
+                    return open;
+                }
+            }
+        }
         // The pipe and the buffer (one for the whole build: zeroing 64 KiB per read would cost
         // more than a trivial command) are taken out while the bytes are passed on.
         let Some(mut output) = self.output_read.take() else {
@@ -1169,6 +1458,70 @@ impl<'r> Build<'r> {
         self.read_buf = buf;
         self.output_read = Some(output);
         open
+    }
+
+    /// Passes on the output that is there, up to the next command marker of a persistent
+    /// session. Returns whether the pipe is still open, and the id of the marker it stopped at.
+    fn pump_output(&mut self) -> (bool, Option<String>) {
+        let Some(finder) = self.marker.clone() else {
+            return (self.read_output(), None);
+        };
+        let marker = finder.needle();
+        let mut open = true;
+        loop {
+            // The unread part starts at `pending_pos`: consuming moves it, so a driver that is
+            // many commands ahead costs no copying.
+            let pending = std::mem::take(&mut self.pending_output);
+            let unread = &pending[self.pending_pos..];
+            if let Some(pos) = finder.find(unread) {
+                let id_start = pos + marker.len();
+                if let Some(nl) = memchr::memchr(b'\n', &unread[id_start..]) {
+                    let id = String::from_utf8_lossy(&unread[id_start..id_start + nl]).into_owned();
+                    self.pass_output(&unread[..pos], false);
+                    self.pending_pos += id_start + nl + 1;
+                    self.pending_output = pending;
+                    return (open, Some(id));
+                }
+            }
+            // Everything but what may be the start of a marker goes on now.
+            let keep = partial_marker(unread, marker);
+            if keep > 0 {
+                self.pass_output(&unread[..keep], false);
+                self.pending_pos += keep;
+            }
+            self.pending_output = pending;
+            if self.pending_pos == self.pending_output.len() {
+                self.pending_output.clear();
+                self.pending_pos = 0;
+            } else if self.pending_pos > 64 * 1024 {
+                self.pending_output.drain(..self.pending_pos);
+                self.pending_pos = 0;
+            }
+            if !open {
+                return (false, None);
+            }
+            let Some(mut output) = self.output_read.take() else {
+                return (false, None);
+            };
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let read = loop {
+                match output.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            match read {
+                Ok(0) => open = false,
+                Ok(n) => self.pending_output.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    self.read_buf = buf;
+                    self.output_read = Some(output);
+                    return (true, None);
+                }
+            }
+            self.read_buf = buf;
+            self.output_read = Some(output);
+        }
     }
 
     /// Passes output on: masked as a stream, split into lines, to the log, the console and the
@@ -1493,6 +1846,19 @@ fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
 /// `SIGINT`, `SIGTERM`... for messages.
 fn signal_name(signal: i32) -> String {
     Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
+}
+
+/// Where a possible command marker begins at the end of `bytes` (a marker cut by a read), or
+/// `bytes.len()`: the bytes before it can go on.
+fn partial_marker(bytes: &[u8], marker: &[u8]) -> usize {
+    if let Some(pos) = memchr::memmem::find(bytes, marker) {
+        // A whole marker whose line has not ended yet.
+        return pos;
+    }
+    match memchr::memrchr(marker[0], bytes) {
+        Some(pos) if marker.starts_with(&bytes[pos..]) => pos,
+        _ => bytes.len(),
+    }
 }
 
 /// The script of a phase's command: `build-3`, `post_build-finally-1`.

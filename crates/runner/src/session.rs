@@ -52,20 +52,29 @@ impl SessionKind {
 /// - `c`: run a script in a subshell (compat): the script itself reports its state to the file
 ///   `state`, the driver answers `status=N`;
 /// - `p`: source a script in the driver (persistent), then answer with `export -p`, `cwd=` and
-///   `status=`.
+///   `status=`. Persistent requests come several at a time (a phase's list of commands), so
+///   that a command starts without waiting for the runner: before each, the driver writes a
+///   marker line (`\x1ebs:<token>:<id>`) to the output, which tells the runner where that
+///   command's output begins, and after a failure it skips the rest of the same batch.
 ///
 /// Commands run with descriptors 3 and 4 closed, so nothing they start can hold the driver's
 /// channels open. The driver's stdin is `/dev/null`, and so is every command's.
-const DRIVER: &str = r#"__bs_dir=$1
-while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
-  CODEBUILD_BUILD_SUCCEEDING=$__bs_ok CODEBUILD_LAST_EXIT=$__bs_last
+const DRIVER: &str = r#"__bs_dir=$1 __bs_token=$2 __bs_fail=-
+shift 2
+while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last __bs_batch <&4; do
+  CODEBUILD_BUILD_SUCCEEDING=$__bs_ok
+  [ "$__bs_last" = - ] || CODEBUILD_LAST_EXIT=$__bs_last
   export CODEBUILD_BUILD_SUCCEEDING CODEBUILD_LAST_EXIT
   case $__bs_op in
     u) . "$__bs_dir/update" ;;
     c) ( . "$__bs_dir/$__bs_id.sh" ) 3>&- 4<&-
        printf 'status=%d\n' "$?" >&3 ;;
-    p) { . "$__bs_dir/$__bs_id.sh"; } 3>&- 4<&-
+    p) [ "$__bs_fail" = "$__bs_batch" ] && continue
+       printf '\036bs:%s:%s\n' "$__bs_token" "$__bs_id"
+       { . "$__bs_dir/$__bs_id.sh"; } 3>&- 4<&-
        __bs_s=$?
+       [ "$__bs_s" = 0 ] || __bs_fail=$__bs_batch
+       CODEBUILD_LAST_EXIT=$__bs_s
        export -p >&3; printf 'cwd=%s\nstatus=%d\n' "$PWD" "$__bs_s" >&3 ;;
   esac
 done
@@ -84,6 +93,8 @@ pub(crate) struct SessionSpec {
     pub(crate) name: String,
     /// The user commands run as (`run-as`), when not the runner's own.
     pub(crate) user: Option<platform::RunAs>,
+    /// Random text in the markers that delimit persistent commands' output.
+    pub(crate) token: String,
 }
 
 /// A running driver shell.
@@ -94,11 +105,16 @@ pub(crate) struct Session {
     control: File,
     status: File,
     status_buf: Vec<u8>,
+    /// Where the unread part of `status_buf` begins: replies are consumed by moving this, not
+    /// by shifting the buffer (a persistent driver may be many replies ahead).
+    status_pos: usize,
     /// The state the driver shell has now.
     driver_state: SessionState,
     /// An update file was sent with the running command; it holds values in clear and goes as
     /// soon as the command has replied.
     update_sent: bool,
+    /// Batches sent so far.
+    batches: u64,
 }
 
 /// What the driver said about a command.
@@ -129,6 +145,7 @@ impl Session {
             .arg(DRIVER)
             .arg(&spec.name)
             .arg(&spec.scripts)
+            .arg(&spec.token)
             .env_clear()
             .envs(&state.variables)
             .current_dir(&state.cwd)
@@ -161,8 +178,10 @@ impl Session {
             control: File::from(control_w),
             status: File::from(status_r),
             status_buf: Vec::new(),
+            status_pos: 0,
             driver_state: state.clone(),
             update_sent: false,
+            batches: 0,
             spec,
         })
     }
@@ -177,7 +196,7 @@ impl Session {
         &self.status
     }
 
-    /// Asks the driver to run the script `id` (written by [`write_script`]), after bringing the
+    /// Asks the driver to run the script `id` (written at DOWNLOAD_SOURCE), after bringing the
     /// driver to `state`. `succeeding` and `last_exit` are the runner's variables.
     pub(crate) fn send(
         &mut self,
@@ -186,6 +205,20 @@ impl Session {
         last_exit: i32,
         state: &SessionState,
     ) -> io::Result<()> {
+        self.send_batch(&[id], succeeding, last_exit, state)
+    }
+
+    /// Asks the driver to run several scripts in a row (persistent sessions); it stops at the
+    /// first that fails, skipping the rest of this batch (and only this one).
+    pub(crate) fn send_batch(
+        &mut self,
+        ids: &[&str],
+        succeeding: bool,
+        last_exit: i32,
+        state: &SessionState,
+    ) -> io::Result<()> {
+        self.batches += 1;
+        let batch = self.batches;
         let ok = u8::from(succeeding);
         let mut request = String::new();
         if !self.spec.stateless && self.driver_state != *state {
@@ -196,7 +229,7 @@ impl Session {
                 if let Some(user) = &self.spec.user {
                     platform::give_to(&path, user)?;
                 }
-                request.push_str(&format!("u - {ok} {last_exit}\n"));
+                request.push_str(&format!("u - {ok} {last_exit} -\n"));
                 self.update_sent = true;
             }
             self.driver_state = state.clone();
@@ -205,18 +238,27 @@ impl Session {
             SessionKind::Compat => 'c',
             SessionKind::Persistent => 'p',
         };
-        request.push_str(&format!("{op} {id} {ok} {last_exit}\n"));
+        for (i, id) in ids.iter().enumerate() {
+            // After the first, the driver keeps CODEBUILD_LAST_EXIT itself.
+            let last = if i == 0 {
+                last_exit.to_string()
+            } else {
+                "-".to_owned()
+            };
+            request.push_str(&format!("{op} {id} {ok} {last} {batch}\n"));
+        }
         self.control.write_all(request.as_bytes())
     }
 
     /// Reads what the driver said, without waiting.
     pub(crate) fn poll_reply(&mut self) -> io::Result<Reply> {
         let mut chunk = [0u8; 4096];
+        let mut ended = false;
         loop {
             match self.status.read(&mut chunk) {
                 Ok(0) => {
-                    let status = self.child.wait()?;
-                    return Ok(Reply::DriverExited(crate::process::exit_code(status)));
+                    ended = true;
+                    break;
                 }
                 Ok(n) => self.status_buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -224,10 +266,24 @@ impl Session {
                 Err(e) => return Err(e),
             }
         }
-        let Some(report) = state::parse_reply(&self.status_buf).map_err(io::Error::other)? else {
+        // Replies the driver wrote before it ended still count, in order.
+        let Some(report) =
+            state::parse_reply(&self.status_buf[self.status_pos..]).map_err(io::Error::other)?
+        else {
+            if ended {
+                let status = self.child.wait()?;
+                return Ok(Reply::DriverExited(crate::process::exit_code(status)));
+            }
             return Ok(Reply::Pending);
         };
-        self.status_buf.drain(..report.consumed);
+        self.status_pos += report.consumed;
+        if self.status_pos == self.status_buf.len() {
+            self.status_buf.clear();
+            self.status_pos = 0;
+        } else if self.status_pos > 64 * 1024 {
+            self.status_buf.drain(..self.status_pos);
+            self.status_pos = 0;
+        }
         if std::mem::take(&mut self.update_sent) {
             let _ = std::fs::remove_file(self.spec.scripts.join("update"));
         }

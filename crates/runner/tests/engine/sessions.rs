@@ -229,3 +229,48 @@ fn shell_errors_name_the_buildspec_line() {
         .expect("an error line");
     assert!(error.starts_with("buildspec.yml: 6: "), "{error}");
 }
+
+/// The log without its timestamps and its temporary paths.
+fn shape(ran: &crate::Ran) -> Vec<String> {
+    let root = ran
+        .record_path
+        .ancestors()
+        .nth(4)
+        .expect("the fixture's root")
+        .display()
+        .to_string();
+    ran.events
+        .log
+        .lines()
+        .map(|l| match l.strip_prefix("[Container] ") {
+            Some(rest) => format!("[Container] {}", rest.get(27..).unwrap_or("")),
+            None => l.to_owned(),
+        })
+        .map(|l| {
+            l.replace(&root, "<root>")
+                .replace(&ran.record.uuid, "<uuid>")
+        })
+        .collect()
+}
+
+#[test]
+fn a_persistent_log_reads_like_a_compat_log() {
+    // In a persistent session the driver gets a phase's commands all at once; the output of
+    // each must still stand under its own "Running command" line.
+    let mut yaml = String::from("version: 0.2\nphases:\n  build:\n    commands:\n");
+    for i in 0..60 {
+        yaml.push_str(&format!(
+            "      - echo out {i}; echo err {i} >&2; printf 'no newline {i}'\n"
+        ));
+    }
+    yaml.push_str("      - seq 1 2000\n      - 'false'\n      - echo skipped\n    finally:\n      - echo finally one\n      - echo finally two\n");
+    let compat = Fixture::new(&yaml).run();
+    let persistent = Fixture::new(&yaml).persistent().run();
+    compat.expect(Failed);
+    persistent.expect(Failed);
+    let (a, b) = (shape(&compat), shape(&persistent));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "line {} differs", i + 1);
+    }
+    assert_eq!(a.len(), b.len());
+}
