@@ -157,6 +157,8 @@ struct Build<'r> {
     /// Output read but not yet passed on (after a marker), from `pending_pos` on.
     pending_output: Vec<u8>,
     pending_pos: usize,
+    /// Commands finished so far.
+    commands_done: u64,
     /// The users of `run-as`, looked up.
     users: IndexMap<String, platform::RunAs>,
     /// Process groups of sessions that ended before the build (a phase with another user).
@@ -256,6 +258,7 @@ impl<'r> Build<'r> {
             marker: None,
             pending_output: Vec::new(),
             pending_pos: 0,
+            commands_done: 0,
             users: IndexMap::new(),
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
@@ -410,6 +413,9 @@ impl<'r> Build<'r> {
         context: Option<Context>,
         final_attempt: bool,
     ) {
+        if let Some(session) = self.session.as_ref() {
+            platform::reap(session.pgid(), &[]);
+        }
         let now = Timestamp::now();
         let mut duration = Duration::ZERO;
         if let Some(last) = self.record.phases.last_mut() {
@@ -1171,6 +1177,18 @@ impl<'r> Build<'r> {
         results
     }
 
+    /// Collects the build's orphans that ended (as PID 1, or as subreaper, they are ours; the
+    /// driver is not: its handle waits for it). Every few commands: looking costs more than a
+    /// trivial command, and a few zombies for a moment cost nothing.
+    fn reap_now_and_then(&mut self) {
+        self.commands_done += 1;
+        if self.commands_done % 16 == 1
+            && let Some(session) = self.session.as_ref()
+        {
+            platform::reap(session.pgid(), &[]);
+        }
+    }
+
     fn start_command(&mut self, phase: Phase, command: &Command, finally: bool) {
         self.emit(&Event::CommandStarted {
             phase,
@@ -1184,9 +1202,7 @@ impl<'r> Build<'r> {
     fn finish_command(&mut self, phase: Phase, command: &Command, code: i32, started: Instant) {
         self.pass_output(&[], true);
         self.last_exit = code;
-        if let Some(session) = self.session.as_ref() {
-            platform::reap(session.pgid(), &[]);
-        }
+        self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
             phase,
             command: &command.text,
@@ -1327,11 +1343,7 @@ impl<'r> Build<'r> {
         self.drain_output();
         self.pass_output(&[], true);
         self.last_exit = code;
-        // Orphans of this command that ended are ours to collect (as PID 1, or as subreaper);
-        // the driver is not: its handle waits for it.
-        if let Some(session) = self.session.as_ref() {
-            platform::reap(session.pgid(), &[]);
-        }
+        self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
             phase,
             command: text,

@@ -478,6 +478,8 @@ phases:
       - echo pid $$ parent $PPID; [ \"$(cut -d' ' -f1 /proc/1/stat)\" = 1 ]
       - sh -c 'true & echo $! > orphan.pid'
       - while grep -q '^State:.[RSD]' /proc/$(cat orphan.pid)/status 2>/dev/null; do :; done
+  post_build:
+    commands:
       - test ! -e /proc/$(cat orphan.pid) && echo the orphan was reaped
 ",
     );
