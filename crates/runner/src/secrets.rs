@@ -2,7 +2,9 @@
 //!
 //! Both files are YAML or JSON maps. Parameters map a parameter name to its value. Secrets map a
 //! secret id (name or ARN) to its value: a string (the secret string), or a map, which is the
-//! secret's JSON object; a `json-key` in the buildspec picks one of its keys.
+//! secret's JSON object; a `json-key` in the buildspec picks one of its keys. A reference with a
+//! version stage or id reads the entry `<secret-id>:<version-stage>` or
+//! `<secret-id>::<version-id>`; `AWSCURRENT` is also the plain entry.
 
 use std::path::Path;
 
@@ -99,12 +101,20 @@ impl Providers {
 
     /// A secret's value (or one key of it); `Err` says what is missing.
     pub fn secret(&self, reference: &SecretRef) -> Result<String, String> {
-        let value = self.secrets.get(&reference.secret_id).ok_or_else(|| {
-            format!(
-                "ResourceNotFoundException: Secrets Manager can't find the specified secret: {}",
-                reference.secret_id
-            )
-        })?;
+        let id = &reference.secret_id;
+        let versioned = match (&reference.version_stage, &reference.version_id) {
+            (Some(stage), _) if stage != "AWSCURRENT" => Some(format!("{id}:{stage}")),
+            (_, Some(version)) => Some(format!("{id}::{version}")),
+            _ => None,
+        };
+        let value = match &versioned {
+            Some(key) => self.secrets.get(key).ok_or_else(|| {
+                format!("ResourceNotFoundException: Secrets Manager can't find the specified secret value for {key}")
+            })?,
+            None => self.secrets.get(id).ok_or_else(|| {
+                format!("ResourceNotFoundException: Secrets Manager can't find the specified secret: {id}")
+            })?,
+        };
         let Some(key) = &reference.json_key else {
             return match value {
                 Value::Scalar(text) => Ok(text.clone()),
@@ -198,5 +208,37 @@ mod tests {
         );
         std::fs::write(&parameters, "- a\n").expect("write");
         assert!(Providers::load(Some(&parameters), None).is_err());
+    }
+
+    #[test]
+    fn versions_of_a_secret() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("secrets.yml");
+        std::fs::write(
+            &secrets,
+            "db: {password: current}\n\"db:AWSPREVIOUS\": {password: previous}\n\"db::v7\": {password: seven}\n",
+        )
+        .expect("write");
+        let p = Providers::load(None, Some(&secrets)).expect("load");
+        assert_eq!(
+            p.secret(&SecretRef::parse("db:password")),
+            Ok("current".to_owned())
+        );
+        assert_eq!(
+            p.secret(&SecretRef::parse("db:password:AWSCURRENT")),
+            Ok("current".to_owned())
+        );
+        assert_eq!(
+            p.secret(&SecretRef::parse("db:password:AWSPREVIOUS")),
+            Ok("previous".to_owned())
+        );
+        assert_eq!(
+            p.secret(&SecretRef::parse("db:password::v7")),
+            Ok("seven".to_owned())
+        );
+        assert!(
+            p.secret(&SecretRef::parse("db:password:AWSPENDING"))
+                .is_err()
+        );
     }
 }
