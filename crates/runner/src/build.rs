@@ -119,6 +119,8 @@ pub fn run(
 /// Output lines kept to match a RETRY regex against.
 const TAIL_LINES: usize = 100;
 const TAIL_LINE_BYTES: usize = 4096;
+/// The output pipe's buffer and the engine's read buffer: a fast command fills more per read.
+const OUTPUT_PIPE_BYTES: i32 = 1024 * 1024;
 /// How long a quiet build waits before it flushes the log and the console.
 const FLUSH_AFTER: Duration = Duration::from_millis(10);
 /// How long the end of a build waits for the last output after its processes are gone.
@@ -263,7 +265,7 @@ impl<'r> Build<'r> {
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
             stream: MaskedStream::default(),
-            read_buf: vec![0u8; 64 * 1024],
+            read_buf: vec![0u8; OUTPUT_PIPE_BYTES as usize],
             masker: Masker::default(),
             secret_names: Vec::new(),
             tail: VecDeque::new(),
@@ -998,6 +1000,7 @@ impl<'r> Build<'r> {
         if self.output_write.is_none() {
             let (read, write) = platform::pipe()?;
             platform::set_nonblocking(platform::borrow(&read))?;
+            platform::enlarge_pipe(platform::borrow(&read), OUTPUT_PIPE_BYTES);
             self.output_read = Some(File::from(read));
             self.output_write = Some(write);
         }

@@ -32,6 +32,12 @@ pub(crate) fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raised) })
 }
 
+/// Asks for a larger pipe buffer (Linux), so that a fast writer fills more per read: fewer
+/// reads and wake-ups for the same output. Best effort.
+pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: i32) {
+    let _ = fcntl(fd, FcntlArg::F_SETPIPE_SZ(bytes));
+}
+
 /// Makes reads from `fd` return `WouldBlock` instead of waiting.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
