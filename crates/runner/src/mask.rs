@@ -114,32 +114,74 @@ impl MaskedStream {
             out(chunk);
             return;
         };
-        self.buf.extend_from_slice(chunk);
-        let buf = &self.buf;
-        // A match that starts before `cut` ends within `buf`: its bytes are all here. No secret
-        // spans a newline, so nothing before the last newline is held back: a complete line is
-        // never delayed.
-        let after_newline = memchr::memrchr(b'\n', buf).map_or(0, |i| i + 1);
-        let mut cut = buf
+        // A match starting at `s` ends by `s + reach`.
+        let reach = masker.longest.saturating_sub(1);
+        if self.buf.is_empty() {
+            self.scan(masker, chunk, out);
+            return;
+        }
+        if chunk.len() < reach {
+            // Too little to settle the seam: take it all together.
+            self.buf.extend_from_slice(chunk);
+            let joined = std::mem::take(&mut self.buf);
+            self.scan(masker, &joined, out);
+            return;
+        }
+        // The seam: the bytes held back and the start of the chunk, which holds every match
+        // that starts in the held-back part. The rest of the chunk is searched where it lies,
+        // without copying it.
+        let carried = self.buf.len();
+        self.buf.extend_from_slice(&chunk[..reach]);
+        let mut last = 0;
+        let mut done = carried;
+        for m in finder.find_iter(&self.buf) {
+            if m.start() >= carried {
+                break;
+            }
+            if m.start() > last {
+                out(&self.buf[last..m.start()]);
+            }
+            out(MASK.as_bytes());
+            last = m.end();
+            done = done.max(m.end());
+        }
+        if done > last {
+            out(&self.buf[last..done]);
+        }
+        self.buf.clear();
+        self.scan(masker, &chunk[done - carried..], out);
+    }
+
+    /// Searches `text`, passes on what is settled and holds back the rest.
+    fn scan(&mut self, masker: &Masker, text: &[u8], out: &mut impl FnMut(&[u8])) {
+        let Some(finder) = &masker.finder else {
+            out(text);
+            return;
+        };
+        // A match that starts before `cut` ends within `text`: its bytes are all here. No
+        // secret spans a newline, so nothing before the last newline is held back: a complete
+        // line is never delayed.
+        let after_newline = memchr::memrchr(b'\n', text).map_or(0, |i| i + 1);
+        let mut cut = text
             .len()
             .saturating_sub(masker.longest.saturating_sub(1))
             .max(after_newline);
         let mut last = 0;
-        for m in finder.find_iter(buf) {
+        for m in finder.find_iter(text) {
             if m.start() >= cut {
                 break;
             }
             if m.start() > last {
-                out(&buf[last..m.start()]);
+                out(&text[last..m.start()]);
             }
             out(MASK.as_bytes());
             last = m.end();
             cut = cut.max(m.end());
         }
         if cut > last {
-            out(&buf[last..cut]);
+            out(&text[last..cut]);
         }
-        self.buf.drain(..cut);
+        self.buf.extend_from_slice(&text[cut..]);
     }
 
     /// Passes on what was held back (at the end of a command, or of the build).
