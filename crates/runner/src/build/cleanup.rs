@@ -1,0 +1,268 @@
+//! Ending a build: stopping its processes (the group, then anything that left it), and
+//! completing its record.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::time::{Duration, Instant};
+
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use nix::sys::signal::Signal;
+
+use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump, exit, signal_name};
+use crate::events::{Context, Event, Phase, Status};
+use crate::platform;
+use crate::session::Session;
+
+impl Build<'_> {
+    /// SIGTERM to the build's process group, SIGKILL after the grace period.
+    pub(super) fn stop_processes(&mut self) {
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let pgid = session.pgid();
+        let _ = platform::signal_group(pgid, Signal::SIGTERM);
+        let (mut child, _status) = session.close();
+        // The console must say why the build waits before it waits.
+        self.flush();
+        let grace_end = Instant::now() + self.options.grace;
+        while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+            // As PID 1 or subreaper, the group's dead are our children: a zombie still counts
+            // as a member until it is reaped.
+            platform::reap(pgid, &[]);
+            let _ = self.wait(
+                Some(
+                    grace_end
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(50)),
+                ),
+                false,
+            );
+            if let Some(signal) = self.stop.take() {
+                // A second request does not wait for the grace period.
+                self.stopped.get_or_insert(signal);
+                self.killed = true;
+                self.message(&format!(
+                    "{} again: killing the build's processes now",
+                    signal_name(signal)
+                ));
+            }
+            let _ = child.try_wait();
+        }
+        if platform::group_alive(pgid) {
+            let _ = platform::signal_group(pgid, Signal::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+
+    /// Ends every process of the build, captures the exported variables, and completes the record.
+    pub(super) fn finish(mut self) -> Result<BuildOutcome, RunError> {
+        self.begin_phase(Phase::Finalizing, 1);
+        if let Some(session) = self.session.take() {
+            let pgid = session.pgid();
+            let (mut child, mut status) = session.close();
+            // The driver leaves its loop when its request pipe closes; once its status pipe
+            // reads end-of-file it is exiting, and is reaped so that it no longer counts as a
+            // member of the group.
+            if wait_eof(&mut status, self.options.grace) {
+                let _ = child.wait();
+            }
+            // Background processes the build left behind.
+            if platform::group_alive(pgid) {
+                self.flush();
+                let _ = platform::signal_group(pgid, Signal::SIGTERM);
+                let grace_end = Instant::now() + self.options.grace;
+                while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+                    let _ = self.wait(Some(Duration::from_millis(20)), false);
+                    let _ = child.try_wait();
+                    platform::reap(pgid, &[]);
+                    if let Some(signal) = self.stop.take() {
+                        // A stop request while the build's leftovers get their grace period:
+                        // the first is noted, a second ends them at once.
+                        if self.stopped.replace(signal).is_some() {
+                            self.killed = true;
+                        }
+                    }
+                }
+                if platform::group_alive(pgid) {
+                    let _ = platform::signal_group(pgid, Signal::SIGKILL);
+                }
+            }
+            let _ = child.wait();
+            platform::reap(pgid, &[]);
+        }
+        // Sessions of earlier run-as users may have left background processes in their groups.
+        for pgid in std::mem::take(&mut self.retired_groups) {
+            if platform::group_alive(pgid) {
+                let _ = platform::signal_group(pgid, Signal::SIGTERM);
+                let grace_end = Instant::now() + self.options.grace;
+                while platform::group_alive(pgid) && Instant::now() < grace_end && !self.killed {
+                    let _ = self.wait(Some(Duration::from_millis(20)), false);
+                    platform::reap(pgid, &[]);
+                }
+                let _ = platform::signal_group(pgid, Signal::SIGKILL);
+                platform::reap(pgid, &[]);
+            }
+        }
+        // Processes that left the group (`setsid`, double forks) still carry the build's id.
+        self.sweep();
+        // Our write end closes; the pipe ends when the last process holding it is gone.
+        self.output_write = None;
+        let drain_end = Instant::now() + DRAIN_LIMIT;
+        while Instant::now() < drain_end {
+            if !self.wait_output_until(Some(drain_end)) {
+                break;
+            }
+        }
+        self.pass_output(&[], true);
+
+        if let Some(plan) = &self.plan {
+            let exported: IndexMap<String, String> = plan
+                .exported_variables
+                .iter()
+                .map(|name| {
+                    (
+                        name.clone(),
+                        // A value that holds a secret is not exported in clear either.
+                        self.masker
+                            .text(self.state.variables.get(name).map_or("", String::as_str))
+                            .into_owned(),
+                    )
+                })
+                .collect();
+            self.record.exported_variables = exported;
+        }
+        let _ = crate::record::write_private(
+            &self.dir.join("env").join("end.env"),
+            env_dump(&self.state, &self.secret_names, &self.masker),
+        );
+        // The runtime files go: the state report and update hold values in clear.
+        if self.scripts.starts_with(&self.dir) {
+            Session::scrub(&self.scripts);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.scripts);
+        }
+
+        // A stop request that arrived after the last command (or while FINALIZING waited) is
+        // the user's word too: the build ends STOPPED.
+        if let Some(signal) = self.stop.take() {
+            self.stopped.get_or_insert(signal);
+        }
+        let stopped_late = self.stopped.is_some()
+            && !self
+                .record
+                .phases
+                .iter()
+                .any(|p| p.status == Status::Stopped);
+        if stopped_late {
+            let context = Context {
+                status_code: "BUILD_STOPPED".to_owned(),
+                message: format!(
+                    "Build stopped by {}",
+                    signal_name(self.stopped.unwrap_or(15))
+                ),
+            };
+            self.end_phase(Phase::Finalizing, Status::Stopped, Some(context), true);
+        } else {
+            self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
+        }
+        let status = self.final_status();
+        let exit_code = match status {
+            Status::Succeeded => exit::SUCCEEDED,
+            Status::Failed if self.invalid => exit::INVALID,
+            Status::Failed => exit::FAILED,
+            Status::TimedOut => exit::TIMED_OUT,
+            Status::Stopped => 128 + self.stopped.unwrap_or(15),
+            Status::Fault | Status::InProgress => exit::FAULT,
+        };
+        let now = Timestamp::now();
+        self.record.status = status;
+        self.record.end_time = Some(now);
+        self.record.exit_code = Some(exit_code);
+        self.message(&format!(
+            "Build complete: {} (exit code {exit_code}); record {}",
+            status.as_str(),
+            self.record_path().display()
+        ));
+        self.emit(&Event::BuildFinished {
+            status,
+            exit_code,
+            duration: self.started.elapsed(),
+        });
+        self.flush();
+        self.save()?;
+        Ok(BuildOutcome {
+            record_path: self.record_path(),
+            record: self.record,
+            exit_code,
+            diagnostics: self.diagnostics,
+        })
+    }
+
+    /// Ends every process still carrying this build's `CODEBUILD_BUILD_ID`: SIGTERM, then
+    /// SIGKILL after the grace period; and reaps the orphans that ended.
+    pub(super) fn sweep(&mut self) {
+        let marker = format!("CODEBUILD_BUILD_ID={}", self.record.id).into_bytes();
+        let mut left = platform::processes_with(&marker);
+        if left.is_empty() {
+            return;
+        }
+        self.message(&format!(
+            "Ending {} process(es) the build left outside its process group",
+            left.len()
+        ));
+        self.flush();
+        platform::signal_each(&left, Signal::SIGTERM);
+        let mut all = left.clone();
+        let grace_end = Instant::now() + self.options.grace;
+        loop {
+            platform::reap(0, &all);
+            left = platform::processes_with(&marker);
+            all.extend(
+                left.iter()
+                    .filter(|p| !all.contains(p))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+            if left.is_empty() {
+                break;
+            }
+            if Instant::now() >= grace_end || self.killed {
+                platform::signal_each(&left, Signal::SIGKILL);
+                // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
+                // processes are zombies, so that they can be reaped.
+                let kill_end = Instant::now() + Duration::from_secs(1);
+                while !platform::processes_with(&marker).is_empty() && Instant::now() < kill_end {
+                    let _ = self.wait(Some(Duration::from_millis(5)), false);
+                }
+                platform::reap(0, &all);
+                break;
+            }
+            let _ = self.wait(Some(Duration::from_millis(20)), false);
+            if self.stop.take().is_some() {
+                self.killed = true;
+            }
+        }
+    }
+}
+
+/// Waits until `pipe` reads end-of-file, at most `limit`.
+pub(super) fn wait_eof(pipe: &mut File, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    let mut buf = [0u8; 256];
+    loop {
+        match pipe.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return false,
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        if platform::wait_readable(&[platform::borrow(pipe)], Some(left)).is_err() {
+            return false;
+        }
+    }
+}

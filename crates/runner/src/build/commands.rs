@@ -1,0 +1,520 @@
+//! Running commands in the session: one at a time (compat), or a list at once (persistent),
+//! with the session started, switched to another user, or restarted as needed.
+
+use std::fs::File;
+use std::io;
+use std::time::{Duration, Instant};
+
+use buildspec::{Command, PhaseName};
+use nix::sys::signal::Signal;
+
+use super::cleanup::wait_eof;
+use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id, signal_name};
+use crate::events::{Event, Phase, Status};
+use crate::platform;
+use crate::session::{Reply, Session, SessionKind};
+
+impl Build<'_> {
+    /// Makes the next command run as `name` (`run-as`; `None` or the runner's own user: no
+    /// switch). A session of another user ends first; its background processes stay, as they
+    /// would on CodeBuild, and are ended with the build.
+    pub(super) fn use_user(&mut self, name: Option<&str>) {
+        let wanted = name.and_then(|n| self.users.get(n)).cloned();
+        let Some(spec) = self.spec.as_mut() else {
+            return;
+        };
+        if spec.user == wanted {
+            return;
+        }
+        spec.user = wanted.clone();
+        // HOME, USER and LOGNAME follow the user: its own in its phases, the runner's after.
+        for (name, own) in [("HOME", 0), ("USER", 1), ("LOGNAME", 2)] {
+            let value = match &wanted {
+                Some(user) => Some(if own == 0 {
+                    user.home.clone()
+                } else {
+                    user.name.clone()
+                }),
+                None => self.own_identity[own].clone(),
+            };
+            match value {
+                Some(value) => {
+                    self.state.variables.insert(name.to_owned(), value);
+                }
+                None => {
+                    self.state.variables.remove(name);
+                }
+            }
+        }
+        if let Some(session) = self.session.take() {
+            self.retired_groups.push(session.pgid());
+            let (mut child, mut status) = session.close();
+            if wait_eof(&mut status, self.options.grace) {
+                let _ = child.wait();
+            } else {
+                let _ = platform::signal_group(
+                    self.retired_groups[self.retired_groups.len() - 1],
+                    Signal::SIGKILL,
+                );
+                let _ = child.wait();
+            }
+        }
+    }
+
+    pub(super) fn ensure_session(&mut self) -> io::Result<()> {
+        if self.session.is_some() {
+            return Ok(());
+        }
+        if self.output_write.is_none() {
+            let (read, write) = platform::pipe()?;
+            platform::set_nonblocking(platform::borrow(&read))?;
+            platform::enlarge_pipe(platform::borrow(&read), OUTPUT_PIPE_BYTES);
+            self.output_read = Some(File::from(read));
+            self.output_write = Some(write);
+        }
+        let spec = self
+            .spec
+            .clone()
+            .ok_or_else(|| io::Error::other("no session spec"))?;
+        let output = self
+            .output_write
+            .as_ref()
+            .ok_or_else(|| io::Error::other("no output pipe"))?;
+        self.session = Some(Session::start(spec, &self.state, output)?);
+        Ok(())
+    }
+
+    /// Runs a list of commands (a phase's `commands` or its `finally`) until one fails; returns
+    /// the result of each command that ran, in order. `Err` carries the status that interrupts
+    /// the build (TIMED_OUT, STOPPED, FAULT).
+    pub(super) fn run_list(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+    ) -> Vec<(usize, Result<i32, Status>)> {
+        let persistent = self
+            .spec
+            .as_ref()
+            .is_some_and(|s| s.kind == SessionKind::Persistent);
+        if persistent {
+            return self.run_pipelined(phase, name, list, finally);
+        }
+        let mut results = Vec::new();
+        for (index, command) in list.iter().enumerate() {
+            let id = script_id(name, finally, index);
+            let result = self.run_command(phase, &id, &command.text, command.line, finally);
+            let go_on = matches!(result, Ok(0));
+            results.push((index, result));
+            if !go_on {
+                break;
+            }
+        }
+        results
+    }
+
+    /// A persistent session gets the whole list at once, so each command starts without a
+    /// round trip to the runner; the marker the driver writes before each command tells the
+    /// runner where that command's output begins.
+    pub(super) fn run_pipelined(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+    ) -> Vec<(usize, Result<i32, Status>)> {
+        let mut results: Vec<(usize, Result<i32, Status>)> = Vec::new();
+        // The first command not yet run, and the one running (started, not finished).
+        let mut next = 0;
+        'session: while next < list.len() {
+            if let Some(signal) = self.stop.take() {
+                self.stopped = Some(signal);
+                self.message(&format!("Build stopped by {}", signal_name(signal)));
+                results.push((next, Err(Status::Stopped)));
+                return results;
+            }
+            if let Err(e) = self.ensure_session() {
+                self.message(&format!("cannot start the shell: {e}"));
+                results.push((next, Err(Status::Fault)));
+                return results;
+            }
+            let ids: Vec<String> = (next..list.len())
+                .map(|i| script_id(name, finally, i))
+                .collect();
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let sent = match self.session.as_mut() {
+                Some(session) => {
+                    session.send_batch(&refs, self.succeeding, self.last_exit, &self.state)
+                }
+                None => Err(io::Error::other("no session")),
+            };
+            if let Err(e) = sent {
+                self.message(&format!("cannot send the commands to the shell: {e}"));
+                results.push((next, Err(Status::Fault)));
+                return results;
+            }
+            let mut running: Option<(usize, Instant)> = None;
+            // A marker seen while draining the output of the command before it.
+            let mut marker: Option<String> = None;
+            loop {
+                // Output first: up to the next marker, which starts the next command.
+                let id = match marker.take() {
+                    Some(id) => Some(id),
+                    None => self.pump_output().1,
+                };
+                if let Some(id) = id {
+                    if let Some((index, started)) = running.take() {
+                        // Its status was written before the next marker: it is there to read.
+                        match self.reply_now() {
+                            Ok(code) => {
+                                self.finish_command(phase, &list[index], code, started);
+                                results.push((index, Ok(code)));
+                                if code != 0 {
+                                    return results;
+                                }
+                            }
+                            Err(status) => {
+                                results.push((index, Err(status)));
+                                return results;
+                            }
+                        }
+                    }
+                    let Some(index) =
+                        (next..list.len()).find(|i| script_id(name, finally, *i) == id)
+                    else {
+                        continue;
+                    };
+                    self.start_command(phase, &list[index], finally);
+                    running = Some((index, Instant::now()));
+                    next = index + 1;
+                    continue;
+                }
+                let reply = match self.session.as_mut().map(Session::poll_reply) {
+                    Some(Ok(reply)) => reply,
+                    Some(Err(e)) => {
+                        self.message(&format!("the shell session failed: {e}"));
+                        results.push((running.map_or(next, |(i, _)| i), Err(Status::Fault)));
+                        return results;
+                    }
+                    None => Reply::DriverExited(255),
+                };
+                match reply {
+                    Reply::Done(code, state) => {
+                        if let Some(state) = state {
+                            self.state = state;
+                        }
+                        // All of its output is in the pipe; a marker may follow it.
+                        let (_, after) = self.pump_output();
+                        marker = after;
+                        let Some((index, started)) = running.take() else {
+                            continue;
+                        };
+                        self.finish_command(phase, &list[index], code, started);
+                        results.push((index, Ok(code)));
+                        if code != 0 || index + 1 == list.len() {
+                            return results;
+                        }
+                        continue;
+                    }
+                    Reply::DriverExited(code) => {
+                        // The command ended the shell: its status is the shell's. The rest of
+                        // the list goes to a new shell, from the last reported state.
+                        self.read_output();
+                        if let Some(session) = self.session.take() {
+                            let (mut child, _) = session.close();
+                            let _ = child.wait();
+                        }
+                        let (index, started) = running.take().unwrap_or((next, Instant::now()));
+                        if index == next {
+                            self.start_command(phase, &list[index], finally);
+                        }
+                        self.finish_command(phase, &list[index], code, started);
+                        results.push((index, Ok(code)));
+                        next = index + 1;
+                        if code != 0 {
+                            return results;
+                        }
+                        continue 'session;
+                    }
+                    Reply::Pending => {}
+                }
+                if let Some(status) = self.wait_for_output_or_reply() {
+                    results.push((running.map_or(next, |(i, _)| i), Err(status)));
+                    return results;
+                }
+            }
+        }
+        results
+    }
+
+    /// Collects the build's orphans that ended (as PID 1, or as subreaper, they are ours; the
+    /// driver is not: its handle waits for it). Every few commands: looking costs more than a
+    /// trivial command, and a few zombies for a moment cost nothing.
+    pub(super) fn reap_now_and_then(&mut self) {
+        self.commands_done += 1;
+        if self.commands_done % 16 == 1
+            && let Some(session) = self.session.as_ref()
+        {
+            platform::reap(session.pgid(), &[]);
+        }
+    }
+
+    pub(super) fn start_command(&mut self, phase: Phase, command: &Command, finally: bool) {
+        self.emit(&Event::CommandStarted {
+            phase,
+            command: &command.text,
+            line: command.line,
+            finally,
+        });
+        self.tail.clear();
+    }
+
+    pub(super) fn finish_command(
+        &mut self,
+        phase: Phase,
+        command: &Command,
+        code: i32,
+        started: Instant,
+    ) {
+        self.pass_output(&[], true);
+        self.last_exit = code;
+        self.reap_now_and_then();
+        self.emit(&Event::CommandFinished {
+            phase,
+            command: &command.text,
+            exit_code: code,
+            duration: started.elapsed(),
+        });
+    }
+
+    /// The driver's reply that must already be in its pipe (the next command's marker came after
+    /// it).
+    pub(super) fn reply_now(&mut self) -> Result<i32, Status> {
+        loop {
+            match self.session.as_mut().map(Session::poll_reply) {
+                Some(Ok(Reply::Done(code, state))) => {
+                    if let Some(state) = state {
+                        self.state = state;
+                    }
+                    return Ok(code);
+                }
+                Some(Ok(Reply::DriverExited(code))) => return Ok(code),
+                Some(Ok(Reply::Pending)) => {
+                    let Some(session) = self.session.as_ref() else {
+                        return Err(Status::Fault);
+                    };
+                    if platform::wait_readable(&[platform::borrow(session.status_fd())], None)
+                        .is_err()
+                    {
+                        return Err(Status::Fault);
+                    }
+                }
+                _ => return Err(Status::Fault),
+            }
+        }
+    }
+
+    /// Waits for output, the driver's reply, a stop request or the deadline. `Some` is the status
+    /// that ends the wait for good (TIMED_OUT, STOPPED, FAULT).
+    pub(super) fn wait_for_output_or_reply(&mut self) -> Option<Status> {
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            self.timed_out = true;
+            self.message("Build timed out: stopping the running command");
+            self.stop_processes();
+            return Some(Status::TimedOut);
+        }
+        if let Some(signal) = self.stop.take() {
+            self.stopped = Some(signal);
+            self.message(&format!(
+                "Build stopped by {}: stopping the running command",
+                signal_name(signal)
+            ));
+            self.stop_processes();
+            return Some(Status::Stopped);
+        }
+        let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
+        let mut woken = self.poll_only(Some(quick));
+        if matches!(woken, Ok(false)) && timeout != Some(quick) {
+            self.flush();
+            woken = self.poll_only(timeout.map(|t| t.saturating_sub(quick)));
+        }
+        if let Err(e) = woken {
+            self.message(&format!("cannot wait for the command: {e}"));
+            return Some(Status::Fault);
+        }
+        None
+    }
+
+    /// Waits until the output, the driver's status or a stop request is ready, reading nothing
+    /// (the caller reads the output, markers included).
+    pub(super) fn poll_only(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        let Some(output) = self.output_read.as_ref() else {
+            return Ok(false);
+        };
+        let mut fds = vec![platform::borrow(output)];
+        if let Some(session) = self.session.as_ref() {
+            fds.push(platform::borrow(session.status_fd()));
+        }
+        fds.extend(self.stop.fds());
+        Ok(platform::wait_readable(&fds, timeout)?
+            .iter()
+            .any(|r| r.readable))
+    }
+
+    /// Runs one command; `Err` carries the status that interrupts the build (TIMED_OUT, FAULT).
+    pub(super) fn run_command(
+        &mut self,
+        phase: Phase,
+        id: &str,
+        text: &str,
+        line: u32,
+        finally: bool,
+    ) -> Result<i32, Status> {
+        if let Some(signal) = self.stop.take() {
+            self.stopped = Some(signal);
+            self.message(&format!("Build stopped by {}", signal_name(signal)));
+            return Err(Status::Stopped);
+        }
+        self.emit(&Event::CommandStarted {
+            phase,
+            command: text,
+            line,
+            finally,
+        });
+        self.tail.clear();
+        let started = Instant::now();
+        if let Err(e) = self.ensure_session() {
+            self.message(&format!("cannot start the shell: {e}"));
+            self.emit(&Event::CommandFinished {
+                phase,
+                command: text,
+                exit_code: 127,
+                duration: started.elapsed(),
+            });
+            return Err(Status::Fault);
+        }
+        let sent = match self.session.as_mut() {
+            Some(session) => session.send(id, self.succeeding, self.last_exit, &self.state),
+            None => Err(io::Error::other("no session")),
+        };
+        if let Err(e) = sent {
+            self.message(&format!("cannot send the command to the shell: {e}"));
+            return Err(Status::Fault);
+        }
+        let code = match self.wait_for_reply() {
+            Ok(code) => code,
+            Err(status) => {
+                self.emit(&Event::CommandFinished {
+                    phase,
+                    command: text,
+                    exit_code: 128 + 15,
+                    duration: started.elapsed(),
+                });
+                return Err(status);
+            }
+        };
+        self.drain_output();
+        self.pass_output(&[], true);
+        self.last_exit = code;
+        self.reap_now_and_then();
+        self.emit(&Event::CommandFinished {
+            phase,
+            command: text,
+            exit_code: code,
+            duration: started.elapsed(),
+        });
+        Ok(code)
+    }
+
+    /// Waits for the driver's reply, streaming output meanwhile.
+    pub(super) fn wait_for_reply(&mut self) -> Result<i32, Status> {
+        loop {
+            let reply = match self.session.as_mut().map(Session::poll_reply) {
+                Some(Ok(reply)) => reply,
+                Some(Err(e)) => {
+                    self.message(&format!("the shell session failed: {e}"));
+                    return Err(Status::Fault);
+                }
+                None => return Err(Status::Fault),
+            };
+            match reply {
+                Reply::Done(code, state) => {
+                    if let Some(state) = state {
+                        self.state = state;
+                    }
+                    return Ok(code);
+                }
+                Reply::DriverExited(code) => {
+                    // The command ended the shell (persistent `exit`, or a signal to the group):
+                    // its status is the shell's, and the next command gets a new shell that
+                    // starts from the last reported state.
+                    if let Some(session) = self.session.take() {
+                        let (mut child, _) = session.close();
+                        let _ = child.wait();
+                    }
+                    return Ok(code);
+                }
+                Reply::Pending => {}
+            }
+            let timeout = self
+                .deadline
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            if timeout == Some(Duration::ZERO) {
+                self.timed_out = true;
+                self.message("Build timed out: stopping the running command");
+                self.stop_processes();
+                return Err(Status::TimedOut);
+            }
+            if let Some(signal) = self.stop.take() {
+                self.stopped = Some(signal);
+                self.message(&format!(
+                    "Build stopped by {}: stopping the running command",
+                    signal_name(signal)
+                ));
+                self.stop_processes();
+                return Err(Status::Stopped);
+            }
+            // Flushing the log and the console costs two writes: a command that answers within
+            // a few milliseconds does not need it, one that runs longer gets it before the wait.
+            let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
+            let mut woken = self.wait(Some(quick), true);
+            if matches!(woken, Ok(false)) && timeout != Some(quick) {
+                self.flush();
+                woken = self.wait(timeout.map(|t| t.saturating_sub(quick)), true);
+            }
+            if let Err(e) = woken {
+                self.message(&format!("cannot wait for the command: {e}"));
+                return Err(Status::Fault);
+            }
+        }
+    }
+
+    /// Waits until the output, the driver's status pipe (`with_status`) or a stop request is
+    /// ready, or `timeout` passes, and reads the output that arrived. True when something woke
+    /// it.
+    pub(super) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        with_status: bool,
+    ) -> io::Result<bool> {
+        let Some(output) = self.output_read.as_ref() else {
+            return Ok(false);
+        };
+        let mut fds = vec![platform::borrow(output)];
+        if with_status && let Some(session) = self.session.as_ref() {
+            fds.push(platform::borrow(session.status_fd()));
+        }
+        fds.extend(self.stop.fds());
+        let ready = platform::wait_readable(&fds, timeout)?;
+        let output_ready = ready[0].readable;
+        let any = ready.iter().any(|r| r.readable);
+        if output_ready {
+            self.read_output();
+        }
+        Ok(any)
+    }
+}

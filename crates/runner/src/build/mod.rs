@@ -1,0 +1,716 @@
+//! One build, from DOWNLOAD_SOURCE to FINALIZING.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use buildspec::plan::Next;
+use buildspec::{OnFailure, PhaseName, Plan};
+use indexmap::IndexMap;
+use jiff::Timestamp;
+use nix::sys::signal::Signal;
+
+use crate::env::Layers;
+use crate::events::{Context, Event, Phase, Reporter, Status};
+use crate::mask::{MaskedStream, Masker};
+use crate::output::LineBuffer;
+use crate::platform;
+use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
+use crate::secrets::Providers;
+use crate::session::{Session, SessionKind, SessionSpec};
+use crate::state::SessionState;
+use crate::stop::Stop;
+
+mod cleanup;
+mod commands;
+mod source;
+mod stream;
+
+/// Exit codes by outcome (docs/exit-codes.md).
+pub mod exit {
+    /// The build succeeded.
+    pub const SUCCEEDED: i32 = 0;
+    /// A phase failed.
+    pub const FAILED: i32 = 1;
+    /// The buildspec is invalid (or the command line is wrong).
+    pub const INVALID: i32 = 2;
+    /// The runner itself failed.
+    pub const FAULT: i32 = 3;
+    /// The build timed out.
+    pub const TIMED_OUT: i32 = 124;
+}
+
+/// Everything a build needs to know before it starts.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// The buildspec file.
+    pub buildspec: PathBuf,
+    /// The source directory (`CODEBUILD_SRC_DIR`).
+    pub source_dir: PathBuf,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// The project (default: the source directory's name).
+    pub project: Option<String>,
+    /// How commands share state.
+    pub session: SessionKind,
+    /// The build's time limit; `None` for none.
+    pub timeout: Option<Duration>,
+    /// How long a process has between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// How long UPLOAD_ARTIFACTS may take after a timeout or a stop.
+    pub cleanup_timeout: Duration,
+    /// `--env` and `--env-file` and the inherited environment.
+    pub layers: Layers,
+    /// Who started the build.
+    pub initiator: String,
+    /// Treat buildspec warnings as errors.
+    pub strict: bool,
+    /// Parameter Store and Secrets Manager values.
+    pub providers: Providers,
+    /// More values to mask (`--mask`), besides those from the providers.
+    pub mask: Vec<String>,
+}
+
+/// How a build ended.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The final record.
+    pub record: BuildRecord,
+    /// Where the record is.
+    pub record_path: PathBuf,
+    /// The exit code the CLI ends with.
+    pub exit_code: i32,
+    /// The buildspec's diagnostics, rendered (empty when there were none).
+    pub diagnostics: String,
+}
+
+/// Why a build could not even be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The state directory is unusable.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The log or the scripts cannot be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs one build, reporting its events, and returns its outcome. Only a state directory that
+/// cannot be written is an error: every other failure is a build status in the record.
+///
+/// A request on `stop` (a signal) stops the build as a timeout does, with status STOPPED: the
+/// running command's processes get SIGTERM, then SIGKILL after the grace period, no later command
+/// phase runs, and UPLOAD_ARTIFACTS is still attempted. A second request kills at once and skips
+/// the upload.
+pub fn run(
+    options: &BuildOptions,
+    reporter: &mut dyn Reporter,
+    stop: &Stop,
+) -> Result<BuildOutcome, RunError> {
+    let mut build = Build::create(options, reporter, stop)?;
+    build.run();
+    build.finish()
+}
+
+/// Output lines kept to match a RETRY regex against.
+const TAIL_LINES: usize = 100;
+const TAIL_LINE_BYTES: usize = 4096;
+/// The output pipe's buffer and the engine's read buffer: a fast command fills more per read.
+const OUTPUT_PIPE_BYTES: i32 = 1024 * 1024;
+/// How long a quiet build waits before it flushes the log and the console.
+const FLUSH_AFTER: Duration = Duration::from_millis(10);
+/// How long the end of a build waits for the last output after its processes are gone.
+const DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
+struct Build<'r> {
+    options: &'r BuildOptions,
+    stop: &'r Stop,
+    /// The signal that stopped the build.
+    stopped: Option<i32>,
+    /// A second stop request: everything was killed, and the upload is skipped.
+    killed: bool,
+    reporter: &'r mut dyn Reporter,
+    state_dir: StateDir,
+    dir: PathBuf,
+    scripts: PathBuf,
+    log: BufWriter<File>,
+    log_path: PathBuf,
+    record: BuildRecord,
+    started: Instant,
+    /// When the running phase's current attempt began.
+    attempt_started: Instant,
+    deadline: Option<Instant>,
+    diagnostics: String,
+    /// Invalid buildspec: the exit code says so.
+    invalid: bool,
+    plan: Option<Plan>,
+    session: Option<Session>,
+    spec: Option<SessionSpec>,
+    state: SessionState,
+    output_read: Option<File>,
+    output_write: Option<OwnedFd>,
+    lines: LineBuffer,
+    /// The start of the marker lines that delimit persistent commands' output.
+    marker: Option<memchr::memmem::Finder<'static>>,
+    /// Output read but not yet passed on (after a marker), from `pending_pos` on.
+    pending_output: Vec<u8>,
+    pending_pos: usize,
+    /// Commands finished so far.
+    commands_done: u64,
+    /// The users of `run-as`, looked up.
+    users: IndexMap<String, platform::RunAs>,
+    /// Process groups of sessions that ended before the build (a phase with another user).
+    retired_groups: Vec<u32>,
+    /// The runner's own HOME, USER and LOGNAME, for the phases after a `run-as` phase.
+    own_identity: [Option<String>; 3],
+    stream: MaskedStream,
+    read_buf: Vec<u8>,
+    masker: Masker,
+    /// Variables whose values came from a provider: dumps show them as `***`.
+    secret_names: Vec<String>,
+    tail: VecDeque<Vec<u8>>,
+    succeeding: bool,
+    last_exit: i32,
+    timed_out: bool,
+}
+
+impl<'r> Build<'r> {
+    fn create(
+        options: &'r BuildOptions,
+        reporter: &'r mut dyn Reporter,
+        stop: &'r Stop,
+    ) -> Result<Self, RunError> {
+        let state_dir = StateDir::open(&options.state_dir)?;
+        let source_dir =
+            std::path::absolute(&options.source_dir).unwrap_or_else(|_| options.source_dir.clone());
+        let project = options.project.clone().unwrap_or_else(|| {
+            source_dir
+                .file_name()
+                .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
+        });
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let number = state_dir.next_number(&project)?;
+        let dir = state_dir.build_dir(&uuid);
+        // The scripts the shell runs, and the state files that pass values between commands,
+        // live in memory when the machine allows: creating a file on a journaled disk costs more
+        // than running a trivial command, and the state files hold secrets in clear.
+        let scripts = crate::session::runtime_dir(&uuid).unwrap_or_else(|| dir.join("scripts"));
+        crate::record::create_private_dir(&scripts).map_err(|source| RunError::Io {
+            path: scripts.display().to_string(),
+            source,
+        })?;
+        crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let log_path = dir.join("build.log");
+        let log = crate::record::private_file(&log_path).map_err(|source| RunError::Io {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+        let now = Timestamp::now();
+        let record = BuildRecord {
+            id: format!("{project}:{uuid}"),
+            uuid: uuid.clone(),
+            number,
+            project,
+            buildspec: options.buildspec.display().to_string(),
+            source: source_dir.display().to_string(),
+            status: Status::InProgress,
+            start_time: now,
+            end_time: None,
+            initiator: options.initiator.clone(),
+            session: options.session.as_str().to_owned(),
+            phases: Vec::new(),
+            artifacts: Vec::new(),
+            exported_variables: IndexMap::new(),
+            log_path: log_path.display().to_string(),
+            exit_code: None,
+            runner_pid: std::process::id(),
+            runner_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let build = Build {
+            options,
+            stop,
+            stopped: None,
+            killed: false,
+            reporter,
+            state_dir,
+            dir,
+            scripts,
+            log: BufWriter::with_capacity(64 * 1024, log),
+            log_path,
+            record,
+            started: Instant::now(),
+            attempt_started: Instant::now(),
+            deadline: options.timeout.map(|t| Instant::now() + t),
+            diagnostics: String::new(),
+            invalid: false,
+            plan: None,
+            session: None,
+            spec: None,
+            state: SessionState::default(),
+            output_read: None,
+            output_write: None,
+            lines: LineBuffer::default(),
+            marker: None,
+            pending_output: Vec::new(),
+            pending_pos: 0,
+            commands_done: 0,
+            users: IndexMap::new(),
+            retired_groups: Vec::new(),
+            own_identity: [None, None, None],
+            stream: MaskedStream::default(),
+            read_buf: vec![0u8; OUTPUT_PIPE_BYTES as usize],
+            masker: Masker::default(),
+            secret_names: Vec::new(),
+            tail: VecDeque::new(),
+            succeeding: true,
+            last_exit: 0,
+            timed_out: false,
+        };
+        build.save()?;
+        build.state_dir.set_last(&uuid)?;
+        platform::become_subreaper();
+        Ok(build)
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.dir.join("build.json")
+    }
+
+    fn save(&self) -> Result<(), StateError> {
+        let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
+        json.push(b'\n');
+        write_atomic(&self.record_path(), &json)
+    }
+
+    /// Saves the record; a failure to save is reported in the log and does not stop the build.
+    fn checkpoint(&mut self) {
+        if let Err(e) = self.save() {
+            self.message(&format!("warning: cannot save the build record: {e}"));
+        }
+    }
+
+    fn emit_at(&mut self, time: Timestamp, event: &Event<'_>) {
+        if self.masker.is_empty() {
+            self.write_event(time, event);
+            return;
+        }
+        // Every text an event carries is masked before anything is written.
+        let m = &self.masker;
+        match *event {
+            Event::Message { text } => {
+                let text = m.text(text).into_owned();
+                self.write_event(time, &Event::Message { text: &text });
+            }
+            Event::Output { line } => {
+                let line = m.bytes(line).into_owned();
+                self.write_event(time, &Event::Output { line: &line });
+            }
+            Event::CommandStarted {
+                phase,
+                command,
+                line,
+                finally,
+            } => {
+                let command = m.text(command).into_owned();
+                self.write_event(
+                    time,
+                    &Event::CommandStarted {
+                        phase,
+                        command: &command,
+                        line,
+                        finally,
+                    },
+                );
+            }
+            Event::CommandFinished {
+                phase,
+                command,
+                exit_code,
+                duration,
+            } => {
+                let command = m.text(command).into_owned();
+                self.write_event(
+                    time,
+                    &Event::CommandFinished {
+                        phase,
+                        command: &command,
+                        exit_code,
+                        duration,
+                    },
+                );
+            }
+            Event::PhaseFinished {
+                phase,
+                status,
+                context: Some(context),
+                duration,
+            } => {
+                let context = Context {
+                    status_code: context.status_code.clone(),
+                    message: m.text(&context.message).into_owned(),
+                };
+                self.write_event(
+                    time,
+                    &Event::PhaseFinished {
+                        phase,
+                        status,
+                        context: Some(&context),
+                        duration,
+                    },
+                );
+            }
+            _ => self.write_event(time, event),
+        }
+    }
+
+    fn write_event(&mut self, time: Timestamp, event: &Event<'_>) {
+        // A log that cannot be written must not stop the build; the console still shows it.
+        let _ = crate::events::write_log(&mut self.log, time, event);
+        self.reporter.report(time, event);
+    }
+
+    fn emit(&mut self, event: &Event<'_>) {
+        self.emit_at(Timestamp::now(), event);
+    }
+
+    fn message(&mut self, text: &str) {
+        self.emit(&Event::Message { text });
+    }
+
+    fn flush(&mut self) {
+        let _ = self.log.flush();
+        self.reporter.flush();
+    }
+
+    fn begin_phase(&mut self, phase: Phase, attempt: u32) {
+        if attempt == 1 {
+            self.record.phases.push(PhaseRecord {
+                phase,
+                status: Status::InProgress,
+                start_time: Timestamp::now(),
+                end_time: None,
+                duration_ms: None,
+                contexts: Vec::new(),
+                attempts: 1,
+            });
+        } else if let Some(last) = self.record.phases.last_mut() {
+            last.attempts = attempt;
+        }
+        self.attempt_started = Instant::now();
+        self.emit(&Event::PhaseStarted { phase, attempt });
+        self.checkpoint();
+    }
+
+    fn end_phase(
+        &mut self,
+        phase: Phase,
+        status: Status,
+        context: Option<Context>,
+        final_attempt: bool,
+    ) {
+        if let Some(session) = self.session.as_ref() {
+            platform::reap(session.pgid(), &[]);
+        }
+        let now = Timestamp::now();
+        let mut duration = Duration::ZERO;
+        if let Some(last) = self.record.phases.last_mut() {
+            if let Some(c) = &context {
+                last.contexts.push(Context {
+                    status_code: c.status_code.clone(),
+                    message: self.masker.text(&c.message).into_owned(),
+                });
+            }
+            duration = self.attempt_started.elapsed();
+            if final_attempt {
+                last.status = status;
+                last.end_time = Some(now);
+                let whole = now.duration_since(last.start_time).unsigned_abs();
+                last.duration_ms = Some(u64::try_from(whole.as_millis()).unwrap_or(u64::MAX));
+            }
+        }
+        self.emit(&Event::PhaseFinished {
+            phase,
+            status,
+            context: context.as_ref(),
+            duration,
+        });
+        self.flush();
+        self.checkpoint();
+    }
+
+    fn run(&mut self) {
+        self.emit(&Event::BuildStarted {
+            id: &self.record.id.clone(),
+            number: self.record.number,
+            project: &self.record.project.clone(),
+            buildspec: &self.record.buildspec.clone(),
+            source: &self.record.source.clone(),
+            record_path: &self.record_path().display().to_string(),
+            log_path: &self.log_path.display().to_string(),
+        });
+        self.message(&format!(
+            "Running on buildspec {} (local build)",
+            env!("CARGO_PKG_VERSION")
+        ));
+        if !self.download_source() {
+            return;
+        }
+        let mut next = Next::Phase(PhaseName::Install);
+        loop {
+            match next {
+                Next::Phase(name) => {
+                    let (status, after) = self.command_phase(name);
+                    match status {
+                        Status::Succeeded => next = after,
+                        Status::TimedOut | Status::Stopped => {
+                            // The upload gets its own time, whatever is left of the build's.
+                            self.deadline = Some(Instant::now() + self.options.cleanup_timeout);
+                            next = if self.killed {
+                                Next::Finalizing
+                            } else {
+                                Next::UploadArtifacts
+                            };
+                        }
+                        _ => next = after,
+                    }
+                }
+                Next::UploadArtifacts => {
+                    self.upload_artifacts();
+                    break;
+                }
+                Next::Finalizing => break,
+            }
+        }
+    }
+
+    fn fail_download(&mut self, code: &str, message: &str) {
+        self.end_phase(
+            Phase::DownloadSource,
+            Status::Failed,
+            Some(Context {
+                status_code: code.to_owned(),
+                message: message.to_owned(),
+            }),
+            true,
+        );
+    }
+
+    /// Runs a command phase with its retries; returns its status and where the build goes next.
+    fn command_phase(&mut self, name: PhaseName) -> (Status, Next) {
+        let phase = Phase::from(name);
+        let Some(planned) = self.plan.as_ref().map(|p| p.phase(name).clone()) else {
+            return (Status::Fault, Next::Finalizing);
+        };
+        self.use_user(planned.run_as.as_deref());
+        let attempts = planned.retries + 1;
+        let start_state = self.state.clone();
+        let pattern = match &planned.on_failure {
+            Some(OnFailure::Retry {
+                pattern: Some(p), ..
+            }) => regex::Regex::new(p).ok(),
+            _ => None,
+        };
+        for attempt in 1..=attempts {
+            self.begin_phase(phase, attempt);
+            // The first failure of the attempt, and whether it will be retried: decided once,
+            // from the failing command's own output, before `finally` adds any.
+            let mut failure: Option<(String, bool)> = None;
+            let mut interrupted = None;
+            let last_attempt = attempt == attempts;
+            'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
+            {
+                for (index, result) in self.run_list(phase, name, list, finally) {
+                    let command = &list[index];
+                    match result {
+                        Ok(0) => {}
+                        Ok(code) => {
+                            let message = format!(
+                                "Error while executing command: {}. Reason: exit status {code}",
+                                command.text
+                            );
+                            if failure.is_none() {
+                                let retrying = !last_attempt
+                                    && self.retry_matches(
+                                        pattern.as_ref(),
+                                        &message,
+                                        planned.on_failure.as_ref(),
+                                    );
+                                if !retrying {
+                                    // The build fails the moment a command fails for good, so
+                                    // the phase's own `finally` already sees 0.
+                                    self.succeeding = false;
+                                }
+                                failure = Some((message, retrying));
+                            }
+                            // A failed command skips the rest of its list; `finally` still runs.
+                            if finally {
+                                break 'commands;
+                            }
+                            break;
+                        }
+                        Err(status) => {
+                            interrupted = Some(status);
+                            break 'commands;
+                        }
+                    }
+                }
+            }
+            if let Some(status) = interrupted {
+                let context = match status {
+                    Status::TimedOut => Context {
+                        status_code: "BUILD_TIMED_OUT".to_owned(),
+                        message: "Build has timed out. ".to_owned(),
+                    },
+                    Status::Stopped => Context {
+                        status_code: "BUILD_STOPPED".to_owned(),
+                        message: format!(
+                            "Build stopped by {}",
+                            signal_name(self.stopped.unwrap_or(15))
+                        ),
+                    },
+                    _ => Context {
+                        status_code: "CLIENT_ERROR".to_owned(),
+                        message: "the shell session could not run the command".to_owned(),
+                    },
+                };
+                self.succeeding = false;
+                self.end_phase(phase, status, Some(context), true);
+                return (status, Next::Finalizing);
+            }
+            match failure {
+                None => {
+                    self.end_phase(phase, Status::Succeeded, None, true);
+                    return (Status::Succeeded, buildspec::plan::after_success(name));
+                }
+                Some((message, retrying)) => {
+                    let context = Context {
+                        status_code: "COMMAND_EXECUTION_ERROR".to_owned(),
+                        message,
+                    };
+                    if retrying {
+                        self.end_phase(phase, Status::Failed, Some(context), false);
+                        self.message(&format!(
+                            "Phase {} failed; retrying from the state it started with (attempt {} of {attempts})",
+                            phase.as_str(),
+                            attempt + 1
+                        ));
+                        self.state = start_state.clone();
+                        continue;
+                    }
+                    self.succeeding = false;
+                    self.end_phase(phase, Status::Failed, Some(context), true);
+                    return (
+                        Status::Failed,
+                        buildspec::plan::after_failure(name, planned.on_failure.as_ref()),
+                    );
+                }
+            }
+        }
+        (Status::Failed, Next::Finalizing)
+    }
+
+    /// Whether a failure is retried: always for RETRY and RETRY-N, for RETRY-regex only when the
+    /// regex matches the failure message or the command's last output lines.
+    fn retry_matches(
+        &self,
+        pattern: Option<&regex::Regex>,
+        message: &str,
+        on_failure: Option<&OnFailure>,
+    ) -> bool {
+        match on_failure {
+            Some(OnFailure::Retry { pattern: None, .. }) => true,
+            Some(OnFailure::Retry {
+                pattern: Some(_), ..
+            }) => pattern.is_some_and(|re| {
+                re.is_match(message)
+                    || self
+                        .tail
+                        .iter()
+                        .any(|line| re.is_match(&String::from_utf8_lossy(line)))
+            }),
+            _ => false,
+        }
+    }
+
+    fn upload_artifacts(&mut self) {
+        self.begin_phase(Phase::UploadArtifacts, 1);
+        let sets = self.plan.as_ref().map_or(0, |p| p.artifacts.len());
+        if sets > 0 {
+            self.message("Artifact collection is not implemented yet: skipping upload");
+        }
+        self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true);
+    }
+
+    fn final_status(&self) -> Status {
+        let statuses: Vec<Status> = self.record.phases.iter().map(|p| p.status).collect();
+        for s in [
+            Status::Fault,
+            Status::Stopped,
+            Status::TimedOut,
+            Status::Failed,
+        ] {
+            if statuses.contains(&s) {
+                return s;
+            }
+        }
+        Status::Succeeded
+    }
+}
+
+/// `SIGINT`, `SIGTERM`... for messages.
+fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
+}
+
+/// The script of a phase's command: `build-3`, `post_build-finally-1`.
+fn script_id(phase: PhaseName, finally: bool, index: usize) -> String {
+    let list = if finally { "finally-" } else { "" };
+    format!("{}-{list}{}", phase.key(), index + 1)
+}
+
+/// `NAME=value` lines, sorted, values of more than one line quoted.
+fn env_dump(state: &SessionState, secrets: &[String], masker: &Masker) -> String {
+    let mut out = String::new();
+    for (name, value) in &state.variables {
+        out.push_str(name);
+        out.push('=');
+        if secrets.contains(name) {
+            out.push_str(crate::mask::MASK);
+        } else {
+            out.push_str(&crate::state::quote(&masker.text(value)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The checkout's commit, read from `.git` without running git.
+fn git_head(source: &Path) -> Option<String> {
+    let git = source.join(".git");
+    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let head = head.trim();
+    let Some(reference) = head.strip_prefix("ref: ") else {
+        return Some(head.to_owned());
+    };
+    if let Ok(commit) = std::fs::read_to_string(git.join(reference)) {
+        return Some(commit.trim().to_owned());
+    }
+    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+    packed
+        .lines()
+        .find(|l| l.ends_with(reference))
+        .and_then(|l| l.split(' ').next())
+        .map(str::to_owned)
+}

@@ -1,0 +1,327 @@
+//! DOWNLOAD_SOURCE: the buildspec read and checked, the providers' values, the environment,
+//! the users of `run-as`, and every command's script written.
+
+use std::io;
+use std::path::Path;
+
+use buildspec::PhaseName;
+use buildspec::plan::PlannedPhase;
+use indexmap::IndexMap;
+
+use super::{Build, env_dump, git_head, script_id};
+use crate::env::{self, BuildContext, Source};
+use crate::events::{Context, Phase, Status};
+use crate::mask::Masker;
+use crate::platform;
+use crate::session::{SessionKind, SessionSpec};
+use crate::state::SessionState;
+
+impl Build<'_> {
+    /// Reads and checks the buildspec and prepares the environment. False when the build cannot
+    /// go on.
+    pub(super) fn download_source(&mut self) -> bool {
+        self.begin_phase(Phase::DownloadSource, 1);
+        let source = self.record.source.clone();
+        self.message(&format!("CODEBUILD_SRC_DIR={source}"));
+        let yaml_location = std::path::absolute(&self.options.buildspec)
+            .unwrap_or_else(|_| self.options.buildspec.clone());
+        self.message(&format!("YAML location is {}", yaml_location.display()));
+        let checked = match buildspec::check_file(
+            &self.options.buildspec,
+            &buildspec::Options {
+                strict: self.options.strict,
+            },
+        ) {
+            Ok(checked) => checked,
+            Err(error) => {
+                let message = match &error {
+                    buildspec::ReadError::Io { source, .. }
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        "YAML file does not exist".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                self.invalid = true;
+                self.fail_download(
+                    "YAML_FILE_ERROR",
+                    &format!("{message}: {}", self.options.buildspec.display()),
+                );
+                return false;
+            }
+        };
+        let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), &checked.source.text);
+        if !checked.diagnostics.is_empty() {
+            self.diagnostics = checked.render();
+            for d in &checked.diagnostics {
+                let at = d
+                    .span
+                    .map(|s| format!(":{}:{}", s.line, s.column))
+                    .unwrap_or_default();
+                let severity = if d.is_error() { "error" } else { "warning" };
+                self.message(&format!(
+                    "{}{at}: {severity}[{}]: {}",
+                    checked.source.name,
+                    d.code.as_str(),
+                    d.message
+                ));
+            }
+        }
+        let Some(plan) = checked.plan() else {
+            self.invalid = true;
+            let first = checked.diagnostics.iter().find(|d| d.is_error());
+            let message = first.map_or_else(String::new, |d| match d.span {
+                Some(s) => format!("{} at line {} column {}", d.message, s.line, s.column),
+                None => d.message.clone(),
+            });
+            self.fail_download("YAML_FILE_ERROR", &message);
+            return false;
+        };
+        let spec_env = checked
+            .buildspec
+            .as_ref()
+            .map(|b| b.env.clone())
+            .unwrap_or_default();
+        self.message("Processing environment variables");
+        // Values from Parameter Store and Secrets Manager, masked everywhere from now on.
+        let mut secret_values: IndexMap<String, String> = IndexMap::new();
+        for (name, parameter) in &spec_env.parameter_store {
+            match self.options.providers.parameter(&parameter.value) {
+                Ok(value) => {
+                    secret_values.insert(name.clone(), value.to_owned());
+                }
+                Err(message) => {
+                    self.fail_download(
+                        "CLIENT_ERROR",
+                        &format!("{message} (for {name}; give it with --parameters FILE)"),
+                    );
+                    return false;
+                }
+            }
+        }
+        for (name, reference) in &spec_env.secrets_manager {
+            match self.options.providers.secret(&reference.value) {
+                Ok(value) => {
+                    secret_values.insert(name.clone(), value);
+                }
+                Err(message) => {
+                    self.fail_download(
+                        "CLIENT_ERROR",
+                        &format!("{message} (for {name}; give it with --secrets FILE)"),
+                    );
+                    return false;
+                }
+            }
+        }
+        // CodeBuild also hides AWS credentials; locally they come from the environment.
+        let credentials: Vec<String> = [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+        ]
+        .iter()
+        .filter_map(|name| {
+            self.options
+                .layers
+                .overrides
+                .iter()
+                .chain(&self.options.layers.env_file)
+                .chain(&self.options.layers.inherited)
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+        self.masker = Masker::new(
+            secret_values
+                .values()
+                .chain(self.options.mask.iter())
+                .chain(credentials.iter()),
+        );
+        self.secret_names = secret_values.keys().cloned().collect();
+        if plan.shell.is_windows() {
+            self.fail_download(
+                "CLIENT_ERROR",
+                &format!(
+                    "{} is a Windows shell; the local runner runs POSIX shells",
+                    plan.shell.program()
+                ),
+            );
+            return false;
+        }
+        let install = plan.phase(PhaseName::Install);
+        if install.runtime_versions.is_empty() {
+            self.message("No runtime version selected in buildspec.");
+        } else {
+            let wanted: Vec<String> = install
+                .runtime_versions
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            self.message(&format!(
+                "Skipping install of runtimes. Runtime version selection is not supported by this build image (the local machine's own are used; requested: {})",
+                wanted.join(", ")
+            ));
+        }
+        self.message(&format!("Moving to directory {source}"));
+        match &plan.cache {
+            None => self.message("Cache is not defined in the buildspec"),
+            Some(_) => self.message("Skip cache due to: the local runner does not cache yet"),
+        }
+        let present: Vec<&PlannedPhase> = plan.phases.iter().filter(|p| p.present).collect();
+        self.message(&format!("Phases found in YAML: {}", present.len()));
+        let lines: Vec<String> = present
+            .iter()
+            .map(|p| format!(" {}: {} commands", p.name.upper(), p.commands.len()))
+            .collect();
+        for line in lines {
+            self.message(&line);
+        }
+
+        // The environment: the layers, then CodeBuild's variables with this build's values.
+        let context = BuildContext {
+            project: self.record.project.clone(),
+            source_dir: source.clone(),
+            initiator: self.options.initiator.clone(),
+            region: env::region(&self.options.layers, &spec_env),
+            build_uuid: Some(self.record.uuid.clone()),
+            build_number: Some(self.record.number),
+            start_time_ms: Some(
+                self.record
+                    .start_time
+                    .as_millisecond()
+                    .try_into()
+                    .unwrap_or(0),
+            ),
+            source_version: git_head(Path::new(&source)),
+            batch_identifier: None,
+        };
+        let mut layers = self.options.layers.clone();
+        layers.codebuild = env::codebuild_variables(&context);
+        let (variables, warnings) = env::resolve(&spec_env, &layers);
+        for w in warnings {
+            self.message(&format!("warning: {}", w.message));
+        }
+        self.state = SessionState {
+            variables: variables
+                .into_iter()
+                .filter_map(|v| {
+                    let value = match v.source {
+                        Source::ParameterStore | Source::SecretsManager => {
+                            secret_values.get(&v.name).cloned()
+                        }
+                        _ => v.value,
+                    };
+                    value.map(|value| (v.name, value))
+                })
+                .collect(),
+            cwd: source,
+        };
+        self.own_identity =
+            ["HOME", "USER", "LOGNAME"].map(|n| self.state.variables.get(n).cloned());
+        let dump = env_dump(&self.state, &self.secret_names, &self.masker);
+        let _ = crate::record::create_private_dir(&self.dir.join("env"));
+        let _ = crate::record::write_private(&self.dir.join("env").join("start.env"), dump);
+        // Version 0.1 carries nothing between commands, whatever session was asked for.
+        let kind = if plan.session_state {
+            self.options.session
+        } else {
+            if self.options.session == SessionKind::Persistent {
+                self.message("Version 0.1 runs every command in a fresh shell: --session persistent does not apply");
+            }
+            SessionKind::Compat
+        };
+        if let Some(batch) = &plan.batch {
+            self.message(&format!(
+                "This buildspec has a batch section ({} builds); `buildspec run` runs its phases once, as a single build",
+                batch.builds.len()
+            ));
+        }
+        // run-as: each user is looked up now, so that a build that cannot switch users fails
+        // before anything runs. The runner's own user needs no switch.
+        let me = platform::current_user();
+        let mut names: Vec<&str> = plan
+            .phases
+            .iter()
+            .filter_map(|p| p.run_as.as_deref())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if me.as_deref() == Some(name) {
+                continue;
+            }
+            if !platform::is_root() {
+                self.fail_download(
+                    "CLIENT_ERROR",
+                    &format!(
+                        "run-as {name} needs the runner to run as root; it runs as {}",
+                        me.as_deref().unwrap_or("another user")
+                    ),
+                );
+                return false;
+            }
+            match platform::lookup_user(name) {
+                Ok(user) => {
+                    self.users.insert(name.to_owned(), user);
+                }
+                Err(message) => {
+                    self.fail_download("CLIENT_ERROR", &message);
+                    return false;
+                }
+            }
+        }
+        self.record.session = kind.as_str().to_owned();
+        // Every command's script is written now, so that running a command costs no file
+        // writes; the record keeps them all in one file.
+        let mut record_scripts = String::new();
+        for phase in &plan.phases {
+            for (finally, list) in [(false, &phase.commands), (true, &phase.finally)] {
+                for (index, command) in list.iter().enumerate() {
+                    let id = script_id(phase.name, finally, index);
+                    let text = crate::session::script(&command.text, command.line, kind);
+                    record_scripts.push_str(&format!(
+                        "#### {id}.sh (buildspec line {})\n{text}",
+                        command.line
+                    ));
+                    if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
+                        self.end_phase(
+                            Phase::DownloadSource,
+                            Status::Fault,
+                            Some(Context {
+                                status_code: "CLIENT_ERROR".to_owned(),
+                                message: format!(
+                                    "cannot write the command scripts in {}: {e}",
+                                    self.scripts.display()
+                                ),
+                            }),
+                            true,
+                        );
+                        return false;
+                    }
+                }
+            }
+        }
+        let _ = crate::record::write_private(&self.dir.join("scripts.sh"), record_scripts);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.spec = Some(SessionSpec {
+            shell: plan.shell.program().to_owned(),
+            kind,
+            stateless: !plan.session_state,
+            scripts: self.scripts.clone(),
+            name: self.options.buildspec.file_name().map_or_else(
+                || "buildspec".to_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            user: None,
+            token: token.clone(),
+        });
+        if kind == SessionKind::Persistent {
+            self.marker = Some(
+                memchr::memmem::Finder::new(format!("\x1ebs:{token}:").as_bytes()).into_owned(),
+            );
+        }
+        self.plan = Some(plan);
+        self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
+        true
+    }
+}

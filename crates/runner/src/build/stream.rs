@@ -1,0 +1,191 @@
+//! The build's output: read from the shared pipe, markers of persistent commands taken out,
+//! masked as a stream, split into lines, and passed to the log, the console and the RETRY tail.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufWriter, Read};
+use std::time::Instant;
+
+use jiff::Timestamp;
+
+use super::{Build, TAIL_LINE_BYTES, TAIL_LINES};
+use crate::events::{Event, Reporter};
+use crate::platform;
+
+impl Build<'_> {
+    /// Reads what the output pipe holds now, as lines (marker lines of a persistent session
+    /// are taken out). Returns false at end-of-file.
+    pub(super) fn read_output(&mut self) -> bool {
+        if self.marker.is_some() {
+            loop {
+                let (open, marker) = self.pump_output();
+                if marker.is_none() {
+                    return open;
+                }
+            }
+        }
+        // The pipe and the buffer (one for the whole build: zeroing 64 KiB per read would cost
+        // more than a trivial command) are taken out while the bytes are passed on.
+        let Some(mut output) = self.output_read.take() else {
+            return false;
+        };
+        let mut buf = std::mem::take(&mut self.read_buf);
+        let open = loop {
+            match output.read(&mut buf) {
+                Ok(0) => break false,
+                Ok(n) => {
+                    self.pass_output(&buf[..n], false);
+                    if n < buf.len() {
+                        break true;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break true,
+            }
+        };
+        self.read_buf = buf;
+        self.output_read = Some(output);
+        open
+    }
+
+    /// Passes on the output that is there, up to the next command marker of a persistent
+    /// session. Returns whether the pipe is still open, and the id of the marker it stopped at.
+    pub(super) fn pump_output(&mut self) -> (bool, Option<String>) {
+        let Some(finder) = self.marker.clone() else {
+            return (self.read_output(), None);
+        };
+        let marker = finder.needle();
+        let mut open = true;
+        loop {
+            // The unread part starts at `pending_pos`: consuming moves it, so a driver that is
+            // many commands ahead costs no copying.
+            let pending = std::mem::take(&mut self.pending_output);
+            let unread = &pending[self.pending_pos..];
+            if let Some(pos) = finder.find(unread) {
+                let id_start = pos + marker.len();
+                if let Some(nl) = memchr::memchr(b'\n', &unread[id_start..]) {
+                    let id = String::from_utf8_lossy(&unread[id_start..id_start + nl]).into_owned();
+                    self.pass_output(&unread[..pos], false);
+                    self.pending_pos += id_start + nl + 1;
+                    self.pending_output = pending;
+                    return (open, Some(id));
+                }
+            }
+            // Everything but what may be the start of a marker goes on now.
+            let keep = partial_marker(unread, marker);
+            if keep > 0 {
+                self.pass_output(&unread[..keep], false);
+                self.pending_pos += keep;
+            }
+            self.pending_output = pending;
+            if self.pending_pos == self.pending_output.len() {
+                self.pending_output.clear();
+                self.pending_pos = 0;
+            } else if self.pending_pos > 64 * 1024 {
+                self.pending_output.drain(..self.pending_pos);
+                self.pending_pos = 0;
+            }
+            if !open {
+                return (false, None);
+            }
+            let Some(mut output) = self.output_read.take() else {
+                return (false, None);
+            };
+            let mut buf = std::mem::take(&mut self.read_buf);
+            let read = loop {
+                match output.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            match read {
+                Ok(0) => open = false,
+                Ok(n) => self.pending_output.extend_from_slice(&buf[..n]),
+                Err(_) => {
+                    self.read_buf = buf;
+                    self.output_read = Some(output);
+                    return (true, None);
+                }
+            }
+            self.read_buf = buf;
+            self.output_read = Some(output);
+        }
+    }
+
+    /// Passes output on: masked as a stream, split into lines, to the log, the console and the
+    /// tail kept for RETRY patterns. `end` also passes on what was held back: the bytes kept
+    /// for masking, and a last line without a newline.
+    pub(super) fn pass_output(&mut self, bytes: &[u8], end: bool) {
+        let (log, reporter, tail, masker, stream, lines) = (
+            &mut self.log,
+            &mut *self.reporter,
+            &mut self.tail,
+            &self.masker,
+            &mut self.stream,
+            &mut self.lines,
+        );
+        let now = Timestamp::now();
+        let mut to_lines = |bytes: &[u8]| {
+            lines.feed(bytes, &mut |line| {
+                output_line(log, reporter, tail, now, line)
+            });
+        };
+        stream.feed(masker, bytes, &mut to_lines);
+        if end {
+            stream.flush(masker, &mut to_lines);
+            lines.flush(&mut |line| output_line(log, reporter, tail, now, line));
+        }
+    }
+
+    /// Reads everything already written: a finished command's output is all in the pipe.
+    pub(super) fn drain_output(&mut self) {
+        self.read_output();
+    }
+
+    /// Streams output until `until` or end-of-file.
+    pub(super) fn wait_output_until(&mut self, until: Option<Instant>) -> bool {
+        let Some(output) = self.output_read.as_ref() else {
+            return false;
+        };
+        let timeout = until.map(|u| u.saturating_duration_since(Instant::now()));
+        match platform::wait_readable(&[platform::borrow(output)], timeout) {
+            Ok(ready) if ready[0].readable => self.read_output(),
+            _ => true,
+        }
+    }
+}
+
+/// One line of the build's output (masked already) to the log, the reporter and the tail kept for RETRY
+/// patterns.
+pub(super) fn output_line(
+    log: &mut BufWriter<File>,
+    reporter: &mut dyn Reporter,
+    tail: &mut VecDeque<Vec<u8>>,
+    time: Timestamp,
+    line: &[u8],
+) {
+    push_tail(tail, line);
+    let event = Event::Output { line };
+    let _ = crate::events::write_log(log, time, &event);
+    reporter.report(time, &event);
+}
+
+pub(super) fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
+    if tail.len() == TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line[..line.len().min(TAIL_LINE_BYTES)].to_vec());
+}
+
+/// Where a possible command marker begins at the end of `bytes` (a marker cut by a read), or
+/// `bytes.len()`: the bytes before it can go on.
+pub(super) fn partial_marker(bytes: &[u8], marker: &[u8]) -> usize {
+    if let Some(pos) = memchr::memmem::find(bytes, marker) {
+        // A whole marker whose line has not ended yet.
+        return pos;
+    }
+    match memchr::memrchr(marker[0], bytes) {
+        Some(pos) if marker.starts_with(&bytes[pos..]) => pos,
+        _ => bytes.len(),
+    }
+}
