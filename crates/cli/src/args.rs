@@ -20,7 +20,7 @@ Examples:
   buildspec schema > buildspec.schema.json
 
 Exit codes: 0 success, 1 build failed, 2 usage error or invalid buildspec, 3 internal fault,
-124 timed out, 128+n stopped by signal n (130 SIGINT, 143 SIGTERM).")]
+124 timed out, 128+n stopped by signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).")]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

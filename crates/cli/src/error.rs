@@ -32,6 +32,15 @@ pub(crate) enum CliError {
     /// A --parameters or --secrets file cannot be used.
     #[error(transparent)]
     Providers(#[from] runner::secrets::ProviderError),
+    /// The record could not be copied to --record-file.
+    #[error("cannot write the record to {path}: {source}")]
+    RecordFile {
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -60,7 +69,8 @@ impl CliError {
             | CliError::Output(_)
             | CliError::Run(_)
             | CliError::State(_)
-            | CliError::Signals(_) => exit_codes::FAULT,
+            | CliError::Signals(_)
+            | CliError::RecordFile { .. } => exit_codes::FAULT,
         }
     }
 

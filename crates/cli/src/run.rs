@@ -107,6 +107,8 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
             args.secrets.as_deref(),
         )?,
         mask: args.mask.clone(),
+        // One build per process: every child of this process is the build's.
+        owns_children: true,
     };
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = args
@@ -149,7 +151,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     if let Some(path) = &args.record_file {
         let mut json = serde_json::to_vec_pretty(&outcome.record).unwrap_or_default();
         json.push(b'\n');
-        runner::record::write_atomic(path, &json)?;
+        // Written through the path (a pipe, /dev/stdout or a symlink stays what it is).
+        std::fs::write(path, &json).map_err(|source| CliError::RecordFile {
+            path: path.display().to_string(),
+            source,
+        })?;
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
 }

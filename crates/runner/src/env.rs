@@ -173,8 +173,11 @@ pub fn resolve(env: &Env, layers: &Layers) -> (Vec<Variable>, Vec<EnvWarning>) {
     for (name, value) in &layers.inherited {
         push(name, Some(value.clone()), Source::Inherited, None);
     }
+    // Both names default to the region the layers give (by either name), else us-east-1, so
+    // that they agree with each other and with CODEBUILD_BUILD_ARN.
+    let default_region = region(layers, env).unwrap_or_else(|| "us-east-1".to_owned());
     for name in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
-        push(name, Some("us-east-1".to_owned()), Source::Default, None);
+        push(name, Some(default_region.clone()), Source::Default, None);
     }
     let mut resolved: indexmap::IndexMap<String, Variable> = indexmap::IndexMap::new();
     for entry in entries {

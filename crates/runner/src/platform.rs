@@ -206,6 +206,44 @@ pub(crate) fn reap(pgid: u32, pids: &[u32]) {
     }
 }
 
+/// This process's children, from the kernel's per-thread lists.
+fn children() -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// This process's children that have not ended.
+pub(crate) fn live_children() -> Vec<u32> {
+    children()
+        .into_iter()
+        .filter(|pid| !is_zombie(*pid))
+        .collect()
+}
+
+/// Reaps every ended child of this process (for a process that runs one build, whose children
+/// are all the build's).
+pub(crate) fn reap_all_children(keep: &[u32]) {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    for pid in children()
+        .into_iter()
+        .filter(|pid| !keep.contains(pid) && is_zombie(*pid))
+    {
+        if let Ok(pid) = i32::try_from(pid) {
+            let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
+    }
+}
+
 /// The process group of a zombie; `None` for a live process.
 fn zombie_in_group(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

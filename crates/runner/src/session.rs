@@ -296,6 +296,10 @@ impl Session {
             s.variables.retain(|name, _| {
                 !name.starts_with("__bs_") && !RUNNER_OWNED.contains(&name.as_str())
             });
+            if s.cwd.is_empty() {
+                // A command that unset PWD did not move: the directory stays what it was.
+                s.cwd.clone_from(&self.driver_state.cwd);
+            }
             s
         });
         if self.spec.stateless {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 /// Variables the shell manages itself; they are not part of the carried state.
-const SHELL_OWNED: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_"];
+pub(crate) const SHELL_OWNED: &[&str] = &["PWD", "OLDPWD", "SHLVL", "_"];
 
 /// Variables and working directory, as the runner carries them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -342,14 +342,16 @@ pub fn quote(value: &str) -> String {
 /// nothing changed.
 pub fn update_script(from: &SessionState, to: &SessionState) -> String {
     let mut script = String::new();
-    for name in from.variables.keys() {
+    // The shell keeps PWD and its kin itself; the directory moves with `cd`.
+    let carried = |name: &String| !SHELL_OWNED.contains(&name.as_str());
+    for name in from.variables.keys().filter(|n| carried(n)) {
         if !to.variables.contains_key(name) {
             script.push_str("unset ");
             script.push_str(name);
             script.push('\n');
         }
     }
-    for (name, value) in &to.variables {
+    for (name, value) in to.variables.iter().filter(|(n, _)| carried(n)) {
         if from.variables.get(name) != Some(value) {
             script.push_str("export ");
             script.push_str(name);

@@ -390,7 +390,7 @@ fn a_killed_runner_leaves_a_readable_record_and_its_log() {
     let sb = Sandbox::new();
     sb.write(
         "buildspec.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started; exec sleep 60\n",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $$ > sleeper.pid; echo started; exec sleep 60\n",
     );
     let (mut child, _reader, _seen) = start_until(&sb, &["run"], "started");
     signal(&child, nix::sys::signal::Signal::SIGKILL);
@@ -399,19 +399,19 @@ fn a_killed_runner_leaves_a_readable_record_and_its_log() {
     record.expect_code(0);
     let json: serde_json::Value =
         serde_json::from_str(&record.stdout).expect("the record is whole JSON");
+    // What the killed runner could not end is ended here: the test leaves nothing behind.
+    let pid = std::fs::read_to_string(sb.path().join("sleeper.pid")).expect("pid");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status();
+    let uuid = json["uuid"].as_str().expect("uuid");
+    let _ = std::fs::remove_dir_all(format!("/dev/shm/buildspec-{uuid}"));
     assert_eq!(json["status"], "IN_PROGRESS");
     let phases = json["phases"].as_array().expect("phases");
     assert_eq!(phases.last().expect("a phase")["phase"], "BUILD");
     assert_eq!(phases.last().expect("a phase")["status"], "IN_PROGRESS");
     let log = std::fs::read_to_string(json["log_path"].as_str().expect("log path")).expect("log");
-    assert!(
-        log.contains("Running command echo started; exec sleep 60\nstarted\n"),
-        "{log}"
-    );
-    // What the runner could not end (it was killed) is ended here, so the test leaves nothing.
-    let _ = std::process::Command::new("pkill")
-        .args(["-f", "exec sleep 60|sleep 60"])
-        .status();
+    assert!(log.contains("exec sleep 60\nstarted\n"), "{log}");
 }
 
 #[test]
@@ -498,4 +498,46 @@ phases:
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("the orphan was reaped"), "{stdout}");
+}
+
+#[test]
+fn a_process_that_cleared_its_environment_still_ends_with_the_build() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - setsid env -i /bin/sh -c 'echo $$ > orphan.pid; exec sleep 600' > /dev/null 2>&1 &
+      - while [ ! -s orphan.pid ]; do :; done
+",
+    );
+    let run = sb.run(&["run", "--grace", "2s"]);
+    run.expect_code(0);
+    let pid = std::fs::read_to_string(sb.path().join("orphan.pid")).expect("pid");
+    let alive = std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .status()
+        .expect("kill");
+    assert!(
+        !alive.success(),
+        "the process without the build's id survived it:\n{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn both_region_variables_follow_the_one_given() {
+    let sb = Sandbox::new();
+    sb.write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo region=$AWS_REGION default=$AWS_DEFAULT_REGION\n");
+    let run = sb.run(&["run", "--env", "AWS_DEFAULT_REGION=us-west-1"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("\nregion=us-west-1 default=us-west-1\n"),
+        "{}",
+        run.stdout
+    );
 }

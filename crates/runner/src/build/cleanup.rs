@@ -89,7 +89,7 @@ impl Build<'_> {
                 }
             }
             let _ = child.wait();
-            platform::reap(pgid, &[]);
+            self.await_group_end(pgid);
         }
         // Sessions of earlier run-as users may have left background processes in their groups.
         for pgid in std::mem::take(&mut self.retired_groups) {
@@ -101,7 +101,7 @@ impl Build<'_> {
                     platform::reap(pgid, &[]);
                 }
                 let _ = platform::signal_group(pgid, Signal::SIGKILL);
-                platform::reap(pgid, &[]);
+                self.await_group_end(pgid);
             }
         }
         // Processes that left the group (`setsid`, double forks) still carry the build's id.
@@ -201,10 +201,41 @@ impl Build<'_> {
 
     /// Ends every process still carrying this build's `CODEBUILD_BUILD_ID`: SIGTERM, then
     /// SIGKILL after the grace period; and reaps the orphans that ended.
+    /// After SIGKILL: waits (briefly; the signal lands asynchronously) until the group's
+    /// processes are gone, reaping the ones that are ours.
+    fn await_group_end(&mut self, pgid: u32) {
+        let end = Instant::now() + Duration::from_secs(1);
+        loop {
+            platform::reap(pgid, &[]);
+            if !platform::group_alive(pgid) || Instant::now() >= end {
+                return;
+            }
+            let _ = self.wait(Some(Duration::from_millis(5)), false);
+        }
+    }
+
+    /// The build's processes still alive: those carrying its `CODEBUILD_BUILD_ID`, and, when the
+    /// build is the only one of this process, every child of the process (an orphan that
+    /// cleared its environment still comes to the runner, its subreaper).
+    fn leftovers(&self, marker: &[u8]) -> Vec<u32> {
+        let mut left = platform::processes_with(marker);
+        if self.options.owns_children {
+            for pid in platform::live_children() {
+                if !left.contains(&pid) {
+                    left.push(pid);
+                }
+            }
+        }
+        left
+    }
+
     pub(super) fn sweep(&mut self) {
         let marker = format!("CODEBUILD_BUILD_ID={}", self.record.id).into_bytes();
-        let mut left = platform::processes_with(&marker);
+        let mut left = self.leftovers(&marker);
         if left.is_empty() {
+            if self.options.owns_children {
+                platform::reap_all_children(&[]);
+            }
             return;
         }
         self.message(&format!(
@@ -217,7 +248,7 @@ impl Build<'_> {
         let grace_end = Instant::now() + self.options.grace;
         loop {
             platform::reap(0, &all);
-            left = platform::processes_with(&marker);
+            left = self.leftovers(&marker);
             all.extend(
                 left.iter()
                     .filter(|p| !all.contains(p))
@@ -232,7 +263,7 @@ impl Build<'_> {
                 // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
                 // processes are zombies, so that they can be reaped.
                 let kill_end = Instant::now() + Duration::from_secs(1);
-                while !platform::processes_with(&marker).is_empty() && Instant::now() < kill_end {
+                while !self.leftovers(&marker).is_empty() && Instant::now() < kill_end {
                     let _ = self.wait(Some(Duration::from_millis(5)), false);
                 }
                 platform::reap(0, &all);
@@ -242,6 +273,9 @@ impl Build<'_> {
             if self.stop.take().is_some() {
                 self.killed = true;
             }
+        }
+        if self.options.owns_children {
+            platform::reap_all_children(&[]);
         }
     }
 }

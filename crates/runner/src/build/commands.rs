@@ -253,10 +253,20 @@ impl Build<'_> {
     /// trivial command, and a few zombies for a moment cost nothing.
     pub(super) fn reap_now_and_then(&mut self) {
         self.commands_done += 1;
-        if self.commands_done % 16 == 1
-            && let Some(session) = self.session.as_ref()
-        {
-            platform::reap(session.pgid(), &[]);
+        if self.commands_done % 16 == 1 {
+            self.reap_orphans();
+        }
+    }
+
+    /// The build's orphans that ended: those of its process group, and (when the build owns
+    /// the process's children) any other, such as a `setsid` daemon that exited.
+    pub(super) fn reap_orphans(&self) {
+        let driver = self.session.as_ref().map(Session::pgid);
+        if let Some(pgid) = driver {
+            platform::reap(pgid, &[]);
+        }
+        if self.options.owns_children {
+            platform::reap_all_children(driver.as_slice());
         }
     }
 

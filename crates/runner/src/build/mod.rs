@@ -72,6 +72,10 @@ pub struct BuildOptions {
     pub providers: Providers,
     /// More values to mask (`--mask`), besides those from the providers.
     pub mask: Vec<String>,
+    /// Whether this build is the only one of this process, so that every child of the process
+    /// is the build's (the CLI runs one build per process). At the end the engine then ends
+    /// and reaps them all, even those that cleared their environment.
+    pub owns_children: bool,
 }
 
 /// How a build ended.
@@ -420,9 +424,7 @@ impl<'r> Build<'r> {
         context: Option<Context>,
         final_attempt: bool,
     ) {
-        if let Some(session) = self.session.as_ref() {
-            platform::reap(session.pgid(), &[]);
-        }
+        self.reap_orphans();
         let now = Timestamp::now();
         let mut duration = Duration::ZERO;
         if let Some(last) = self.record.phases.last_mut() {

@@ -50,6 +50,8 @@ impl Build<'_> {
                 return false;
             }
         };
+        // The copy is written once the values to mask are known; a build that stops before then
+        // keeps its copy as read.
         let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), &checked.source.text);
         if !checked.diagnostics.is_empty() {
             self.diagnostics = checked.render();
@@ -131,13 +133,28 @@ impl Build<'_> {
                 .map(|(_, v)| v.clone())
         })
         .collect();
+        // A JSON secret read whole may be taken apart by the build (`jq .password`): its string
+        // values are masked one by one too.
+        // Short values (an id, `true`) would mask common words: only values of 6 or more
+        // characters are taken.
+        let leaves: Vec<String> = secret_values
+            .values()
+            .flat_map(|v| json_strings(v))
+            .filter(|s| s.chars().count() >= 6)
+            .collect();
         self.masker = Masker::new(
             secret_values
                 .values()
                 .chain(self.options.mask.iter())
-                .chain(credentials.iter()),
+                .chain(credentials.iter())
+                .chain(leaves.iter()),
         );
         self.secret_names = secret_values.keys().cloned().collect();
+        if !self.masker.is_empty() {
+            // `--mask` values may be written in the buildspec itself.
+            let masked = self.masker.text(&checked.source.text).into_owned();
+            let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), masked);
+        }
         if plan.shell.is_windows() {
             self.fail_download(
                 "CLIENT_ERROR",
@@ -204,6 +221,8 @@ impl Build<'_> {
         self.state = SessionState {
             variables: variables
                 .into_iter()
+                // PWD and its kin belong to the shell, which sets them from its directory.
+                .filter(|v| !crate::state::SHELL_OWNED.contains(&v.name.as_str()))
                 .filter_map(|v| {
                     let value = match v.source {
                         Source::ParameterStore | Source::SecretsManager => {
@@ -301,7 +320,10 @@ impl Build<'_> {
                 }
             }
         }
-        let _ = crate::record::write_private(&self.dir.join("scripts.sh"), record_scripts);
+        let _ = crate::record::write_private(
+            &self.dir.join("scripts.sh"),
+            self.masker.text(&record_scripts).as_bytes(),
+        );
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.spec = Some(SessionSpec {
             shell: plan.shell.program().to_owned(),
@@ -324,4 +346,23 @@ impl Build<'_> {
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         true
     }
+}
+
+/// The string values of a JSON object or array, at any depth; nothing for other text.
+fn json_strings(text: &str) -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if text.trim_start().starts_with(['{', '['])
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        walk(&value, &mut out);
+    }
+    out
 }

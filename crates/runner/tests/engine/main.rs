@@ -72,13 +72,18 @@ impl Fixture {
             grace: Duration::from_secs(2),
             cleanup_timeout: Duration::from_secs(30),
             layers: Layers {
-                inherited: vec![("PATH".to_owned(), std::env::var("PATH").unwrap_or_default())],
+                // As from an interactive shell: PATH, and a PWD that is not the source.
+                inherited: vec![
+                    ("PATH".to_owned(), std::env::var("PATH").unwrap_or_default()),
+                    ("PWD".to_owned(), "/".to_owned()),
+                ],
                 ..Layers::default()
             },
             initiator: "tester".to_owned(),
             strict: false,
             providers: runner::secrets::Providers::default(),
             mask: Vec::new(),
+            owns_children: false,
         };
         Fixture {
             _root: dir,

@@ -11,6 +11,7 @@ env:
     TOKEN: /ci/token
   secrets-manager:
     DB_PASSWORD: prod/db:password
+    DB_WHOLE: prod/db
   exported-variables:
     - LEAK
 phases:
@@ -23,6 +24,7 @@ phases:
       - LEAK=\"prefix-$TOKEN\"
       - echo aws=$AWS_SECRET_ACCESS_KEY
       - test \"$DB_PASSWORD\" = 'pa:ss w0rd' && test \"$TOKEN\" = tok-1234-abcd
+      - echo \"$DB_WHOLE\" | tr ',' '\\n'
       - 'false tok-1234-abcd'
 ";
 
@@ -31,7 +33,7 @@ fn fixture() -> Fixture {
     let parameters = fixture.source().join("parameters.yml");
     std::fs::write(&parameters, "/ci/token: tok-1234-abcd\n").expect("write");
     let secrets = fixture.source().join("secrets.yml");
-    std::fs::write(&secrets, "prod/db:\n  password: 'pa:ss w0rd'\n").expect("write");
+    std::fs::write(&secrets, "prod/db:\n  password: 'pa:ss w0rd'\n  user: me\n").expect("write");
     fixture.options.providers =
         runner::secrets::Providers::load(Some(&parameters), Some(&secrets)).expect("providers");
     fixture.options.layers.inherited.push((

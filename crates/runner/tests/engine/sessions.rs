@@ -21,6 +21,7 @@ phases:
   build:
     commands:
       - echo cwd=$(basename \"$PWD\")
+      - echo pwd=$(basename \"$PWD\") again
       - echo assigned=$ASSIGNED exported=$EXPORTED doomed=${DOOMED-unset}
       - sh -c 'echo child sees $ASSIGNED'
       - greet || echo no function
@@ -37,6 +38,11 @@ fn compat_carries_variables_and_directory_only() {
     let ran = fixture.run();
     ran.expect(Succeeded);
     assert_eq!(ran.said("cwd="), ["sub"]);
+    assert_eq!(
+        ran.said("pwd="),
+        ["sub again"],
+        "PWD is right in every command"
+    );
     assert_eq!(ran.said("assigned="), ["plain exported=yes doomed=unset"]);
     assert_eq!(ran.said("child sees "), ["plain"]);
     assert_eq!(ran.said("no "), ["function"]);
