@@ -328,24 +328,10 @@ impl Build<'_> {
     /// Waits for output, the driver's reply, a stop request or the deadline. `Some` is the status
     /// that ends the wait for good (TIMED_OUT, STOPPED, FAULT).
     pub(super) fn wait_for_output_or_reply(&mut self) -> Option<Status> {
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        if timeout == Some(Duration::ZERO) {
-            self.timed_out = true;
-            self.message("Build timed out: stopping the running command");
-            self.stop_processes();
-            return Some(Status::TimedOut);
-        }
-        if let Some(signal) = self.stop.take() {
-            self.stopped = Some(signal);
-            self.message(&format!(
-                "Build stopped by {}: stopping the running command",
-                signal_name(signal)
-            ));
-            self.stop_processes();
-            return Some(Status::Stopped);
-        }
+        let timeout = match self.interrupt_if_due() {
+            Ok(timeout) => timeout,
+            Err(status) => return Some(status),
+        };
         let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
         let mut woken = self.poll_only(Some(quick));
         if matches!(woken, Ok(false)) && timeout != Some(quick) {
@@ -357,6 +343,30 @@ impl Build<'_> {
             return Some(Status::Fault);
         }
         None
+    }
+
+    /// Stops the running command when the deadline has passed or a stop was requested, returning
+    /// the status that ends the build; otherwise the time left before the deadline.
+    fn interrupt_if_due(&mut self) -> Result<Option<Duration>, Status> {
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        if timeout == Some(Duration::ZERO) {
+            self.timed_out = true;
+            self.message("Build timed out: stopping the running command");
+            self.stop_processes();
+            return Err(Status::TimedOut);
+        }
+        if let Some(signal) = self.stop.take() {
+            self.stopped = Some(signal);
+            self.message(&format!(
+                "Build stopped by {}: stopping the running command",
+                signal_name(signal)
+            ));
+            self.stop_processes();
+            return Err(Status::Stopped);
+        }
+        Ok(timeout)
     }
 
     /// Waits until the output, the driver's status or a stop request is ready, reading nothing
@@ -470,24 +480,7 @@ impl Build<'_> {
                 }
                 Reply::Pending => {}
             }
-            let timeout = self
-                .deadline
-                .map(|d| d.saturating_duration_since(Instant::now()));
-            if timeout == Some(Duration::ZERO) {
-                self.timed_out = true;
-                self.message("Build timed out: stopping the running command");
-                self.stop_processes();
-                return Err(Status::TimedOut);
-            }
-            if let Some(signal) = self.stop.take() {
-                self.stopped = Some(signal);
-                self.message(&format!(
-                    "Build stopped by {}: stopping the running command",
-                    signal_name(signal)
-                ));
-                self.stop_processes();
-                return Err(Status::Stopped);
-            }
+            let timeout = self.interrupt_if_due()?;
             // Flushing the log and the console costs two writes: a command that answers within
             // a few milliseconds does not need it, one that runs longer gets it before the wait.
             let quick = timeout.map_or(FLUSH_AFTER, |t| t.min(FLUSH_AFTER));
