@@ -58,6 +58,15 @@ impl Bench {
         self.run_buildspec_with(spec, session, &[])
     }
 
+    /// The median wall time of `rounds` runs.
+    fn median_run(&self, rounds: usize, spec: &Path, session: &str, extra: &[String]) -> Duration {
+        median(
+            (0..rounds)
+                .map(|_| self.run_buildspec_with(spec, session, extra))
+                .collect(),
+        )
+    }
+
     fn run_buildspec_with(&self, spec: &Path, session: &str, extra: &[String]) -> Duration {
         let started = Instant::now();
         let mut child = Command::new(BIN)
@@ -108,16 +117,8 @@ impl Bench {
                 })
                 .collect(),
         );
-        let compat = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec(&spec, "compat"))
-                .collect(),
-        );
-        let persistent = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec(&spec, "persistent"))
-                .collect(),
-        );
+        let compat = self.median_run(rounds, &spec, "compat", &[]);
+        let persistent = self.median_run(rounds, &spec, "persistent", &[]);
         let per = |d: Duration| format!("{:7.1} us/command", d.as_secs_f64() * 1e6 / n as f64);
         println!("  bare `sh -c true` x{n}   {}  {}", ms(bare), per(bare));
         println!("  compat session          {}  {}", ms(compat), per(compat));
@@ -168,16 +169,8 @@ impl Bench {
             }
             Some(median(samples))
         };
-        let compat = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec(&spec, "compat"))
-                .collect(),
-        );
-        let persistent = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec(&spec, "persistent"))
-                .collect(),
-        );
+        let compat = self.median_run(rounds, &spec, "compat", &[]);
+        let persistent = self.median_run(rounds, &spec, "persistent", &[]);
         let just = time(Command::new(tool("just")).current_dir(self.path()));
         let task = time(Command::new(tool("task")).current_dir(self.path()));
         println!("  buildspec compat        {}", ms(compat));
@@ -223,11 +216,7 @@ impl Bench {
         );
         let _ = std::fs::remove_file(&file);
         let before = peak_child_rss_kb();
-        let runner = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec(&spec, "compat"))
-                .collect(),
-        );
+        let runner = self.median_run(rounds, &spec, "compat", &[]);
         let peak = peak_child_rss_kb().max(before);
         // Ten secrets to mask, none in the output (the usual case); then one that is on every
         // line (the worst case, shown for information).
@@ -239,18 +228,10 @@ impl Bench {
                 ]
             })
             .collect();
-        let masked = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec_with(&spec, "compat", &masks))
-                .collect(),
-        );
+        let masked = self.median_run(rounds, &spec, "compat", &masks);
         masks.truncate(18);
         masks.extend(["--mask".to_owned(), "lazy dog".to_owned()]);
-        let every_line = median(
-            (0..rounds)
-                .map(|_| self.run_buildspec_with(&spec, "compat", &masks))
-                .collect(),
-        );
+        let every_line = self.median_run(rounds, &spec, "compat", &masks);
         println!("  command > file          {}", ms(direct));
         println!("  through buildspec       {}", ms(runner));
         println!("  ... masking 10 secrets  {}", ms(masked));
