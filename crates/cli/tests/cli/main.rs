@@ -49,17 +49,26 @@ impl Sandbox {
     /// Runs `buildspec ARGS` with extra environment variables; the state directory is inside the
     /// sandbox.
     pub(crate) fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
-        let output = Command::new(env!("CARGO_BIN_EXE_buildspec"))
+        let output = self
+            .command(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("the binary runs");
+        Run::from(output)
+    }
+
+    /// `buildspec ARGS` in the sandbox with a small fixed environment, for tests that drive the
+    /// process themselves (signals, closed pipes).
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_buildspec"));
+        command
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("USER", "tester")
-            .env("BUILDSPEC_STATE_DIR", self.dir.path().join(".state"))
-            .envs(env.iter().copied())
-            .output()
-            .expect("the binary runs");
-        Run::from(output)
+            .env("BUILDSPEC_STATE_DIR", self.dir.path().join(".state"));
+        command
     }
 
     /// Every file below the sandbox, relative, sorted.

@@ -53,15 +53,14 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn a_closed_stdout_is_not_an_error() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     // More output than a pipe holds, so that a write must meet the closed pipe.
     let sb = Sandbox::new();
     for i in 0..4000 {
         sb.write(&format!("specs/buildspec-{i:04}.yml"), crate::VALID);
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buildspec"))
-        .args(["check", "specs"])
-        .current_dir(sb.path())
+    let mut child = sb
+        .command(&["check", "specs"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -207,12 +207,11 @@ fn bad_durations_are_usage_errors() {
 
 #[test]
 fn a_closed_stdout_does_not_stop_the_build() {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let sb = Sandbox::new();
     sb.write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - seq 1 100000\n      - touch finished\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buildspec"))
-        .args(["run", "--state-dir", ".state"])
-        .current_dir(sb.path())
+    let mut child = sb
+        .command(&["run"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -242,11 +241,9 @@ fn start_until(
     String,
 ) {
     use std::io::BufRead;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_buildspec"))
-        .args(args)
-        .current_dir(sb.path())
-        .env("BUILDSPEC_STATE_DIR", sb.path().join(".state"))
+    use std::process::Stdio;
+    let mut child = sb
+        .command(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -14,7 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use runner::env::Layers;
 use runner::events::{Event, Phase, Reporter, Status};
-use runner::record::BuildRecord;
+use runner::record::{BuildRecord, PhaseRecord};
 use runner::{BuildOptions, SessionKind};
 
 /// What a build reported, kept for assertions.
@@ -121,6 +121,16 @@ impl Ran {
             .iter()
             .map(|p| (p.phase, p.status))
             .collect()
+    }
+
+    /// The record of one phase, which must have run.
+    #[track_caller]
+    pub(crate) fn phase(&self, phase: Phase) -> &PhaseRecord {
+        self.record
+            .phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .unwrap_or_else(|| panic!("{phase:?} is not in the record"))
     }
 
     /// Output lines that start with `prefix`, with the prefix removed.

@@ -263,12 +263,7 @@ phases:
       - echo finally $CODEBUILD_BUILD_SUCCEEDING
 ");
     ran.expect(Succeeded);
-    let build = ran
-        .record
-        .phases
-        .iter()
-        .find(|p| p.phase == Build)
-        .expect("build");
+    let build = ran.phase(Build);
     assert_eq!(build.attempts, 3);
     assert_eq!(build.contexts.len(), 2, "each failed attempt is recorded");
     // Each attempt starts from the state the phase started with.
@@ -292,15 +287,7 @@ fn retry_gives_up_after_its_count() {
         "version: 0.2\nphases:\n  build:\n    on-failure: RETRY-2\n    commands:\n      - 'false'\n    finally:\n      - echo finally $CODEBUILD_BUILD_SUCCEEDING\n",
     );
     ran.expect(Failed);
-    assert_eq!(
-        ran.record
-            .phases
-            .iter()
-            .find(|p| p.phase == Build)
-            .expect("build")
-            .attempts,
-        3
-    );
+    assert_eq!(ran.phase(Build).attempts, 3);
     assert_eq!(ran.said("finally "), ["1", "1", "0"]);
 }
 
@@ -309,43 +296,16 @@ fn retry_with_a_regex_retries_only_matching_failures() {
     let matching = run(
         "version: 0.2\nphases:\n  build:\n    on-failure: RETRY-1-connection (reset|refused)\n    commands:\n      - \"echo 'error: connection reset by peer'; false\"\n",
     );
-    assert_eq!(
-        matching
-            .record
-            .phases
-            .iter()
-            .find(|p| p.phase == Build)
-            .expect("build")
-            .attempts,
-        2
-    );
+    assert_eq!(matching.phase(Build).attempts, 2);
     let other = run(
         "version: 0.2\nphases:\n  build:\n    on-failure: RETRY-connection reset\n    commands:\n      - \"echo 'error: disk full'; false\"\n",
     );
-    assert_eq!(
-        other
-            .record
-            .phases
-            .iter()
-            .find(|p| p.phase == Build)
-            .expect("build")
-            .attempts,
-        1
-    );
+    assert_eq!(other.phase(Build).attempts, 1);
     // The failure message counts too.
     let message = run(
         "version: 0.2\nphases:\n  build:\n    on-failure: RETRY-1-exit status 7\n    commands:\n      - exit 7\n",
     );
-    assert_eq!(
-        message
-            .record
-            .phases
-            .iter()
-            .find(|p| p.phase == Build)
-            .expect("build")
-            .attempts,
-        2
-    );
+    assert_eq!(message.phase(Build).attempts, 2);
 }
 
 #[test]
@@ -443,13 +403,5 @@ phases:
       - echo flaky network
 ");
     ran.expect(Failed);
-    assert_eq!(
-        ran.record
-            .phases
-            .iter()
-            .find(|p| p.phase == Build)
-            .expect("build")
-            .attempts,
-        1
-    );
+    assert_eq!(ran.phase(Build).attempts, 1);
 }

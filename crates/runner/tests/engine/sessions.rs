@@ -91,13 +91,7 @@ fn persistent_exit_ends_the_shell_with_its_status() {
     let ran = Fixture::new("version: 0.2\nphases:\n  build:\n    commands:\n      - V=1\n      - exit 4\n  post_build:\n    commands:\n      - echo v=$V last=$CODEBUILD_LAST_EXIT\n").persistent().run();
     ran.expect(Failed);
     assert_eq!(
-        ran.record
-            .phases
-            .iter()
-            .find(|p| p.phase == runner::Phase::Build)
-            .expect("build")
-            .contexts[0]
-            .message,
+        ran.phase(runner::Phase::Build).contexts[0].message,
         "Error while executing command: exit 4. Reason: exit status 4"
     );
     assert_eq!(ran.said("v="), ["1 last=4"]);
