@@ -55,7 +55,7 @@ $XDG_STATE_HOME/buildspec or ~/.local/state/buildspec); `buildspec inspect --las
 
 Exit status: 0 SUCCEEDED, 1 FAILED, 2 invalid buildspec or usage, 3 FAULT, 124 TIMED_OUT,
 128+n STOPPED by signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).")]
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show a build's record.
     #[command(after_help = "\
 Examples:
@@ -134,6 +134,16 @@ pub(crate) enum SessionArg {
     Compat,
     /// One shell for the whole build: functions, options and traps persist too.
     Persistent,
+}
+
+/// How artifact sets are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum PackagingArg {
+    /// A folder per set.
+    #[default]
+    None,
+    /// One zip per set.
+    Zip,
 }
 
 /// What a build is made of, for `run` and `plan` alike.
@@ -237,6 +247,16 @@ pub(crate) struct RunArgs {
     /// Also write the final record (build.json) to FILE, whatever the build's outcome.
     #[arg(long, value_name = "FILE")]
     pub(crate) record_file: Option<PathBuf>,
+    /// Where artifact sets go, each under its name or identifier [default: the build's
+    /// artifacts/ folder in the state directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) artifacts: Option<PathBuf>,
+    /// Write each artifact set as a folder or as one zip.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) packaging: PackagingArg,
+    /// Write the final values of `env.exported-variables` to FILE, as dotenv lines.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) exported_variables: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

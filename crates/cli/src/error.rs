@@ -32,9 +32,12 @@ pub(crate) enum CliError {
     /// A --parameters or --secrets file cannot be used.
     #[error(transparent)]
     Providers(#[from] runner::secrets::ProviderError),
-    /// The record could not be copied to --record-file.
-    #[error("cannot write the record to {path}: {source}")]
-    RecordFile {
+    /// The record (--record-file) or the exported variables (--exported-variables) could not
+    /// be written.
+    #[error("cannot write {what} to {path}: {source}")]
+    WriteFile {
+        /// What was written.
+        what: &'static str,
         /// The file.
         path: String,
         /// The OS error.
@@ -70,7 +73,7 @@ impl CliError {
             | CliError::Run(_)
             | CliError::State(_)
             | CliError::Signals(_)
-            | CliError::RecordFile { .. } => exit_codes::FAULT,
+            | CliError::WriteFile { .. } => exit_codes::FAULT,
         }
     }
 

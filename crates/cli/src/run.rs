@@ -10,7 +10,7 @@ use runner::record::{StateDir, default_state_dir};
 use runner::{BuildOptions, SessionKind};
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, RunArgs, SessionArg};
+use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, SessionArg};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
 
@@ -109,6 +109,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         mask: args.mask.clone(),
         // One build per process: every child of this process is the build's.
         owns_children: true,
+        artifacts: args.artifacts.clone().map_or(
+            runner::build::Destination::BuildDir,
+            runner::build::Destination::Dir,
+        ),
+        packaging: match args.packaging {
+            PackagingArg::None => runner::build::Packaging::None,
+            PackagingArg::Zip => runner::build::Packaging::Zip,
+        },
     };
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = args
@@ -152,12 +160,43 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         let mut json = serde_json::to_vec_pretty(&outcome.record).unwrap_or_default();
         json.push(b'\n');
         // Written through the path (a pipe, /dev/stdout or a symlink stays what it is).
-        std::fs::write(path, &json).map_err(|source| CliError::RecordFile {
+        std::fs::write(path, &json).map_err(|source| CliError::WriteFile {
+            what: "the record",
             path: path.display().to_string(),
             source,
         })?;
     }
+    if let Some(path) = &args.exported_variables {
+        std::fs::write(path, dotenv(&outcome.record.exported_variables)).map_err(|source| {
+            CliError::WriteFile {
+                what: "the exported variables",
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+/// `NAME=value` lines that both a POSIX shell (`set -a; . FILE`) and dotenv readers load: a
+/// value that is not plain is single-quoted.
+fn dotenv(variables: &indexmap::IndexMap<String, String>) -> String {
+    let plain = |v: &str| {
+        v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:@%+,".contains(c))
+    };
+    let mut out = String::new();
+    for (name, value) in variables {
+        out.push_str(name);
+        out.push('=');
+        if plain(value) {
+            out.push_str(value);
+        } else {
+            out.push_str(&runner::state::quote(value));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// SIGINT, SIGTERM, SIGHUP (the terminal went away) and SIGQUIT stop the build (the engine ends

@@ -47,10 +47,15 @@ pub struct PhaseRecord {
 pub struct ArtifactRecord {
     /// `primary` or the secondary identifier.
     pub identifier: String,
-    /// Where the set was written.
+    /// `artifacts.name`, as the shell evaluated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the set was written: a folder, or a zip.
     pub location: String,
-    /// Its files, relative to the location.
-    pub files: Vec<String>,
+    /// `none` (a folder) or `zip`.
+    pub packaging: String,
+    /// Its files, with their sizes and digests.
+    pub files: Vec<crate::artifacts::FileRecord>,
 }
 
 /// Everything known about a build. `build.json` holds it.

@@ -28,6 +28,9 @@ mod cleanup;
 mod commands;
 mod source;
 mod stream;
+mod upload;
+
+pub use upload::{Destination, Packaging};
 
 /// Exit codes by outcome (docs/exit-codes.md).
 pub mod exit {
@@ -76,6 +79,10 @@ pub struct BuildOptions {
     /// is the build's (the CLI runs one build per process). At the end the engine then ends
     /// and reaps them all, even those that cleared their environment.
     pub owns_children: bool,
+    /// Where artifact sets are written.
+    pub artifacts: Destination,
+    /// A folder per set, or a zip.
+    pub packaging: Packaging,
 }
 
 /// How a build ended.
@@ -644,15 +651,6 @@ impl<'r> Build<'r> {
             }),
             _ => false,
         }
-    }
-
-    fn upload_artifacts(&mut self) {
-        self.begin_phase(Phase::UploadArtifacts, 1);
-        let sets = self.plan.as_ref().map_or(0, |p| p.artifacts.len());
-        if sets > 0 {
-            self.message("Artifact collection is not implemented yet: skipping upload");
-        }
-        self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true);
     }
 
     fn final_status(&self) -> Status {

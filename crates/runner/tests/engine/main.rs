@@ -1,5 +1,6 @@
 //! The engine with real shells and real processes: sessions, phases, output, records.
 
+mod artifacts;
 mod output;
 mod phases;
 mod processes;
@@ -84,6 +85,8 @@ impl Fixture {
             providers: runner::secrets::Providers::default(),
             mask: Vec::new(),
             owns_children: false,
+            artifacts: runner::build::Destination::BuildDir,
+            packaging: runner::build::Packaging::None,
         };
         Fixture {
             _root: dir,

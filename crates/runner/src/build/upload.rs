@@ -1,0 +1,291 @@
+//! UPLOAD_ARTIFACTS: the artifact sets, written where `--artifacts` says.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use buildspec::model::ArtifactSet;
+
+use super::Build;
+use crate::artifacts::{self, Rules, pattern};
+use crate::events::{Context, Phase, Status};
+use crate::platform;
+use crate::record::ArtifactRecord;
+
+/// Where artifact sets are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Destination {
+    /// The build's own `artifacts/` folder in the state directory.
+    #[default]
+    BuildDir,
+    /// A folder: each set lands in `<folder>/<name or identifier>`.
+    Dir(PathBuf),
+}
+
+/// How a set is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Packaging {
+    /// A folder per set.
+    #[default]
+    None,
+    /// One zip per set.
+    Zip,
+}
+
+impl Packaging {
+    /// `none` or `zip`, as the record says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Packaging::None => "none",
+            Packaging::Zip => "zip",
+        }
+    }
+}
+
+/// How long `artifacts.name` and `cache.key` may take to evaluate.
+const EVALUATE_LIMIT: Duration = Duration::from_secs(60);
+
+impl Build<'_> {
+    pub(super) fn upload_artifacts(&mut self) {
+        self.begin_phase(Phase::UploadArtifacts, 1);
+        let sets: Vec<(String, ArtifactSet)> = self
+            .plan
+            .as_ref()
+            .map(|p| {
+                p.artifacts
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut failure: Option<String> = None;
+        for (id, set) in &sets {
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                failure.get_or_insert_with(|| "the upload ran out of time".to_owned());
+                break;
+            }
+            if let Err(reason) = self.upload_set(id, set) {
+                let reason = if id == "primary" {
+                    reason
+                } else {
+                    format!("{id}: {reason}")
+                };
+                failure.get_or_insert(reason);
+            }
+        }
+        match failure {
+            None => self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true),
+            Some(message) => {
+                self.succeeding = false;
+                self.end_phase(
+                    Phase::UploadArtifacts,
+                    Status::Failed,
+                    Some(Context {
+                        status_code: "CLIENT_ERROR".to_owned(),
+                        message,
+                    }),
+                    true,
+                );
+            }
+        }
+    }
+
+    fn expand(&self, text: &str) -> String {
+        pattern::expand_vars(text, &self.state.variables)
+    }
+
+    /// Collects one set and writes it; the error is the phase context's message.
+    fn upload_set(&mut self, id: &str, set: &ArtifactSet) -> Result<(), String> {
+        let rules = Rules {
+            files: set.files.0.iter().map(|f| self.expand(&f.value)).collect(),
+            base_directory: set.base_directory.as_ref().map(|b| self.expand(&b.value)),
+            discard_paths: set.discard_paths.is_some_and(|d| d.value.0),
+            exclude: set
+                .exclude_paths
+                .0
+                .iter()
+                .map(|f| self.expand(&f.value))
+                .collect(),
+            enable_symlinks: set.enable_symlinks.is_some_and(|d| d.value.0),
+        };
+        let name = match &set.name {
+            Some(expr) => Some(self.evaluate(&expr.value)?),
+            None => None,
+        };
+        let folder = set_folder(name.as_deref().unwrap_or(id))?;
+        let source = PathBuf::from(&self.record.source);
+        let collected = artifacts::collect(&source, &rules);
+        let collection = match collected {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(e.to_string());
+            }
+        };
+        for line in &collection.messages {
+            self.message(line);
+        }
+        let root = match &self.options.artifacts {
+            Destination::BuildDir => self.dir.join("artifacts"),
+            Destination::Dir(dir) => dir.clone(),
+        };
+        let zip = self.options.packaging == Packaging::Zip;
+        let mut dest = root.join(&folder);
+        if zip && dest.extension().is_none_or(|e| e != "zip") {
+            dest.as_mut_os_string().push(".zip");
+        }
+        if self
+            .record
+            .artifacts
+            .iter()
+            .any(|a| Path::new(&a.location) == dest)
+        {
+            return Err(format!(
+                "{} is already written by another artifact set: give this one a `name`",
+                dest.display()
+            ));
+        }
+        let parent = dest.parent().unwrap_or(&root).to_path_buf();
+        std::fs::create_dir_all(&parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let staged = parent.join(format!(
+            ".{}.partial-{}",
+            dest.file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            self.record.uuid
+        ));
+        let written = if zip {
+            artifacts::to_zip(&collection.entries, &staged)
+        } else {
+            artifacts::to_folder(&collection.entries, &staged)
+        }
+        .and_then(|files| artifacts::replace(&staged, &dest).map(|()| files));
+        let files = match written {
+            Ok(files) => files,
+            Err(e) => {
+                // Half a set is worse than none: what was written goes.
+                let _ = std::fs::remove_dir_all(&staged).or_else(|_| std::fs::remove_file(&staged));
+                return Err(e.to_string());
+            }
+        };
+        let bytes: u64 = files.iter().map(|f| f.size).sum();
+        self.message(&format!(
+            "Wrote {} file(s), {bytes} bytes, of artifact set {id} to {}",
+            files.len(),
+            dest.display()
+        ));
+        self.record.artifacts.push(ArtifactRecord {
+            identifier: id.to_owned(),
+            name,
+            location: dest.display().to_string(),
+            packaging: self.options.packaging.as_str().to_owned(),
+            files,
+        });
+        Ok(())
+    }
+
+    /// Evaluates `artifacts.name` or `cache.key` the way the build's shell would, with the
+    /// build's variables and working directory.
+    pub(super) fn evaluate(&mut self, expr: &str) -> Result<String, String> {
+        let plan_shell = self.plan.as_ref().map(|p| p.shell);
+        let program = plan_shell.map_or("sh", |s| s.program());
+        let cwd = if self.state.cwd.is_empty() {
+            self.record.source.clone()
+        } else {
+            self.state.cwd.clone()
+        };
+        let mut child = Command::new(program)
+            .arg("-c")
+            .arg(r#"eval "printf '%s' \"$1\"""#)
+            .arg("buildspec")
+            .arg(expr)
+            .env_clear()
+            .envs(&self.state.variables)
+            .current_dir(&cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {program} to evaluate `{expr}`: {e}"))?;
+        let mut value = Vec::new();
+        let mut errors = Vec::new();
+        let finished = read_until(&mut child, &mut value, &mut errors, EVALUATE_LIMIT);
+        if !finished {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("`{expr}` did not finish within {EVALUATE_LIMIT:?}"));
+        }
+        let status = child.wait().map_err(|e| e.to_string())?;
+        if !status.success() {
+            let errors = String::from_utf8_lossy(&errors);
+            return Err(format!(
+                "cannot evaluate `{expr}`: {}",
+                errors.trim().lines().last().unwrap_or("the shell failed")
+            ));
+        }
+        let value = String::from_utf8_lossy(&value)
+            .trim_end_matches('\n')
+            .to_owned();
+        // A name that holds a secret is shown masked, like everything else.
+        let shown = self.masker.text(&value).into_owned();
+        self.message(&format!("Evaluated `{expr}` as {shown}"));
+        Ok(value)
+    }
+}
+
+/// Reads a child's stdout and stderr until both close, at most `limit`; false when time ran out.
+fn read_until(
+    child: &mut std::process::Child,
+    out: &mut Vec<u8>,
+    err: &mut Vec<u8>,
+    limit: Duration,
+) -> bool {
+    let end = Instant::now() + limit;
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return true;
+    };
+    let (mut out_open, mut err_open) = (true, true);
+    let mut buf = [0u8; 4096];
+    while out_open || err_open {
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut fds = Vec::new();
+        if out_open {
+            fds.push(platform::borrow(&stdout));
+        }
+        if err_open {
+            fds.push(platform::borrow(&stderr));
+        }
+        let Ok(ready) = platform::wait_readable(&fds, Some(left)) else {
+            return false;
+        };
+        let mut ready = ready.iter().map(|r| r.readable);
+        if out_open && ready.next().unwrap_or(false) {
+            match stdout.read(&mut buf) {
+                Ok(0) | Err(_) => out_open = false,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        if err_open && ready.next().unwrap_or(false) {
+            match stderr.read(&mut buf) {
+                Ok(0) | Err(_) => err_open = false,
+                Ok(n) => err.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+    true
+}
+
+/// The folder (or zip) a set lands in, relative to the destination: its name may have
+/// directories (`builds/42/app`) but must stay inside.
+fn set_folder(name: &str) -> Result<String, String> {
+    match pattern::normalize(name.trim()) {
+        Some(folder) if !folder.is_empty() && !name.trim().starts_with('/') => Ok(folder),
+        _ => Err(format!(
+            "the artifact name `{name}` is not a relative path inside the destination"
+        )),
+    }
+}
