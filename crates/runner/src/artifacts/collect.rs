@@ -131,6 +131,19 @@ pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, CollectEr
     if found.is_empty() {
         return Err(CollectError::NoMatch);
     }
+    // Paths are unique within one base; only flattening or several bases can make two files
+    // land on one path.
+    if !rules.discard_paths && bases.len() == 1 {
+        out.entries = found
+            .into_iter()
+            .map(|(path, file)| Entry {
+                path,
+                source: file.source,
+                link: file.link,
+            })
+            .collect();
+        return Ok(out);
+    }
     // Two files that land on one path: the first in sorted order wins, the others are named.
     let mut taken: BTreeMap<String, String> = BTreeMap::new();
     let mut dropped: Vec<String> = Vec::new();

@@ -51,11 +51,13 @@ fn failed<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) ->
 const CHUNK: usize = 256 * 1024;
 
 fn hex(digest: &[u8]) -> String {
-    use std::fmt::Write as _;
-    digest.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// Streams `from` into `to`, hashing it; returns the size and the digest.
@@ -182,67 +184,288 @@ fn copy_one(entry: &Entry, dest: &Path, buf: &mut [u8]) -> Result<FileRecord, Wr
     })
 }
 
-/// Writes the entries into one zip at `dest`, deflated at zip's default level (6), symlinks
-/// stored as links. The archive streams: memory stays bounded whatever the files' sizes.
-pub fn to_zip(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, WriteError> {
-    use zip::write::SimpleFileOptions;
-    let file = File::create(dest).map_err(failed("create", dest))?;
-    let mut zip = zip::ZipWriter::new(io::BufWriter::with_capacity(CHUNK, file));
-    let zip_error = |e: zip::result::ZipError| WriteError {
+/// Files up to this size are compressed by the workers, in memory; larger ones stream through
+/// the writer. With [`ZIP_WINDOW`], it bounds the memory that compression ahead can take.
+const ZIP_IN_MEMORY: u64 = 256 * 1024;
+/// How far ahead of the writer the workers may compress.
+const ZIP_WINDOW: usize = 64;
+/// `zip -r`'s default level.
+const ZIP_LEVEL: u32 = 6;
+
+/// A small file, compressed by a worker.
+struct Compressed {
+    data: Vec<u8>,
+    crc: u32,
+    mode: u32,
+    modified: Option<rawzip::time::UtcDateTime>,
+    record: FileRecord,
+}
+
+/// What a worker made of one entry, for the writer.
+enum Prepared {
+    Done(Compressed),
+    /// A symlink, or a file too large to hold in memory: the writer streams it itself.
+    Writer,
+    Failed(WriteError),
+}
+
+/// Entries prepared by the workers, by index, and how far the writer has come.
+#[derive(Default)]
+struct Handoff {
+    ready: std::collections::BTreeMap<usize, Prepared>,
+    written: usize,
+    stop: bool,
+}
+
+fn zip_failed(path: &Path) -> impl FnOnce(rawzip::Error) -> WriteError + '_ {
+    move |e| WriteError {
         action: "write",
-        path: dest.display().to_string(),
+        path: path.display().to_string(),
         source: io::Error::other(e),
+    }
+}
+
+fn modified(meta: &fs::Metadata) -> Option<rawzip::time::UtcDateTime> {
+    let since = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(rawzip::time::UtcDateTime::from_unix(
+        i64::try_from(since.as_secs()).ok()?,
+    ))
+}
+
+/// One worker's compressor, reused from file to file: setting up deflate's tables costs more
+/// than compressing a small file.
+struct Deflater {
+    compress: flate2::Compress,
+    buf: Vec<u8>,
+}
+
+impl Deflater {
+    fn new() -> Self {
+        Deflater {
+            compress: flate2::Compress::new(flate2::Compression::new(ZIP_LEVEL), false),
+            buf: Vec::with_capacity(ZIP_IN_MEMORY as usize + 1),
+        }
+    }
+
+    /// Compresses a small file in memory (a worker's part).
+    fn prepare(&mut self, entry: &Entry) -> Prepared {
+        if entry.link.is_some() {
+            return Prepared::Writer;
+        }
+        let read = |e| Prepared::Failed(failed("read", &entry.source)(e));
+        let mut from = match File::open(&entry.source) {
+            Ok(f) => f,
+            Err(e) => return read(e),
+        };
+        let meta = match from.metadata() {
+            Ok(m) => m,
+            Err(e) => return read(e),
+        };
+        if meta.len() > ZIP_IN_MEMORY {
+            return Prepared::Writer;
+        }
+        self.buf.clear();
+        // The file may have grown since: read at most one byte more than the limit to know.
+        if let Err(e) = (&mut from)
+            .take(ZIP_IN_MEMORY + 1)
+            .read_to_end(&mut self.buf)
+        {
+            return read(e);
+        }
+        if self.buf.len() as u64 > ZIP_IN_MEMORY {
+            return Prepared::Writer;
+        }
+        self.compress.reset();
+        // Deflate's worst case is a few bytes per 16 KiB block over the input.
+        let mut data = Vec::with_capacity(self.buf.len() + self.buf.len() / 1000 + 64);
+        loop {
+            let status = self.compress.compress_vec(
+                &self.buf[self.compress.total_in() as usize..],
+                &mut data,
+                flate2::FlushCompress::Finish,
+            );
+            match status {
+                Ok(flate2::Status::StreamEnd) => break,
+                Ok(_) => data.reserve(data.capacity().max(64)),
+                Err(e) => return read(io::Error::other(e)),
+            }
+        }
+        Prepared::Done(Compressed {
+            crc: crc32fast::hash(&self.buf),
+            mode: meta.permissions().mode(),
+            modified: modified(&meta),
+            record: FileRecord {
+                path: entry.path.clone(),
+                size: self.buf.len() as u64,
+                sha256: hex(&Sha256::digest(&self.buf)),
+                link: None,
+            },
+            data,
+        })
+    }
+}
+
+/// Writes the entries into one zip at `dest`, deflated at `zip -r`'s default level (6),
+/// symlinks stored as links, in the entries' order. Workers compress small files side by side
+/// while one writer appends them in order; large files stream through the writer. Memory stays
+/// bounded whatever the files' sizes and number.
+pub fn to_zip(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, WriteError> {
+    use std::sync::Condvar;
+    let file = File::create(dest).map_err(failed("create", dest))?;
+    let mut zip = rawzip::ZipArchiveWriter::new(io::BufWriter::with_capacity(CHUNK, file));
+    let handoff = Mutex::new(Handoff::default());
+    let changed = Condvar::new();
+    let next = AtomicUsize::new(0);
+    let lock = || {
+        handoff
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
+    std::thread::scope(|scope| {
+        for _ in 0..workers(entries.len()) {
+            scope.spawn(|| {
+                let mut deflater = Deflater::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(entry) = entries.get(i) else { break };
+                    {
+                        let mut state = lock();
+                        while !state.stop && i >= state.written + ZIP_WINDOW {
+                            state = changed
+                                .wait(state)
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        }
+                        if state.stop {
+                            break;
+                        }
+                    }
+                    let prepared = deflater.prepare(entry);
+                    lock().ready.insert(i, prepared);
+                    changed.notify_all();
+                }
+            });
+        }
+        let written = write_in_order(&mut zip, entries, dest, &lock, &changed);
+        // Whatever happened, the workers must not wait for a writer that is gone.
+        lock().stop = true;
+        changed.notify_all();
+        let records = written?;
+        let mut out = zip.finish().map_err(zip_failed(dest))?;
+        out.flush().map_err(failed("write", dest))?;
+        Ok(records)
+    })
+}
+
+/// The writer's part of [`to_zip`]: appends entry after entry as the workers prepare them.
+fn write_in_order<'h, W: Write>(
+    zip: &mut rawzip::ZipArchiveWriter<W>,
+    entries: &[Entry],
+    dest: &Path,
+    lock: &dyn Fn() -> std::sync::MutexGuard<'h, Handoff>,
+    changed: &std::sync::Condvar,
+) -> Result<Vec<FileRecord>, WriteError> {
     let mut records = Vec::with_capacity(entries.len());
     let mut buf = vec![0u8; CHUNK];
-    for entry in entries {
-        if let Some(target) = &entry.link {
-            zip.add_symlink(
-                entry.path.as_str(),
-                target.to_string_lossy(),
-                SimpleFileOptions::default(),
-            )
-            .map_err(zip_error)?;
-            records.push(link_record(entry, target));
-            continue;
-        }
-        let mut from = File::open(&entry.source).map_err(failed("read", &entry.source))?;
-        let meta = from.metadata().map_err(failed("read", &entry.source))?;
-        let mut options = SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated)
-            .compression_level(Some(6))
-            .unix_permissions(meta.permissions().mode() & 0o777)
-            .large_file(meta.len() >= u64::from(u32::MAX));
-        if let Some(time) = meta.modified().ok().and_then(zip_time) {
-            options = options.last_modified_time(time);
-        }
-        zip.start_file(entry.path.as_str(), options)
-            .map_err(zip_error)?;
-        let (size, sha256) = copy_hashing(&mut from, &mut zip, &mut buf).map_err(|e| {
-            let side: &Path = if e.raw_os_error() == Some(28) {
-                dest
-            } else {
-                &entry.source
-            };
-            failed("copy", side)(e)
-        })?;
-        records.push(FileRecord {
-            path: entry.path.clone(),
-            size,
-            sha256,
-            link: None,
-        });
+    for (i, entry) in entries.iter().enumerate() {
+        let prepared = {
+            let mut state = lock();
+            loop {
+                if let Some(p) = state.ready.remove(&i) {
+                    break p;
+                }
+                state = changed
+                    .wait(state)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+        };
+        let record = match prepared {
+            Prepared::Failed(e) => return Err(e),
+            Prepared::Done(file) => {
+                let mut builder = zip
+                    .new_file(entry.path.as_str())
+                    .compression_method(rawzip::CompressionMethod::DEFLATE)
+                    .unix_permissions(file.mode);
+                if let Some(time) = file.modified {
+                    builder = builder.last_modified(time);
+                }
+                let (mut writer, _) = builder.start().map_err(zip_failed(dest))?;
+                writer
+                    .write_all(&file.data)
+                    .map_err(failed("write", dest))?;
+                writer
+                    .finish(rawzip::DataDescriptorOutput::new(
+                        file.crc,
+                        file.record.size,
+                    ))
+                    .map_err(zip_failed(dest))?;
+                file.record
+            }
+            Prepared::Writer => stream_entry(zip, entry, dest, &mut buf)?,
+        };
+        records.push(record);
+        lock().written = i + 1;
+        changed.notify_all();
     }
-    let mut out = zip.finish().map_err(zip_error)?;
-    out.flush().map_err(failed("write", dest))?;
     Ok(records)
 }
 
-/// A file's modification time as a zip timestamp (local civil time, as `zip -r` writes it).
-fn zip_time(modified: std::time::SystemTime) -> Option<zip::DateTime> {
-    let ts = jiff::Timestamp::try_from(modified).ok()?;
-    let civil = ts.to_zoned(jiff::tz::TimeZone::system()).datetime();
-    zip::DateTime::try_from(civil).ok()
+/// Appends a symlink, or a large file read and compressed in pieces.
+fn stream_entry<W: Write>(
+    zip: &mut rawzip::ZipArchiveWriter<W>,
+    entry: &Entry,
+    dest: &Path,
+    buf: &mut [u8],
+) -> Result<FileRecord, WriteError> {
+    if let Some(target) = &entry.link {
+        // A link is its target's text, stored, with the symlink file type in its mode.
+        let text = target.to_string_lossy();
+        let (mut writer, config) = zip
+            .new_file(entry.path.as_str())
+            .compression_method(rawzip::CompressionMethod::STORE)
+            .unix_permissions(0o120_777)
+            .start()
+            .map_err(zip_failed(dest))?;
+        let mut data = config.wrap(&mut writer);
+        data.write_all(text.as_bytes())
+            .map_err(failed("write", dest))?;
+        let (_, descriptor) = data.finish().map_err(zip_failed(dest))?;
+        writer.finish(descriptor).map_err(zip_failed(dest))?;
+        return Ok(link_record(entry, target));
+    }
+    let mut from = File::open(&entry.source).map_err(failed("read", &entry.source))?;
+    let meta = from.metadata().map_err(failed("read", &entry.source))?;
+    let mut builder = zip
+        .new_file(entry.path.as_str())
+        .compression_method(rawzip::CompressionMethod::DEFLATE)
+        .unix_permissions(meta.permissions().mode());
+    if let Some(time) = modified(&meta) {
+        builder = builder.last_modified(time);
+    }
+    let (mut writer, config) = builder.start().map_err(zip_failed(dest))?;
+    let encoder =
+        flate2::write::DeflateEncoder::new(&mut writer, flate2::Compression::new(ZIP_LEVEL));
+    let mut data = config.wrap(encoder);
+    let (size, sha256) = copy_hashing(&mut from, &mut data, buf).map_err(|e| {
+        let side: &Path = if e.raw_os_error() == Some(28) {
+            dest
+        } else {
+            &entry.source
+        };
+        failed("copy", side)(e)
+    })?;
+    let (encoder, descriptor) = data.finish().map_err(zip_failed(dest))?;
+    encoder.finish().map_err(failed("write", dest))?;
+    writer.finish(descriptor).map_err(zip_failed(dest))?;
+    Ok(FileRecord {
+        path: entry.path.clone(),
+        size,
+        sha256,
+        link: None,
+    })
 }
 
 /// Replaces `dest` with `staged` (a sibling) as one step, so that a reader never sees half of
