@@ -5,6 +5,7 @@ mod phases;
 mod processes;
 mod records;
 mod run_as;
+mod s3;
 mod secrets;
 mod sessions;
 
