@@ -6,6 +6,7 @@ mod phases;
 mod processes;
 mod records;
 mod run_as;
+mod s3;
 mod secrets;
 mod sessions;
 
