@@ -12,6 +12,7 @@ pub mod output;
 mod platform;
 mod process;
 pub mod record;
+pub mod reports;
 pub mod secrets;
 pub mod session;
 pub mod state;
