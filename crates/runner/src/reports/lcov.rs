@@ -122,7 +122,7 @@ pub(super) fn parse(path: &Path) -> Result<CoverageSummary, ReportError> {
             b"DA" => {
                 // DA:<line>,<hits>[,<checksum>]; gcov has been seen to write negative hits.
                 let hits = value.split(',').nth(1).unwrap_or_default().trim();
-                let hit = match hits.parse::<i64>() {
+                let hit = match hits.parse::<i128>() {
                     Ok(hits) => hits > 0,
                     Err(_) => return Err(invalid(number, format!("DA:{value}: no hit count"))),
                 };
