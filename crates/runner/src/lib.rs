@@ -13,6 +13,7 @@ pub mod output;
 mod platform;
 mod process;
 pub mod record;
+pub mod reports;
 pub mod s3;
 pub mod secrets;
 pub mod session;
