@@ -247,13 +247,23 @@ pub(crate) struct RunArgs {
     /// Also write the final record (build.json) to FILE, whatever the build's outcome.
     #[arg(long, value_name = "FILE")]
     pub(crate) record_file: Option<PathBuf>,
-    /// Where artifact sets go, each under its name or identifier [default: the build's
-    /// artifacts/ folder in the state directory].
-    #[arg(long, value_name = "DIR")]
+    /// Where artifact sets go, each under its name or identifier: a folder, or
+    /// s3://bucket/prefix (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_REGION, AWS_S3_FORCE_PATH_STYLE) [default: the build's artifacts/ folder in the state
+    /// directory].
+    #[arg(long, value_name = "DIR|S3URL")]
     pub(crate) artifacts: Option<PathBuf>,
     /// Write each artifact set as a folder or as one zip.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) packaging: PackagingArg,
+    /// Where report files are copied, each group in its own folder [default: the build's
+    /// reports/ folder in the state directory].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) reports: Option<PathBuf>,
+    /// The cache directory: `cache.paths` are restored from it before INSTALL and saved to it
+    /// after the build [default: cache/ in the state directory].
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_CACHE_DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Write the final values of `env.exported-variables` to FILE, as dotenv lines.
     #[arg(long, value_name = "FILE")]
     pub(crate) exported_variables: Option<PathBuf>,

@@ -53,6 +53,9 @@ pub(crate) enum CliError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
+    #[error("--artifacts: {0}")]
+    S3(#[from] runner::s3::S3Error),
 }
 
 impl CliError {
@@ -64,6 +67,7 @@ impl CliError {
             | CliError::Env(_)
             | CliError::Missing { .. }
             | CliError::Exclude { .. }
+            | CliError::S3(_)
             | CliError::Invalid { .. } => exit_codes::USAGE,
             CliError::State(runner::record::StateError::NotFound(_))
             | CliError::State(runner::record::StateError::Ambiguous { .. })

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use runner::build::Destination;
 use runner::events::{Event, Reporter, write_log};
 use runner::record::{StateDir, default_state_dir};
 use runner::{BuildOptions, SessionKind};
@@ -109,14 +110,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         mask: args.mask.clone(),
         // One build per process: every child of this process is the build's.
         owns_children: true,
-        artifacts: args.artifacts.clone().map_or(
-            runner::build::Destination::BuildDir,
-            runner::build::Destination::Dir,
-        ),
+        artifacts: destination(args.artifacts.as_deref())?,
         packaging: match args.packaging {
             PackagingArg::None => runner::build::Packaging::None,
             PackagingArg::Zip => runner::build::Packaging::Zip,
         },
+        reports: args.reports.clone(),
+        cache_dir: args.cache_dir.clone(),
     };
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = args
@@ -176,6 +176,21 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         })?;
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+/// `--artifacts`: a folder, or `s3://bucket/prefix` with the AWS settings of this process's
+/// environment (read before the build starts, so that a mistake costs no build).
+fn destination(given: Option<&std::path::Path>) -> Result<Destination, CliError> {
+    let Some(path) = given else {
+        return Ok(Destination::BuildDir);
+    };
+    match path.to_str() {
+        Some(text) if text.starts_with("s3://") => Ok(Destination::S3 {
+            url: text.parse()?,
+            config: runner::s3::S3Config::from_env(|name| std::env::var(name).ok())?,
+        }),
+        _ => Ok(Destination::Dir(path.to_path_buf())),
+    }
 }
 
 /// `NAME=value` lines that both a POSIX shell (`set -a; . FILE`) and dotenv readers load: a
@@ -257,6 +272,32 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
             // A multi-line command keeps its lines, indented under the phase.
             let message = context.message.replace('\n', "\n      ");
             let _ = writeln!(out, "    {}: {message}", context.status_code);
+        }
+    }
+    if !record.artifacts.is_empty() {
+        let _ = writeln!(out, "artifacts");
+        for set in &record.artifacts {
+            let bytes: u64 = set.files.iter().map(|f| f.size).sum();
+            let uploaded = set
+                .uploaded
+                .as_deref()
+                .map(|u| format!(", uploaded to {u}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {:<16} {} file(s), {bytes} bytes in {}{uploaded}",
+                set.identifier,
+                set.files.len(),
+                set.location
+            );
+        }
+    }
+    if !record.reports.is_empty() {
+        // The same table the build printed at its end, without its heading.
+        let table = runner::build::summary_table(&record.reports);
+        let _ = writeln!(out, "reports");
+        for line in table.lines().skip(1) {
+            let _ = writeln!(out, "{line}");
         }
     }
     if !record.exported_variables.is_empty() {

@@ -6,6 +6,7 @@
 
 pub mod artifacts;
 pub mod build;
+pub mod cache;
 pub mod env;
 pub mod events;
 pub mod mask;

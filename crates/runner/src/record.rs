@@ -56,10 +56,36 @@ pub struct ArtifactRecord {
     pub packaging: String,
     /// Its files, with their sizes and digests.
     pub files: Vec<crate::artifacts::FileRecord>,
+    /// Where it was uploaded (`s3://bucket/key`), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploaded: Option<String>,
+}
+
+/// One report group, as the record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportRecord {
+    /// The group's name (or ARN), as the buildspec writes it.
+    pub name: String,
+    /// The files' format.
+    pub format: String,
+    /// SUCCEEDED (every test passed, or coverage read), FAILED (a test failed, or a file could
+    /// not be read), INCOMPLETE (no file matched).
+    pub status: String,
+    /// Where the group's files were copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// The files, relative to the location.
+    pub files: Vec<String>,
+    /// What the files say, all files merged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<crate::reports::Summary>,
+    /// Why the group is FAILED or INCOMPLETE, when it is not a failing test.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Everything known about a build. `build.json` holds it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRecord {
     /// `project:uuid`, as `CODEBUILD_BUILD_ID`.
     pub id: String,
@@ -88,6 +114,9 @@ pub struct BuildRecord {
     pub phases: Vec<PhaseRecord>,
     /// The artifact sets.
     pub artifacts: Vec<ArtifactRecord>,
+    /// The report groups.
+    #[serde(default)]
+    pub reports: Vec<ReportRecord>,
     /// Final values of `env.exported-variables`.
     pub exported_variables: IndexMap<String, String>,
     /// The log file.

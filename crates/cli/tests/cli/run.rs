@@ -538,3 +538,53 @@ fn both_region_variables_follow_the_one_given() {
         run.stdout
     );
 }
+
+#[test]
+fn artifacts_land_where_asked_and_exported_variables_are_written_as_dotenv() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nenv:\n  exported-variables: [PLAIN, QUOTED]\nphases:\n  build:\n    commands:\n      - mkdir -p out && echo hi > out/app.txt\n      - export PLAIN=v1.2 QUOTED=\"it's a \\$value\"\nartifacts:\n  files: ['out/*']\n",
+    );
+    let run = sb.run(&[
+        "run",
+        "--artifacts",
+        "dist",
+        "--packaging",
+        "zip",
+        "--exported-variables",
+        "vars.env",
+    ]);
+    run.expect_code(0);
+    assert!(
+        sb.path().join("dist/primary.zip").is_file(),
+        "{}",
+        run.stdout
+    );
+    let dotenv = std::fs::read_to_string(sb.path().join("vars.env")).expect("dotenv");
+    assert_eq!(dotenv, "PLAIN=v1.2\nQUOTED='it'\\''s a $value'\n");
+    // The file reads back through a shell as it was written.
+    let echoed = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("set -a; . ./vars.env; printf '%s' \"$QUOTED\"")
+        .current_dir(sb.path())
+        .output()
+        .expect("sh");
+    assert_eq!(String::from_utf8_lossy(&echoed.stdout), "it's a $value");
+}
+
+#[test]
+fn an_s3_destination_without_credentials_is_refused_before_the_build() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - touch ran\nartifacts:\n  files: [ran]\n",
+    );
+    let run = sb.run(&["run", "--artifacts", "s3://bucket/prefix"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+    assert!(!sb.path().join("ran").exists(), "no build ran");
+    let run = sb.run(&["run", "--artifacts", "s3://"]);
+    run.expect_code(2);
+    assert!(run.stderr.contains("--artifacts"), "{}", run.stderr);
+}

@@ -24,12 +24,15 @@ use crate::session::{Session, SessionKind, SessionSpec};
 use crate::state::SessionState;
 use crate::stop::Stop;
 
+mod cache;
 mod cleanup;
 mod commands;
+mod reports;
 mod source;
 mod stream;
 mod upload;
 
+pub use reports::summary_table;
 pub use upload::{Destination, Packaging};
 
 /// Exit codes by outcome (docs/exit-codes.md).
@@ -83,6 +86,10 @@ pub struct BuildOptions {
     pub artifacts: Destination,
     /// A folder per set, or a zip.
     pub packaging: Packaging,
+    /// Where report files are copied (default: the build's `reports/` folder).
+    pub reports: Option<PathBuf>,
+    /// The cache directory (default: `cache/` in the state directory).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// How a build ended.
@@ -243,6 +250,7 @@ impl<'r> Build<'r> {
             session: options.session.as_str().to_owned(),
             phases: Vec::new(),
             artifacts: Vec::new(),
+            reports: Vec::new(),
             exported_variables: IndexMap::new(),
             log_path: log_path.display().to_string(),
             exit_code: None,

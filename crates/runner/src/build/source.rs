@@ -180,10 +180,6 @@ impl Build<'_> {
             ));
         }
         self.message(&format!("Moving to directory {source}"));
-        match &plan.cache {
-            None => self.message("Cache is not defined in the buildspec"),
-            Some(_) => self.message("Skip cache due to: the local runner does not cache yet"),
-        }
         let present: Vec<&PlannedPhase> = plan.phases.iter().filter(|p| p.present).collect();
         self.message(&format!("Phases found in YAML: {}", present.len()));
         let lines: Vec<String> = present
@@ -343,6 +339,7 @@ impl Build<'_> {
             );
         }
         self.plan = Some(plan);
+        self.restore_cache();
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         true
     }

@@ -12,15 +12,24 @@ use crate::artifacts::{self, Rules, pattern};
 use crate::events::{Context, Phase, Status};
 use crate::platform;
 use crate::record::ArtifactRecord;
+use crate::s3::{S3Config, S3Url, Uploader};
 
 /// Where artifact sets are written.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub enum Destination {
     /// The build's own `artifacts/` folder in the state directory.
     #[default]
     BuildDir,
     /// A folder: each set lands in `<folder>/<name or identifier>`.
     Dir(PathBuf),
+    /// An S3 bucket and prefix: each set is written to the build's own `artifacts/` folder,
+    /// then uploaded under `<prefix>/[<s3-prefix>/]<name or identifier>`.
+    S3 {
+        /// The bucket and prefix.
+        url: S3Url,
+        /// How to reach it.
+        config: S3Config,
+    },
 }
 
 /// How a set is written.
@@ -60,12 +69,25 @@ impl Build<'_> {
             })
             .unwrap_or_default();
         let mut failure: Option<String> = None;
+        let mut uploader = None;
+        if let Destination::S3 { url, config } = &self.options.artifacts
+            && !sets.is_empty()
+        {
+            match Uploader::new(url.clone(), config.clone()) {
+                Ok(u) => uploader = Some(u),
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
         for (id, set) in &sets {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
                 failure.get_or_insert_with(|| "the upload ran out of time".to_owned());
                 break;
             }
-            if let Err(reason) = self.upload_set(id, set) {
+            let uploaded = self.upload_set(id, set).and_then(|()| match &uploader {
+                Some(u) => self.send_set(u, set),
+                None => Ok(()),
+            });
+            if let Err(reason) = uploaded {
                 let reason = if id == "primary" {
                     reason
                 } else {
@@ -74,6 +96,8 @@ impl Build<'_> {
                 failure.get_or_insert(reason);
             }
         }
+        self.process_reports();
+        self.save_cache();
         match failure {
             None => self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true),
             Some(message) => {
@@ -91,7 +115,7 @@ impl Build<'_> {
         }
     }
 
-    fn expand(&self, text: &str) -> String {
+    pub(super) fn expand(&self, text: &str) -> String {
         pattern::expand_vars(text, &self.state.variables)
     }
 
@@ -126,7 +150,7 @@ impl Build<'_> {
             self.message(line);
         }
         let root = match &self.options.artifacts {
-            Destination::BuildDir => self.dir.join("artifacts"),
+            Destination::BuildDir | Destination::S3 { .. } => self.dir.join("artifacts"),
             Destination::Dir(dir) => dir.clone(),
         };
         let zip = self.options.packaging == Packaging::Zip;
@@ -181,7 +205,85 @@ impl Build<'_> {
             location: dest.display().to_string(),
             packaging: self.options.packaging.as_str().to_owned(),
             files,
+            uploaded: None,
         });
+        Ok(())
+    }
+
+    /// Uploads the set just written (the record's last) to S3. A failure keeps the local copy.
+    fn send_set(&mut self, uploader: &Uploader, set: &ArtifactSet) -> Result<(), String> {
+        let Some(written) = self.record.artifacts.last().cloned() else {
+            return Ok(());
+        };
+        let local = PathBuf::from(&written.location);
+        let folder = local
+            .strip_prefix(self.dir.join("artifacts"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let s3_prefix = set
+            .s3_prefix
+            .as_ref()
+            .map(|p| self.expand(&p.value).trim_matches('/').to_owned())
+            .filter(|p| !p.is_empty());
+        let base = match &s3_prefix {
+            Some(prefix) => format!("{prefix}/{folder}"),
+            None => folder,
+        };
+        let build_arn = self.record.id.clone();
+        let metadata = [("codebuild-buildarn", build_arn.as_str())];
+        let mut uploads: Vec<(PathBuf, String)> = Vec::new();
+        if written.packaging == Packaging::Zip.as_str() {
+            uploads.push((local.clone(), base.clone()));
+        } else {
+            for file in &written.files {
+                if file.link.is_some() {
+                    // S3 has no links, and following one could leave the base directory.
+                    self.message(&format!("warning: symlink {} is not uploaded", file.path));
+                    continue;
+                }
+                uploads.push((local.join(&file.path), format!("{base}/{}", file.path)));
+            }
+        }
+        self.message(&format!(
+            "Uploading {} object(s) to {}",
+            uploads.len(),
+            uploader.bucket_url()
+        ));
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let failed: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+        // A few uploads at once: small objects cost round trips more than bandwidth.
+        std::thread::scope(|scope| {
+            for _ in 0..uploads.len().clamp(1, 4) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((path, key)) = uploads.get(i) else {
+                            break;
+                        };
+                        if let Err(e) = uploader.upload_file(path, key, &metadata) {
+                            if let Ok(mut first) = failed.lock() {
+                                first.get_or_insert(e.to_string());
+                            }
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failed.into_inner().ok().flatten() {
+            return Err(format!(
+                "{e} (the local copy is kept in {})",
+                local.display()
+            ));
+        }
+        let url = match &self.options.artifacts {
+            Destination::S3 { url, .. } => format!("s3://{}/{}", url.bucket, url.key(&base)),
+            _ => base,
+        };
+        self.message(&format!("Uploaded artifact set to {url}"));
+        if let Some(last) = self.record.artifacts.last_mut() {
+            last.uploaded = Some(url);
+        }
         Ok(())
     }
 
@@ -228,8 +330,10 @@ impl Build<'_> {
             .trim_end_matches('\n')
             .to_owned();
         // A name that holds a secret is shown masked, like everything else.
-        let shown = self.masker.text(&value).into_owned();
-        self.message(&format!("Evaluated `{expr}` as {shown}"));
+        if value != expr {
+            let shown = self.masker.text(&value).into_owned();
+            self.message(&format!("Evaluated `{expr}` as {shown}"));
+        }
         Ok(value)
     }
 }

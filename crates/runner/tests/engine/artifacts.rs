@@ -70,16 +70,6 @@ impl Ran {
             .unwrap_or_else(|| panic!("no artifact set {id}; log:\n{}", self.events.log));
         PathBuf::from(&set.location)
     }
-
-    #[track_caller]
-    fn logged(&self, text: &str) -> &Self {
-        assert!(
-            self.events.log.contains(text),
-            "the log lacks {text:?}:\n{}",
-            self.events.log
-        );
-        self
-    }
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The engine with real shells and real processes: sessions, phases, output, records.
 
 mod artifacts;
+mod cache;
 mod output;
 mod phases;
 mod processes;
 mod records;
+mod reports;
 mod run_as;
 mod s3;
 mod secrets;
@@ -88,6 +90,8 @@ impl Fixture {
             owns_children: false,
             artifacts: runner::build::Destination::BuildDir,
             packaging: runner::build::Packaging::None,
+            reports: None,
+            cache_dir: None,
         };
         Fixture {
             _root: dir,
@@ -144,6 +148,17 @@ impl Ran {
             .iter()
             .filter_map(|l| l.strip_prefix(prefix))
             .collect()
+    }
+
+    /// Checks that the log has `text`.
+    #[track_caller]
+    pub(crate) fn logged(&self, text: &str) -> &Self {
+        assert!(
+            self.events.log.contains(text),
+            "the log lacks {text:?}:\n{}",
+            self.events.log
+        );
+        self
     }
 
     #[track_caller]

@@ -753,3 +753,122 @@ fn s3_addressing_style() {
         Uploader::new("s3://bucket".parse().expect("valid"), config).expect_err("too small");
     assert!(error.to_string().contains("outside S3's limits"), "{error}");
 }
+
+/// A build that writes two files and uploads its artifacts to `server`.
+fn s3_build(server: &Server, secret: &str, yaml_artifacts: &str) -> crate::Fixture {
+    let mut fixture = crate::Fixture::new(&format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p out/sub && echo one > out/a.txt && echo two > out/sub/b.txt\nartifacts:\n{yaml_artifacts}"
+    ));
+    fixture.options.artifacts = runner::build::Destination::S3 {
+        url: format!("s3://{BUCKET}/builds").parse().expect("valid URL"),
+        config: config(&server.endpoint(), ACCESS_KEY, secret),
+    };
+    fixture
+}
+
+#[test]
+fn s3_a_build_uploads_each_set_under_its_prefix_and_name() {
+    let server = Server::start();
+    let fixture = s3_build(
+        &server,
+        SECRET_KEY,
+        "  files: ['**/*']\n  base-directory: out\n  s3-prefix: web\n  secondary-artifacts:\n    extra:\n      files: [out/a.txt]\n      name: extra-$CODEBUILD_BUILD_NUMBER\n",
+    );
+    let ran = fixture.run();
+    ran.expect(runner::events::Status::Succeeded);
+    assert_eq!(
+        std::fs::read_to_string(server.object("builds/web/primary/sub/b.txt")).expect("uploaded"),
+        "two\n"
+    );
+    assert!(server.object("builds/web/primary/a.txt").is_file());
+    assert!(server.object("builds/extra-1/out/a.txt").is_file());
+    assert_eq!(
+        ran.record.artifacts[0].uploaded.as_deref(),
+        Some("s3://artifacts/builds/web/primary")
+    );
+    // Every object carries the build's id, as CodeBuild's carry its ARN.
+    let metadata = server.metadata();
+    assert_eq!(metadata.len(), 3);
+    assert!(
+        metadata
+            .iter()
+            .all(|m| m["codebuild-buildarn"] == ran.record.id.as_str())
+    );
+}
+
+#[test]
+fn s3_a_zip_goes_up_as_one_object() {
+    let server = Server::start();
+    let mut fixture = s3_build(&server, SECRET_KEY, "  files: [out/a.txt]\n");
+    fixture.options.packaging = runner::build::Packaging::Zip;
+    let ran = fixture.run();
+    ran.expect(runner::events::Status::Succeeded);
+    let zip = server.object("builds/primary.zip");
+    let listed = std::process::Command::new("unzip")
+        .arg("-Z1")
+        .arg(&zip)
+        .output()
+        .expect("unzip");
+    assert_eq!(String::from_utf8_lossy(&listed.stdout), "out/a.txt\n");
+}
+
+#[test]
+fn s3_a_refused_upload_fails_the_phase_and_keeps_the_local_copy() {
+    let server = Server::start();
+    let fixture = s3_build(&server, "not-the-secret", "  files: [out/a.txt]\n");
+    let ran = fixture.run();
+    ran.expect(runner::events::Status::Failed);
+    let upload = ran
+        .record
+        .phases
+        .iter()
+        .find(|p| p.phase == runner::events::Phase::UploadArtifacts)
+        .expect("UPLOAD_ARTIFACTS ran");
+    let context = &upload.contexts[0];
+    assert_eq!(context.status_code, "CLIENT_ERROR");
+    assert!(
+        context.message.contains("access denied"),
+        "{}",
+        context.message
+    );
+    assert!(
+        !context.message.contains("not-the-secret"),
+        "{}",
+        context.message
+    );
+    assert!(
+        context.message.contains("the local copy is kept"),
+        "{}",
+        context.message
+    );
+    let local = std::path::Path::new(&ran.record.artifacts[0].location);
+    assert_eq!(
+        std::fs::read_to_string(local.join("out/a.txt")).expect("local copy"),
+        "one\n"
+    );
+}
+
+#[test]
+fn s3_a_server_that_is_gone_fails_the_phase_and_keeps_the_local_copy() {
+    let mut server = Server::start();
+    let fixture = s3_build(&server, SECRET_KEY, "  files: [out/a.txt]\n");
+    server.shut_down();
+    let ran = fixture.run();
+    ran.expect(runner::events::Status::Failed);
+    let upload = ran
+        .record
+        .phases
+        .iter()
+        .find(|p| p.phase == runner::events::Phase::UploadArtifacts)
+        .expect("UPLOAD_ARTIFACTS ran");
+    assert!(
+        upload.contexts[0].message.contains("cannot reach"),
+        "{}",
+        upload.contexts[0].message
+    );
+    assert!(
+        std::path::Path::new(&ran.record.artifacts[0].location)
+            .join("out/a.txt")
+            .is_file()
+    );
+}

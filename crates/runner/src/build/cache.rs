@@ -1,0 +1,164 @@
+//! The cache: restored at the end of DOWNLOAD_SOURCE, before INSTALL; saved in
+//! UPLOAD_ARTIFACTS. A cache problem is logged and never fails the build: a cache only saves
+//! time.
+
+use std::path::PathBuf;
+
+use buildspec::model::{Cache as CacheSpec, CacheAction};
+
+use super::Build;
+use crate::artifacts::{self, CollectError, Rules};
+use crate::cache::{Cache, Saved};
+
+impl Build<'_> {
+    fn cache_spec(&self) -> Option<CacheSpec> {
+        self.plan.as_ref().and_then(|p| p.cache.clone())
+    }
+
+    fn open_cache(&mut self) -> Option<Cache> {
+        let dir = self
+            .options
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.options.state_dir.join("cache"));
+        match Cache::open(&dir) {
+            Ok(cache) => Some(cache),
+            Err(e) => {
+                self.message(&format!("Skip cache due to: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The entry's key: `cache.key` as the shell evaluates it, or the project's own entry.
+    fn cache_key(&mut self, spec: &CacheSpec) -> Option<(String, bool)> {
+        match &spec.key {
+            Some(expr) => match self.evaluate(&expr.value) {
+                Ok(key) if !key.is_empty() => Some((key, true)),
+                Ok(_) => {
+                    self.message(&format!(
+                        "Skip cache due to: the key `{}` is empty",
+                        expr.value
+                    ));
+                    None
+                }
+                Err(e) => {
+                    self.message(&format!("Skip cache due to: {e}"));
+                    None
+                }
+            },
+            None => Some((format!("project/{}", self.record.project), false)),
+        }
+    }
+
+    pub(super) fn restore_cache(&mut self) {
+        let Some(spec) = self.cache_spec() else {
+            self.message("Cache is not defined in the buildspec");
+            return;
+        };
+        if spec.paths.0.is_empty() {
+            self.message("Skip cache due to: no paths specified to be cached");
+            return;
+        }
+        if spec.action.is_some_and(|a| a.value == CacheAction::Save) {
+            self.message("Skip cache restore due to: cache action is save");
+            return;
+        }
+        let Some((key, keyed)) = self.cache_key(&spec) else {
+            return;
+        };
+        let Some(cache) = self.open_cache() else {
+            return;
+        };
+        // Fallback keys only apply to a keyed cache, as on CodeBuild.
+        let mut fallbacks = Vec::new();
+        if keyed {
+            for expr in &spec.fallback_keys {
+                match self.evaluate(&expr.value) {
+                    Ok(prefix) if !prefix.is_empty() => fallbacks.push(prefix),
+                    Ok(_) => {}
+                    Err(e) => self.message(&format!("warning: fallback key skipped: {e}")),
+                }
+            }
+        }
+        let Some(found) = cache.find(&key, &fallbacks) else {
+            self.message(&format!("Cache miss: no cache entry for key {key}"));
+            return;
+        };
+        self.message(&format!(
+            "Restoring cache from key {} (saved {} by build {})",
+            found.key, found.saved, found.build
+        ));
+        let source = PathBuf::from(&self.record.source);
+        match cache.restore(&found.key, &source) {
+            Ok(n) => self.message(&format!("Restored {n} file(s) from the cache")),
+            Err(e) => self.message(&format!("warning: the cache could not be restored: {e}")),
+        }
+    }
+
+    pub(super) fn save_cache(&mut self) {
+        let Some(spec) = self.cache_spec() else {
+            return;
+        };
+        if spec.paths.0.is_empty() || spec.action.is_some_and(|a| a.value == CacheAction::Restore) {
+            return;
+        }
+        // A failed build's dependencies may be half installed: they must not become the entry
+        // the next builds start from (a keyed one could never be replaced).
+        if !self.succeeding {
+            self.message("Skip cache save due to: the build failed");
+            return;
+        }
+        let Some((key, keyed)) = self.cache_key(&spec) else {
+            return;
+        };
+        let Some(cache) = self.open_cache() else {
+            return;
+        };
+        let (absolute, relative): (Vec<String>, Vec<String>) = spec
+            .paths
+            .0
+            .iter()
+            .map(|p| self.expand(&p.value))
+            .partition(|p| p.starts_with('/'));
+        let source = PathBuf::from(&self.record.source);
+        let mut collections = [None, None];
+        for (slot, (files, base)) in collections
+            .iter_mut()
+            .zip([(relative, None), (absolute, Some("/".to_owned()))])
+        {
+            if files.is_empty() {
+                continue;
+            }
+            let rules = Rules {
+                files,
+                base_directory: base,
+                ..Rules::default()
+            };
+            match artifacts::collect(&source, &rules) {
+                Ok(c) => *slot = Some(c),
+                Err(CollectError::NoMatch) => {}
+                Err(e) => self.message(&format!("warning: cache: {e}")),
+            }
+        }
+        let [relative, absolute] = collections;
+        if relative.is_none() && absolute.is_none() {
+            self.message("Skip cache save due to: no files matched the cache paths");
+            return;
+        }
+        self.message(&format!("Saving cache under key {key}"));
+        match cache.save(
+            &key,
+            !keyed,
+            relative.as_ref(),
+            absolute.as_ref(),
+            &self.record.id,
+        ) {
+            Ok(Saved::Saved(n)) => self.message(&format!("Saved {n} file(s) to the cache")),
+            Ok(Saved::Exists) => self.message(&format!(
+                "Cache entry {key} exists: a keyed entry is never overwritten"
+            )),
+            Err(e) => self.message(&format!("warning: the cache could not be saved: {e}")),
+        }
+    }
+}
