@@ -47,6 +47,7 @@ Exit status: 0 when no file has an error, 2 otherwise.")]
 Examples:
   buildspec run
   buildspec run ci/buildspec.yml --env STAGE=dev --env-file ci/project.env
+  buildspec run tests/specs/ --jobs 4 --exclude 'slow/**'
   buildspec run --session persistent --timeout 20m
   buildspec run --log-format json | jq -c 'select(.event == \"phase_finished\")'
 
@@ -56,6 +57,19 @@ $XDG_STATE_HOME/buildspec or ~/.local/state/buildspec); `buildspec inspect --las
 Exit status: 0 SUCCEEDED, 1 FAILED, 2 invalid buildspec or usage, 3 FAULT, 124 TIMED_OUT,
 128+n STOPPED by signal n (130 SIGINT, 143 SIGTERM, 129 SIGHUP, 131 SIGQUIT).")]
     Run(Box<RunArgs>),
+    /// Run the builds of a buildspec's `batch:` section.
+    #[command(after_help = "\
+Examples:
+  buildspec batch
+  buildspec batch ci/buildspec.yml --jobs 4
+  buildspec batch --only linux_node_20
+
+build-list, build-matrix (the product of its dynamic lists), build-graph (a build starts when the
+builds it depends on succeeded) and build-fanout run as separate builds, --jobs at a time, each with
+CODEBUILD_BATCH_BUILD_IDENTIFIER set. fast-fail stops running builds when one fails.
+
+Exit status: 0 when every build without ignore-failure succeeded, 1 otherwise, 2 usage error.")]
+    Batch(Box<BatchArgs>),
     /// Show a build's record.
     #[command(after_help = "\
 Examples:
@@ -211,8 +225,45 @@ impl BuildArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
-    /// The buildspec [default: buildspec.yml in the source directory].
+    /// Buildspec files, or directories to search; several run as separate builds [default:
+    /// buildspec.yml in the source directory].
+    pub(crate) paths: Vec<PathBuf>,
+    /// Skip paths matching this glob when searching directories; repeatable.
+    #[arg(long, value_name = "GLOB")]
+    pub(crate) exclude: Vec<String>,
+    #[command(flatten)]
+    pub(crate) many: ManyArgs,
+    #[command(flatten)]
+    pub(crate) options: RunOptions,
+}
+
+/// How many builds run together.
+#[derive(Debug, Args)]
+pub(crate) struct ManyArgs {
+    /// How many builds run at once [default: the number of cores].
+    #[arg(long, short = 'j', value_name = "N")]
+    pub(crate) jobs: Option<usize>,
+    /// Builds that run side by side share the source directory instead of each getting a copy.
+    #[arg(long)]
+    pub(crate) in_place: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// The buildspec with the `batch:` section [default: buildspec.yml in the source directory].
     pub(crate) file: Option<PathBuf>,
+    /// Run only the build with this identifier.
+    #[arg(long, value_name = "ID")]
+    pub(crate) only: Option<String>,
+    #[command(flatten)]
+    pub(crate) many: ManyArgs,
+    #[command(flatten)]
+    pub(crate) options: RunOptions,
+}
+
+/// What one build is run with; `run` and `batch` pass them on to each build.
+#[derive(Debug, Args)]
+pub(crate) struct RunOptions {
     #[command(flatten)]
     pub(crate) build: BuildArgs,
     /// Where build records and logs are kept.
@@ -264,6 +315,9 @@ pub(crate) struct RunArgs {
     /// after the build [default: cache/ in the state directory].
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_CACHE_DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
+    /// For a build started by `buildspec batch`: the batch's id and the build's identifier.
+    #[arg(long, hide = true, num_args = 2, value_names = ["BATCH", "IDENTIFIER"])]
+    pub(crate) batch_member: Vec<String>,
     /// Write the final values of `env.exported-variables` to FILE, as dotenv lines.
     #[arg(long, value_name = "FILE")]
     pub(crate) exported_variables: Option<PathBuf>,

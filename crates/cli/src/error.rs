@@ -53,6 +53,20 @@ pub(crate) enum CliError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    /// `buildspec batch` of a file without a `batch:` section.
+    #[error("{path} has no `batch:` section: run it with `buildspec run`")]
+    NoBatch {
+        /// The file.
+        path: String,
+    },
+    /// `--only` names no build of the batch.
+    #[error("the batch has no build `{id}`; its builds are: {}", known.join(", "))]
+    UnknownBuild {
+        /// What was asked.
+        id: String,
+        /// The batch's identifiers.
+        known: Vec<String>,
+    },
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
     S3(#[from] runner::s3::S3Error),
@@ -68,6 +82,8 @@ impl CliError {
             | CliError::Missing { .. }
             | CliError::Exclude { .. }
             | CliError::S3(_)
+            | CliError::NoBatch { .. }
+            | CliError::UnknownBuild { .. }
             | CliError::Invalid { .. } => exit_codes::USAGE,
             CliError::State(runner::record::StateError::NotFound(_))
             | CliError::State(runner::record::StateError::Ambiguous { .. })

@@ -4,6 +4,7 @@ mod args;
 mod check;
 mod error;
 mod exit_codes;
+mod many;
 mod plan;
 mod run;
 
@@ -21,6 +22,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
         Command::Schema => write_stdout(&buildspec::schema::json_schema()),
         Command::Completions { shell } => {

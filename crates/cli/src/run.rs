@@ -11,7 +11,7 @@ use runner::record::{StateDir, default_state_dir};
 use runner::{BuildOptions, SessionKind};
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, SessionArg};
+use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, RunOptions, SessionArg};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
 
@@ -80,7 +80,7 @@ impl<W: Write> Reporter for JsonReporter<W> {
     }
 }
 
-fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
+pub(crate) fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
     given
         .cloned()
         .or_else(default_state_dir)
@@ -88,8 +88,17 @@ fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+    match args.paths.as_slice() {
+        [] => run_one(&args.options, None),
+        [one] if !one.is_dir() => run_one(&args.options, Some(one)),
+        _ => crate::many::run_paths(args),
+    }
+}
+
+/// One build in this process.
+pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Result<u8, CliError> {
     let options = BuildOptions {
-        buildspec: args.build.buildspec(args.file.as_deref()),
+        buildspec: args.build.buildspec(file),
         source_dir: args.build.source_dir(),
         state_dir: state_dir(args.state_dir.as_ref())?,
         project: args.build.project.clone(),
@@ -117,6 +126,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         },
         reports: args.reports.clone(),
         cache_dir: args.cache_dir.clone(),
+        batch: match args.batch_member.as_slice() {
+            [batch, identifier] => Some((batch.clone(), identifier.clone())),
+            _ => None,
+        },
     };
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = args
@@ -217,7 +230,7 @@ fn dotenv(variables: &indexmap::IndexMap<String, String>) -> String {
 /// SIGINT, SIGTERM, SIGHUP (the terminal went away) and SIGQUIT stop the build (the engine ends
 /// its processes and writes the record) instead of ending this process at once; the exit code is
 /// 128 + the signal.
-fn stop_on_signals() -> Result<runner::Stop, CliError> {
+pub(crate) fn stop_on_signals() -> Result<runner::Stop, CliError> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
     let mut stop = runner::Stop::none();
     for signal in [SIGINT, SIGTERM, SIGHUP, SIGQUIT] {

@@ -9,6 +9,7 @@ pub mod build;
 pub mod cache;
 pub mod env;
 pub mod events;
+pub mod many;
 pub mod mask;
 pub mod output;
 mod platform;

@@ -117,6 +117,12 @@ pub struct BuildRecord {
     /// The report groups.
     #[serde(default)]
     pub reports: Vec<ReportRecord>,
+    /// The batch it belongs to (`batch:<uuid>`), for a build of a batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// Its identifier in the batch (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_identifier: Option<String>,
     /// Final values of `env.exported-variables`.
     pub exported_variables: IndexMap<String, String>,
     /// The log file.

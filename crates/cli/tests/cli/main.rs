@@ -1,6 +1,7 @@
 //! The `buildspec` binary, driven as a user drives it: real files, real processes, exit codes.
 
 mod check;
+mod many;
 mod misc;
 mod plan;
 mod run;

@@ -90,6 +90,9 @@ pub struct BuildOptions {
     pub reports: Option<PathBuf>,
     /// The cache directory (default: `cache/` in the state directory).
     pub cache_dir: Option<PathBuf>,
+    /// For a build of a batch: the batch's id and this build's identifier
+    /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
+    pub batch: Option<(String, String)>,
 }
 
 /// How a build ended.
@@ -251,6 +254,8 @@ impl<'r> Build<'r> {
             phases: Vec::new(),
             artifacts: Vec::new(),
             reports: Vec::new(),
+            batch_id: options.batch.as_ref().map(|b| b.0.clone()),
+            batch_identifier: options.batch.as_ref().map(|b| b.1.clone()),
             exported_variables: IndexMap::new(),
             log_path: log_path.display().to_string(),
             exit_code: None,

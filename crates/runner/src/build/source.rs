@@ -206,7 +206,7 @@ impl Build<'_> {
                     .unwrap_or(0),
             ),
             source_version: git_head(Path::new(&source)),
-            batch_identifier: None,
+            batch_identifier: self.options.batch.as_ref().map(|b| b.1.clone()),
         };
         let mut layers = self.options.layers.clone();
         layers.codebuild = env::codebuild_variables(&context);
@@ -245,7 +245,9 @@ impl Build<'_> {
             }
             SessionKind::Compat
         };
-        if let Some(batch) = &plan.batch {
+        if let Some((batch, identifier)) = &self.options.batch {
+            self.message(&format!("Build {identifier} of {batch}"));
+        } else if let Some(batch) = &plan.batch {
             self.message(&format!(
                 "This buildspec has a batch section ({} builds); `buildspec run` runs its phases once, as a single build",
                 batch.builds.len()

@@ -92,6 +92,7 @@ impl Fixture {
             packaging: runner::build::Packaging::None,
             reports: None,
             cache_dir: None,
+            batch: None,
         };
         Fixture {
             _root: dir,

@@ -1,0 +1,503 @@
+//! `buildspec run` of several buildspecs, and `buildspec batch`: many builds, each a `buildspec
+//! run` process of its own, scheduled by the engine (`runner::many`), their lines prefixed with
+//! the build's identifier, and a summary at the end.
+
+use std::ffi::OsString;
+use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use buildspec::Options;
+use runner::many::{Job, JobResult, ManyEvent, Outcome};
+use serde::Serialize;
+
+use crate::args::{BatchArgs, LogFormat, ManyArgs, PackagingArg, RunArgs, RunOptions, SessionArg};
+use crate::error::CliError;
+use crate::exit_codes;
+
+/// One build to start.
+struct Member {
+    id: String,
+    buildspec: PathBuf,
+    /// Variables over the buildspec's own (`--env`), in order.
+    env: Vec<(String, String)>,
+    depend_on: Vec<String>,
+    ignore_failure: bool,
+    /// For a batch's build: `--batch-member <batch id> <identifier>`.
+    batch: bool,
+}
+
+pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
+    let files = crate::check::discover(&args.paths, &args.exclude)?;
+    if files.is_empty() {
+        return Err(CliError::Missing {
+            path: format!(
+                "a buildspec in {}",
+                args.paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let members = files
+        .into_iter()
+        .map(|file| Member {
+            id: file.display().to_string(),
+            buildspec: file,
+            env: Vec::new(),
+            depend_on: Vec::new(),
+            ignore_failure: false,
+            batch: false,
+        })
+        .collect();
+    run_members(&args.options, &args.many, members, false, None)
+}
+
+/// The batch a `buildspec batch` runs, for its record.
+#[derive(Debug, Serialize)]
+struct BatchRecord {
+    id: String,
+    buildspec: String,
+    kind: &'static str,
+    fast_fail: bool,
+    status: &'static str,
+    start_time: jiff::Timestamp,
+    end_time: jiff::Timestamp,
+    builds: Vec<JobResult>,
+}
+
+pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
+    let options = &args.options;
+    let file = options.build.buildspec(args.file.as_deref());
+    let checked = buildspec::check_file(
+        &file,
+        &Options {
+            strict: options.build.strict,
+        },
+    )?;
+    let Some(plan) = checked.plan() else {
+        eprint!("{}", checked.render());
+        return Err(CliError::Invalid {
+            path: checked.source.name.clone(),
+        });
+    };
+    let Some(batch) = plan.batch else {
+        return Err(CliError::NoBatch {
+            path: file.display().to_string(),
+        });
+    };
+    let source = options.build.source_dir();
+    let mut members: Vec<Member> = batch
+        .builds
+        .iter()
+        .map(|b| {
+            let env: Vec<(String, String)> = b
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Member {
+                id: b.identifier.clone(),
+                // A member's buildspec is a path in the source, as on CodeBuild.
+                buildspec: b
+                    .buildspec
+                    .as_ref()
+                    .map_or_else(|| file.clone(), |p| source.join(p)),
+                env,
+                depend_on: b.depend_on.clone(),
+                ignore_failure: b.ignore_failure,
+                batch: true,
+            }
+        })
+        .collect();
+    if let Some(only) = &args.only {
+        if !members.iter().any(|m| &m.id == only) {
+            return Err(CliError::UnknownBuild {
+                id: only.clone(),
+                known: members.iter().map(|m| m.id.clone()).collect(),
+            });
+        }
+        members.retain(|m| &m.id == only);
+        members.iter_mut().for_each(|m| m.depend_on.clear());
+    }
+    let batch_info = (file.display().to_string(), batch.kind, batch.fast_fail);
+    run_members(
+        options,
+        &args.many,
+        members,
+        batch.fast_fail,
+        Some(batch_info),
+    )
+}
+
+/// The colours identifiers cycle through on a terminal.
+const COLOURS: [u8; 6] = [36, 33, 35, 32, 34, 31];
+
+fn run_members(
+    options: &RunOptions,
+    many: &ManyArgs,
+    members: Vec<Member>,
+    fast_fail: bool,
+    batch: Option<(String, &'static str, bool)>,
+) -> Result<u8, CliError> {
+    let state_dir = crate::run::state_dir(options.state_dir.as_ref())?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let work = state_dir.join("runs").join(&run_id);
+    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
+        what: "the run's folder",
+        path: work.display().to_string(),
+        source,
+    })?;
+    let parallel = many
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    // Builds side by side must not see each other's files: each gets a copy of the source.
+    let copies = !many.in_place && parallel > 1 && members.len() > 1;
+    let source = options.build.source_dir();
+    if !source.is_dir() {
+        return Err(CliError::Missing {
+            path: source.display().to_string(),
+        });
+    }
+    let project = options.build.project.clone().unwrap_or_else(|| {
+        std::path::absolute(&source)
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "local".to_owned())
+    });
+    // The copies live outside the source (which may hold the state directory).
+    let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
+    let exe = std::env::current_exe().map_err(CliError::Output)?;
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let mut jobs = Vec::with_capacity(members.len());
+    for (i, member) in members.into_iter().enumerate() {
+        let record_file = work.join(format!("{i}.json"));
+        let build_source = if copies {
+            copies_root.join(format!("src-{i}"))
+        } else {
+            source.clone()
+        };
+        let mut command = Command::new(&exe);
+        command.arg("run").arg(&member.buildspec);
+        command.args(child_args(
+            options,
+            &state_dir,
+            &build_source,
+            &project,
+            &member,
+        ));
+        command.arg("--record-file").arg(&record_file);
+        if member.batch {
+            command
+                .arg("--batch-member")
+                .arg(format!("batch:{run_id}"))
+                .arg(&member.id);
+        }
+        let before: Option<runner::many::Before> = copies.then(|| {
+            let from = source.clone();
+            let to = build_source.clone();
+            let state = state_dir.clone();
+            Box::new(move || copy_tree(&from, &to, &state)) as runner::many::Before
+        });
+        jobs.push(Job {
+            id: member.id,
+            depend_on: member.depend_on,
+            ignore_failure: member.ignore_failure,
+            command,
+            record_file,
+            before,
+        });
+    }
+    let stop = crate::run::stop_on_signals()?;
+    let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
+    let colour = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let json = options.log_format == LogFormat::Json;
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let started = jiff::Timestamp::now();
+    let results = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
+        let (id, line) = match event {
+            ManyEvent::Line { id, line } => (id, line.to_vec()),
+            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
+            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
+                result.id.as_str(),
+                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
+            ),
+            _ => return,
+        };
+        let _ = if json {
+            write_json_line(&mut out, id, &line)
+        } else {
+            let index = ids.iter().position(|i| i == id).unwrap_or(0);
+            write_prefixed(
+                &mut out,
+                id,
+                width,
+                colour.then(|| COLOURS[index % COLOURS.len()]),
+                &line,
+            )
+        };
+        let _ = out.flush();
+    });
+    drop(out);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&copies_root);
+    let failed = results
+        .iter()
+        .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
+    if let Some((buildspec, kind, fast_fail)) = batch {
+        let record = BatchRecord {
+            id: format!("batch:{run_id}"),
+            buildspec,
+            kind,
+            fast_fail,
+            status: if failed { "FAILED" } else { "SUCCEEDED" },
+            start_time: started,
+            end_time: jiff::Timestamp::now(),
+            builds: results.clone(),
+        };
+        write_batch_record(&state_dir, &run_id, &record)?;
+    }
+    if !json {
+        let mut text = summary(&results);
+        if let Some(stopped) = results
+            .iter()
+            .find_map(|r| r.reason.as_deref().filter(|r| r.contains("stopped")))
+        {
+            text.push_str(&format!("({stopped})\n"));
+        }
+        crate::write_stdout(&text)?;
+    }
+    Ok(if failed {
+        exit_codes::FAILED
+    } else {
+        exit_codes::SUCCESS
+    })
+}
+
+fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<(), CliError> {
+    let dir = state.join("batches");
+    let path = dir.join(format!("{id}.json"));
+    let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
+    json.push(b'\n');
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&path, json))
+        .map_err(|source| CliError::WriteFile {
+            what: "the batch record",
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
+/// state directory when it lies inside: its files change while builds run.
+fn copy_tree(from: &Path, to: &Path, skip: &Path) -> io::Result<()> {
+    let skip = skip.canonicalize().ok();
+    let walk = walkdir::WalkDir::new(from).into_iter().filter_entry(|e| {
+        // Only a directory can be the state directory: files need no system call.
+        !e.file_type().is_dir()
+            || skip
+                .as_deref()
+                .is_none_or(|s| e.path().canonicalize().ok().as_deref() != Some(s))
+    });
+    for entry in walk {
+        let entry = entry.map_err(io::Error::from)?;
+        let relative = entry.path().strip_prefix(from).map_err(io::Error::other)?;
+        let target = to.join(relative);
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn duration_arg(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// The `buildspec run` options of one build: this run's own, with the build's source, variables
+/// and destinations.
+fn child_args(
+    o: &RunOptions,
+    state_dir: &Path,
+    source: &Path,
+    project: &str,
+    member: &Member,
+) -> Vec<OsString> {
+    let mut a: Vec<OsString> = Vec::new();
+    let mut push = |flag: &str, value: &dyn AsRef<std::ffi::OsStr>| {
+        a.push(flag.into());
+        a.push(value.as_ref().to_os_string());
+    };
+    push("--source", &source);
+    push("--project", &project);
+    push("--state-dir", &state_dir);
+    for e in &o.build.env {
+        push("--env", e);
+    }
+    for (k, v) in &member.env {
+        push("--env", &format!("{k}={v}"));
+    }
+    if let Some(f) = &o.build.env_file {
+        push("--env-file", f);
+    }
+    let session = match o.session {
+        SessionArg::Compat => "compat",
+        SessionArg::Persistent => "persistent",
+    };
+    push("--session", &session);
+    let format = match o.log_format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    push("--log-format", &format);
+    push("--timeout", &duration_arg(o.timeout));
+    push("--grace", &duration_arg(o.grace));
+    push("--cleanup-timeout", &duration_arg(o.cleanup_timeout));
+    if let Some(p) = &o.parameters {
+        push("--parameters", p);
+    }
+    if let Some(s) = &o.secrets {
+        push("--secrets", s);
+    }
+    for m in &o.mask {
+        push("--mask", m);
+    }
+    // Each build's sets and reports under its own folder, so that builds do not overwrite each
+    // other's `primary`.
+    let folder = safe_name(&member.id);
+    if let Some(dest) = &o.artifacts {
+        let text = dest.to_string_lossy();
+        if text.starts_with("s3://") {
+            push(
+                "--artifacts",
+                &format!("{}/{folder}", text.trim_end_matches('/')),
+            );
+        } else {
+            push("--artifacts", &dest.join(&folder));
+        }
+    }
+    if o.packaging == PackagingArg::Zip {
+        push("--packaging", &"zip");
+    }
+    if let Some(r) = &o.reports {
+        push("--reports", &r.join(&folder));
+    }
+    if let Some(c) = &o.cache_dir {
+        push("--cache-dir", c);
+    }
+    if o.build.clean_env {
+        a.push("--clean-env".into());
+    }
+    if o.build.strict {
+        a.push("--strict".into());
+    }
+    a
+}
+
+/// An identifier as a folder name.
+fn safe_name(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write_prefixed(
+    out: &mut impl Write,
+    id: &str,
+    width: usize,
+    colour: Option<u8>,
+    line: &[u8],
+) -> io::Result<()> {
+    match colour {
+        Some(c) => write!(out, "\x1b[{c}m{id:<width$}\x1b[0m | ")?,
+        None => write!(out, "{id:<width$} | ")?,
+    }
+    out.write_all(line)?;
+    out.write_all(b"\n")
+}
+
+/// A build's JSON event with its identifier added; a line that is not an event passes as text.
+fn write_json_line(out: &mut impl Write, id: &str, line: &[u8]) -> io::Result<()> {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
+        Ok(mut event) => {
+            event.insert("build".to_owned(), serde_json::Value::from(id));
+            serde_json::to_writer(&mut *out, &event).map_err(io::Error::from)?;
+            out.write_all(b"\n")
+        }
+        Err(_) => {
+            let event = serde_json::json!({"build": id, "event": "text", "text": String::from_utf8_lossy(line)});
+            serde_json::to_writer(&mut *out, &event).map_err(io::Error::from)?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// The table at the end: each build, its status, how long it took, and where it failed.
+fn summary(results: &[JobResult]) -> String {
+    use std::fmt::Write as _;
+    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+    let mut out = format!(
+        "\n{} build(s): {} succeeded, {} failed, {} not run\n",
+        results.len(),
+        count(Outcome::Succeeded),
+        count(Outcome::Failed),
+        count(Outcome::NotRun)
+    );
+    let width = results.iter().map(|r| r.id.len()).max().unwrap_or(5).max(5);
+    let _ = writeln!(
+        out,
+        "{:<width$}  {:<10}  {:>8}  WHERE",
+        "BUILD", "STATUS", "TIME"
+    );
+    for r in results {
+        let status = match (&r.record, r.outcome) {
+            (_, Outcome::NotRun) => "NOT_RUN".to_owned(),
+            (Some(record), _) => record.status.as_str().to_owned(),
+            (None, Outcome::Succeeded) => "SUCCEEDED".to_owned(),
+            (None, Outcome::Failed) => "FAILED".to_owned(),
+        };
+        let status = if r.ignore_failure && r.outcome != Outcome::Succeeded {
+            format!("{status} (ignored)")
+        } else {
+            status
+        };
+        let time = if r.outcome == Outcome::NotRun {
+            String::new()
+        } else {
+            format!("{:.1}s", r.duration_ms as f64 / 1000.0)
+        };
+        let place = match (&r.record, &r.reason) {
+            (_, Some(reason)) => reason.clone(),
+            (Some(record), None) => record
+                .phases
+                .iter()
+                .find(|p| p.status != runner::Status::Succeeded)
+                .map(|p| {
+                    let context = p
+                        .contexts
+                        .first()
+                        .map(|c| c.message.lines().next().unwrap_or("").to_owned())
+                        .unwrap_or_default();
+                    format!("{}: {context}", p.phase.as_str())
+                })
+                .unwrap_or_default(),
+            (None, None) => String::new(),
+        };
+        let _ = writeln!(out, "{:<width$}  {status:<10}  {time:>8}  {place}", r.id);
+    }
+    out
+}

@@ -1,0 +1,316 @@
+//! Many builds: a directory of buildspecs, and `buildspec batch`, with real builds.
+
+use std::time::{Duration, Instant};
+
+use crate::Sandbox;
+
+/// The summary row of a build: its status column and what follows.
+fn row<'a>(stdout: &'a str, id: &str) -> &'a str {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with(&format!("{id} ")))
+        .unwrap_or_else(|| panic!("no summary row for {id}:\n{stdout}"))
+}
+
+/// The lines a build printed, without their prefix.
+fn said<'a>(stdout: &'a str, id: &str) -> Vec<&'a str> {
+    stdout
+        .lines()
+        .filter_map(|l| l.split_once(" | "))
+        .filter(|(who, _)| who.trim_end() == id)
+        .map(|(_, text)| text)
+        .collect()
+}
+
+/// The batch record the run left.
+fn batch_record(sb: &Sandbox) -> serde_json::Value {
+    let dir = sb.path().join(".state/batches");
+    let entry = std::fs::read_dir(&dir)
+        .expect("a batches folder")
+        .next()
+        .expect("one batch record")
+        .expect("readable");
+    serde_json::from_slice(&std::fs::read(entry.path()).expect("read")).expect("json")
+}
+
+#[test]
+fn a_directory_runs_as_separate_builds_each_on_its_own_copy() {
+    let sb = Sandbox::new();
+    for name in ["a", "b", "c"] {
+        sb.write(
+            &format!("specs/{name}.yml"),
+            &format!("version: 0.2\nphases:\n  build:\n    commands:\n      - touch {name}.mark\n      - echo \"marks=$(ls *.mark | tr '\\n' ' ')\"\n"),
+        );
+    }
+    sb.write(
+        "specs/nested/fails.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 4\n",
+    );
+    sb.write(
+        "specs/skipped/x.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 9\n",
+    );
+    let run = sb.run(&["run", "specs", "--jobs", "2", "--exclude", "skipped"]);
+    run.expect_code(1);
+    for name in ["a", "b", "c"] {
+        let id = format!("specs/{name}.yml");
+        // Each build saw only its own mark: the source was copied for it.
+        assert!(
+            said(&run.stdout, &id).contains(&format!("marks={name}.mark ").as_str()),
+            "{}",
+            run.stdout
+        );
+        assert!(row(&run.stdout, &id).contains("SUCCEEDED"));
+    }
+    let failed = row(&run.stdout, "specs/nested/fails.yml");
+    assert!(
+        failed.contains("FAILED")
+            && failed.contains("BUILD: Error while executing command: exit 4"),
+        "{failed}"
+    );
+    assert!(
+        run.stdout
+            .contains("4 build(s): 3 succeeded, 1 failed, 0 not run"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !sb.path().join("a.mark").exists(),
+        "the source itself is untouched"
+    );
+    // Every build has its own record.
+    let builds = std::fs::read_dir(sb.path().join(".state/builds"))
+        .expect("builds")
+        .count();
+    assert_eq!(builds, 4);
+}
+
+#[test]
+fn a_matrix_runs_every_combination_with_its_own_variables() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2
+batch:
+  build-matrix:
+    static:
+      env:
+        variables:
+          SUITE: unit
+    dynamic:
+      env:
+        variables:
+          OS: [linux, mac]
+          V: ['1', '2', '3']
+phases:
+  build:
+    commands:
+      - echo \"id=$CODEBUILD_BATCH_BUILD_IDENTIFIER suite=$SUITE os=$OS v=$V\"
+",
+    );
+    let run = sb.run(&["batch", "--jobs", "3"]);
+    run.expect_code(0);
+    let mut seen = Vec::new();
+    for os in ["linux", "mac"] {
+        for v in ["1", "2", "3"] {
+            let id = format!("OS_{os}_V_{v}");
+            let lines = said(&run.stdout, &id);
+            assert!(
+                lines.contains(&format!("id={id} suite=unit os={os} v={v}").as_str()),
+                "{id}: {lines:?}\n{}",
+                run.stdout
+            );
+            seen.push(id);
+        }
+    }
+    assert!(
+        run.stdout.contains("6 build(s): 6 succeeded"),
+        "{}",
+        run.stdout
+    );
+    let record = batch_record(&sb);
+    assert_eq!(record["kind"], "build-matrix");
+    assert_eq!(record["status"], "SUCCEEDED");
+    let ids: Vec<&str> = record["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .map(|b| b["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, seen);
+    // Each build's own record knows its batch and identifier.
+    let build = sb.run(&["inspect", "--last", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&build.stdout).expect("json");
+    assert_eq!(json["batch_id"], record["id"]);
+    assert!(
+        json["batch_identifier"]
+            .as_str()
+            .is_some_and(|i| i.starts_with("OS_"))
+    );
+}
+
+const GRAPH: &str = "version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+    - identifier: middle
+      depend-on: [first]
+      env:
+        variables:
+          FAIL: 'yes'
+    - identifier: last
+      depend-on: [middle]
+    - identifier: aside
+      depend-on: [first]
+phases:
+  build:
+    commands:
+      - echo \"running $CODEBUILD_BATCH_BUILD_IDENTIFIER\"
+      - '[ \"$FAIL\" != yes ]'
+";
+
+#[test]
+fn a_graph_leaves_the_dependents_of_a_failed_build_not_run() {
+    let sb = Sandbox::new();
+    sb.write("buildspec.yml", GRAPH);
+    let run = sb.run(&["batch"]);
+    run.expect_code(1);
+    assert!(row(&run.stdout, "first").contains("SUCCEEDED"));
+    assert!(row(&run.stdout, "middle").contains("FAILED"));
+    assert!(row(&run.stdout, "aside").contains("SUCCEEDED"));
+    let last = row(&run.stdout, "last");
+    assert!(
+        last.contains("NOT_RUN") && last.contains("middle did not succeed"),
+        "{last}"
+    );
+    assert!(
+        said(&run.stdout, "last")
+            .iter()
+            .all(|l| !l.starts_with("running"))
+    );
+    assert_eq!(batch_record(&sb)["status"], "FAILED");
+}
+
+#[test]
+fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        &GRAPH.replace(
+            "      depend-on: [first]\n      env:",
+            "      depend-on: [first]\n      ignore-failure: true\n      env:",
+        ),
+    );
+    let run = sb.run(&["batch"]);
+    run.expect_code(0);
+    assert!(
+        row(&run.stdout, "middle").contains("FAILED (ignored)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        row(&run.stdout, "last").contains("SUCCEEDED"),
+        "{}",
+        run.stdout
+    );
+
+    let only = sb.run(&["batch", "--only", "last"]);
+    only.expect_code(0);
+    assert!(
+        only.stdout.contains("1 build(s): 1 succeeded"),
+        "{}",
+        only.stdout
+    );
+    let unknown = sb.run(&["batch", "--only", "nope"]);
+    unknown.expect_code(2);
+    assert!(
+        unknown.stderr.contains("first, middle, last, aside"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn fast_fail_stops_running_builds_within_the_grace_period() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2
+batch:
+  fast-fail: true
+  build-list:
+    - identifier: slow
+      env:
+        variables:
+          ROLE: slow
+    - identifier: fails
+    - identifier: later
+phases:
+  build:
+    commands:
+      - if [ \"$ROLE\" = slow ]; then echo go > go.fifo; sleep 60; else read x < go.fifo; exit 1; fi
+",
+    );
+    // `fails` fails once `slow` runs (a FIFO joins them, no timing involved); `later` waits for
+    // a slot that fast-fail never gives it.
+    let made = std::process::Command::new("mkfifo")
+        .arg(sb.path().join("go.fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let started = Instant::now();
+    let run = sb.run(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"]);
+    run.expect_code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        row(&run.stdout, "fails").contains("FAILED"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        row(&run.stdout, "slow").contains("STOPPED"),
+        "{}",
+        run.stdout
+    );
+    let later = row(&run.stdout, "later");
+    assert!(
+        later.contains("NOT_RUN") && later.contains("fast-fail: fails failed"),
+        "{later}"
+    );
+}
+
+#[test]
+fn two_runs_started_together_on_one_state_directory_both_leave_complete_records() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo one\n      - echo two\n",
+    );
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            sb.command(&["run"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("start")
+        })
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
+    }
+    let mut numbers = Vec::new();
+    for entry in std::fs::read_dir(sb.path().join(".state/builds")).expect("builds") {
+        let path = entry.expect("entry").path().join("build.json");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("a record"))
+                .expect("complete JSON");
+        assert_eq!(json["status"], "SUCCEEDED");
+        numbers.push(json["number"].as_u64().expect("a number"));
+    }
+    numbers.sort_unstable();
+    assert_eq!(numbers, [1, 2]);
+}
