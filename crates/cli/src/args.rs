@@ -77,6 +77,24 @@ Examples:
   buildspec inspect 3f2a            (a unique prefix of a build's id)
   buildspec inspect --last --json | jq .phases")]
     Inspect(InspectArgs),
+    /// List builds from their records.
+    #[command(after_help = "\
+Examples:
+  buildspec report
+  buildspec report --failed --since 2h
+  buildspec report --filter status=FAILED,TIMED_OUT --filter project=api --count 20
+  buildspec report --latest --format id,status,duration,failed_phase --terse --no-header
+  buildspec report --junit builds.xml
+
+Fields: id, number, project, buildspec, status, start_time, end_time, duration, failed_phase,
+exit_code, initiator, session, batch, identifier, source.")]
+    Report(ReportArgs),
+    /// Print where a build keeps its record, log, artifacts, reports, scripts or environment.
+    #[command(after_help = "\
+Examples:
+  less $(buildspec path --last --log)
+  ls $(buildspec path 3f2a --artifacts)")]
+    Path(PathArgs),
     /// Show what a run would do, executing nothing.
     #[command(after_help = "\
 Examples:
@@ -334,6 +352,81 @@ pub(crate) struct InspectArgs {
     /// Print the record as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Where build records are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// Only builds whose FIELD is one of the values; repeatable.
+    #[arg(long, value_name = "FIELD=VALUE[,VALUE]")]
+    pub(crate) filter: Vec<String>,
+    /// Only builds started since: a time (2026-11-22T10:00:00Z) or a duration ago (90m, 2d).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// Only builds started before: a time or a duration ago.
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) until: Option<String>,
+    /// Only builds that did not succeed.
+    #[arg(long, conflicts_with = "succeeded")]
+    pub(crate) failed: bool,
+    /// Only builds that succeeded.
+    #[arg(long)]
+    pub(crate) succeeded: bool,
+    /// Only the latest build of each buildspec (and batch identifier).
+    #[arg(long)]
+    pub(crate) latest: bool,
+    /// At most N builds, the most recent.
+    #[arg(long, value_name = "N")]
+    pub(crate) count: Option<usize>,
+    /// The columns, comma-separated.
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    pub(crate) format: Vec<String>,
+    /// Columns separated by `|`, without padding.
+    #[arg(long)]
+    pub(crate) terse: bool,
+    /// Leave out the header line.
+    #[arg(long)]
+    pub(crate) no_header: bool,
+    /// The records as a JSON array.
+    #[arg(long, conflicts_with_all = ["terse", "junit"])]
+    pub(crate) json: bool,
+    /// Also write the builds as JUnit XML to FILE (a test suite per build, a test case per phase).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Where build records are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").args(["log", "record", "artifacts", "reports", "scripts", "env"])))]
+pub(crate) struct PathArgs {
+    /// A build id (project:uuid), its uuid, or a unique prefix.
+    #[arg(required_unless_present = "last", conflicts_with = "last")]
+    pub(crate) build: Option<String>,
+    /// The most recently started build.
+    #[arg(long)]
+    pub(crate) last: bool,
+    /// The log (build.log).
+    #[arg(long)]
+    pub(crate) log: bool,
+    /// The record (build.json).
+    #[arg(long)]
+    pub(crate) record: bool,
+    /// The folder of the artifact sets.
+    #[arg(long)]
+    pub(crate) artifacts: bool,
+    /// The folder of the report groups.
+    #[arg(long)]
+    pub(crate) reports: bool,
+    /// The generated command scripts.
+    #[arg(long)]
+    pub(crate) scripts: bool,
+    /// The environment dumps (env/start.env, env/end.env).
+    #[arg(long)]
+    pub(crate) env: bool,
     /// Where build records are kept.
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,

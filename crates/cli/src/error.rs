@@ -53,6 +53,9 @@ pub(crate) enum CliError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(#[source] std::io::Error),
+    /// A `report` query that cannot be answered as asked.
+    #[error("{0}")]
+    Query(String),
     /// `buildspec batch` of a file without a `batch:` section.
     #[error("{path} has no `batch:` section: run it with `buildspec run`")]
     NoBatch {
@@ -83,6 +86,7 @@ impl CliError {
             | CliError::Exclude { .. }
             | CliError::S3(_)
             | CliError::NoBatch { .. }
+            | CliError::Query(_)
             | CliError::UnknownBuild { .. }
             | CliError::Invalid { .. } => exit_codes::USAGE,
             CliError::State(runner::record::StateError::NotFound(_))

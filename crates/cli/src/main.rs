@@ -6,6 +6,7 @@ mod error;
 mod exit_codes;
 mod many;
 mod plan;
+mod query;
 mod run;
 
 use std::io::Write;
@@ -24,6 +25,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(&args),
         Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
+        Command::Report(args) => query::report(&args),
+        Command::Path(args) => query::path(&args),
         Command::Schema => write_stdout(&buildspec::schema::json_schema()),
         Command::Completions { shell } => {
             clap_complete::generate(

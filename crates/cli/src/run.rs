@@ -227,6 +227,61 @@ fn dotenv(variables: &indexmap::IndexMap<String, String>) -> String {
     out
 }
 
+/// A batch's record (`batch:<uuid>` or a unique prefix of it): its builds, and how each ended.
+fn inspect_batch(state: &StateDir, prefix: &str, json: bool) -> Result<u8, CliError> {
+    let dir = state.root().join("batches");
+    let matches: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let [path] = matches.as_slice() else {
+        return Err(CliError::State(if matches.is_empty() {
+            runner::record::StateError::NotFound(format!("batch:{prefix}"))
+        } else {
+            runner::record::StateError::Ambiguous {
+                query: format!("batch:{prefix}"),
+                matches: matches.iter().map(|p| p.display().to_string()).collect(),
+            }
+        }));
+    };
+    let text = std::fs::read_to_string(path).map_err(CliError::Output)?;
+    let batch: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::Query(e.to_string()))?;
+    if json {
+        return write_stdout(&text);
+    }
+    use std::fmt::Write as _;
+    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let mut out = String::new();
+    let _ = writeln!(out, "batch      {}", field(&batch, "id"));
+    let _ = writeln!(out, "status     {}", field(&batch, "status"));
+    let _ = writeln!(out, "kind       {}", field(&batch, "kind"));
+    let _ = writeln!(out, "buildspec  {}", field(&batch, "buildspec"));
+    let _ = writeln!(out, "builds");
+    for build in batch["builds"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<10} {}{}",
+            field(build, "id"),
+            field(build, "outcome"),
+            field(build, "build_id"),
+            build["reason"]
+                .as_str()
+                .map(|r| format!("({r})"))
+                .unwrap_or_default()
+        );
+    }
+    write_stdout(&out)
+}
+
 /// SIGINT, SIGTERM, SIGHUP (the terminal went away) and SIGQUIT stop the build (the engine ends
 /// its processes and writes the record) instead of ending this process at once; the exit code is
 /// 128 + the signal.
@@ -243,6 +298,9 @@ pub(crate) fn stop_on_signals() -> Result<runner::Stop, CliError> {
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
     let state = StateDir::open(state_dir(args.state_dir.as_ref())?)?;
+    if let Some(batch) = args.build.as_deref().and_then(|b| b.strip_prefix("batch:")) {
+        return inspect_batch(&state, batch, args.json);
+    }
     let record = state.find(if args.last {
         None
     } else {

@@ -14,6 +14,7 @@ pub mod mask;
 pub mod output;
 mod platform;
 mod process;
+pub mod query;
 pub mod record;
 pub mod reports;
 pub mod s3;

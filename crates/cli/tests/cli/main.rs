@@ -4,6 +4,7 @@ mod check;
 mod many;
 mod misc;
 mod plan;
+mod query;
 mod run;
 
 use std::path::{Path, PathBuf};

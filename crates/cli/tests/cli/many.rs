@@ -189,7 +189,22 @@ fn a_graph_leaves_the_dependents_of_a_failed_build_not_run() {
             .iter()
             .all(|l| !l.starts_with("running"))
     );
-    assert_eq!(batch_record(&sb)["status"], "FAILED");
+    let record = batch_record(&sb);
+    assert_eq!(record["status"], "FAILED");
+    // `inspect` answers for the batch too, by its id.
+    let id = record["id"].as_str().expect("an id");
+    let shown = sb.run(&["inspect", &id[..12]]);
+    shown.expect_code(0);
+    assert!(
+        shown.stdout.contains("status     FAILED"),
+        "{}",
+        shown.stdout
+    );
+    assert!(
+        shown.stdout.contains("(middle did not succeed)"),
+        "{}",
+        shown.stdout
+    );
 }
 
 #[test]
