@@ -89,6 +89,12 @@ Examples:
 Fields: id, number, project, buildspec, status, start_time, end_time, duration, failed_phase,
 exit_code, initiator, session, batch, identifier, source.")]
     Report(ReportArgs),
+    /// Run the latest build of each buildspec again, with the same arguments.
+    #[command(after_help = "\
+Examples:
+  buildspec rerun --failed
+  buildspec rerun --jobs 4")]
+    Rerun(RerunArgs),
     /// Print where a build keeps its record, log, artifacts, reports, scripts or environment.
     #[command(after_help = "\
 Examples:
@@ -333,6 +339,9 @@ pub(crate) struct RunOptions {
     /// after the build [default: cache/ in the state directory].
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_CACHE_DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
+    /// For a build on a copy of the source: the source it was copied from (for `rerun`).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub(crate) rerun_source: Option<PathBuf>,
     /// For a build started by `buildspec batch`: the batch's id and the build's identifier.
     #[arg(long, hide = true, num_args = 2, value_names = ["BATCH", "IDENTIFIER"])]
     pub(crate) batch_member: Vec<String>,
@@ -352,6 +361,18 @@ pub(crate) struct InspectArgs {
     /// Print the record as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Where build records are kept.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RerunArgs {
+    /// Only the builds whose latest run did not succeed.
+    #[arg(long)]
+    pub(crate) failed: bool,
+    #[command(flatten)]
+    pub(crate) many: ManyArgs,
     /// Where build records are kept.
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => run::inspect(&args),
         Command::Report(args) => query::report(&args),
         Command::Path(args) => query::path(&args),
+        Command::Rerun(args) => many::rerun(&args),
         Command::Schema => write_stdout(&buildspec::schema::json_schema()),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -190,6 +190,9 @@ fn run_members(
             &member,
         ));
         command.arg("--record-file").arg(&record_file);
+        if copies {
+            command.arg("--rerun-source").arg(&source);
+        }
         if member.batch {
             command
                 .arg("--batch-member")
@@ -211,37 +214,9 @@ fn run_members(
             before,
         });
     }
-    let stop = crate::run::stop_on_signals()?;
-    let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
-    let colour = io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let json = options.log_format == LogFormat::Json;
-    let mut out = io::BufWriter::new(io::stdout().lock());
     let started = jiff::Timestamp::now();
-    let results = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
-        let (id, line) = match event {
-            ManyEvent::Line { id, line } => (id, line.to_vec()),
-            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
-            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
-                result.id.as_str(),
-                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
-            ),
-            _ => return,
-        };
-        let _ = if json {
-            write_json_line(&mut out, id, &line)
-        } else {
-            let index = ids.iter().position(|i| i == id).unwrap_or(0);
-            write_prefixed(
-                &mut out,
-                id,
-                width,
-                colour.then(|| COLOURS[index % COLOURS.len()]),
-                &line,
-            )
-        };
-        let _ = out.flush();
-    });
-    drop(out);
+    let results = execute(jobs, &ids, parallel, fast_fail, json)?;
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&copies_root);
     let failed = results
@@ -270,6 +245,183 @@ fn run_members(
         }
         crate::write_stdout(&text)?;
     }
+    Ok(if failed {
+        exit_codes::FAILED
+    } else {
+        exit_codes::SUCCESS
+    })
+}
+
+/// Runs the jobs, showing their lines prefixed with their identifiers (as JSON events with a
+/// `build` field in JSON mode) and, on a terminal, a live line of what runs.
+fn execute(
+    jobs: Vec<Job>,
+    ids: &[String],
+    parallel: usize,
+    fast_fail: bool,
+    json: bool,
+) -> Result<Vec<JobResult>, CliError> {
+    let stop = crate::run::stop_on_signals()?;
+    let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
+    let terminal = io::stdout().is_terminal();
+    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
+    let mut progress = (terminal && !json).then(|| Progress::new(ids.len()));
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let results = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
+        if let Some(p) = progress.as_mut() {
+            p.update(&event);
+        }
+        let (id, line) = match event {
+            ManyEvent::Line { id, line } => (id, line.to_vec()),
+            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
+            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
+                result.id.as_str(),
+                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
+            ),
+            _ => return,
+        };
+        let mut text = Vec::new();
+        let _ = if json {
+            write_json_line(&mut text, id, &line)
+        } else {
+            let index = ids.iter().position(|i| i == id).unwrap_or(0);
+            write_prefixed(
+                &mut text,
+                id,
+                width,
+                colour.then(|| COLOURS[index % COLOURS.len()]),
+                &line,
+            )
+        };
+        match progress.as_ref() {
+            // Above the live line, which is drawn again below.
+            Some(p) => p.bar.suspend(|| {
+                let _ = out.write_all(&text);
+                let _ = out.flush();
+            }),
+            None => {
+                let _ = out.write_all(&text);
+                let _ = out.flush();
+            }
+        }
+    });
+    if let Some(p) = progress {
+        p.bar.finish_and_clear();
+    }
+    Ok(results)
+}
+
+/// The live line on a terminal: how many builds are done, and which run in which phase.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    running: Vec<(String, String, std::time::Instant)>,
+}
+
+impl Progress {
+    fn new(total: usize) -> Progress {
+        let bar = indicatif::ProgressBar::new(total as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            bar,
+            running: Vec::new(),
+        }
+    }
+
+    fn update(&mut self, event: &ManyEvent<'_>) {
+        match event {
+            ManyEvent::Started { id } => {
+                self.running.push((
+                    (*id).to_owned(),
+                    "starting".to_owned(),
+                    std::time::Instant::now(),
+                ));
+            }
+            ManyEvent::Line { id, line } => {
+                let text = String::from_utf8_lossy(line);
+                if let Some(phase) = text.split("Entering phase ").nth(1)
+                    && let Some(entry) = self.running.iter_mut().find(|r| r.0 == *id)
+                {
+                    entry.1 = phase.trim().to_owned();
+                }
+            }
+            ManyEvent::Finished { result } => {
+                self.running.retain(|r| r.0 != result.id);
+                self.bar.inc(1);
+            }
+        }
+        let message: Vec<String> = self
+            .running
+            .iter()
+            .map(|(id, phase, since)| format!("{id} {phase} {}s", since.elapsed().as_secs()))
+            .collect();
+        self.bar.set_message(message.join(", "));
+    }
+}
+
+pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
+    let state_dir = crate::run::state_dir(args.state_dir.as_ref())?;
+    let state = runner::record::StateDir::open(&state_dir)?;
+    let query = runner::query::Query {
+        latest: true,
+        ..runner::query::Query::default()
+    };
+    let mut records =
+        runner::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
+    if args.failed {
+        records.retain(|r| r.status != runner::Status::Succeeded);
+    }
+    records.retain(|r| r.invocation.is_some());
+    if records.is_empty() {
+        crate::write_stdout("Nothing to run again.\n")?;
+        return Ok(exit_codes::SUCCESS);
+    }
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let work = state_dir.join("runs").join(&run_id);
+    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
+        what: "the run's folder",
+        path: work.display().to_string(),
+        source,
+    })?;
+    let exe = std::env::current_exe().map_err(CliError::Output)?;
+    let mut ids = Vec::new();
+    let mut jobs = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let Some(invocation) = &record.invocation else {
+            continue;
+        };
+        let id = record
+            .batch_identifier
+            .clone()
+            .unwrap_or_else(|| record.buildspec.clone());
+        let record_file = work.join(format!("{i}.json"));
+        let mut command = Command::new(&exe);
+        command
+            .args(&invocation.args)
+            .arg("--record-file")
+            .arg(&record_file)
+            .current_dir(&invocation.cwd);
+        ids.push(id.clone());
+        jobs.push(Job {
+            id,
+            depend_on: Vec::new(),
+            ignore_failure: false,
+            command,
+            record_file,
+            before: None,
+        });
+    }
+    let parallel = args
+        .many
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let results = execute(jobs, &ids, parallel, false, false)?;
+    let _ = std::fs::remove_dir_all(&work);
+    crate::write_stdout(&summary(&results))?;
+    let failed = results.iter().any(|r| r.outcome != Outcome::Succeeded);
     Ok(if failed {
         exit_codes::FAILED
     } else {

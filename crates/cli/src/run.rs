@@ -126,6 +126,7 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
         },
         reports: args.reports.clone(),
         cache_dir: args.cache_dir.clone(),
+        invocation: Some(invocation(args)),
         batch: match args.batch_member.as_slice() {
             [batch, identifier] => Some((batch.clone(), identifier.clone())),
             _ => None,
@@ -189,6 +190,40 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
         })?;
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+/// This process's arguments, as `rerun` needs them: without the per-run plumbing
+/// (`--record-file`, `--batch-member`), and with the original source of a copy.
+fn invocation(args: &RunOptions) -> runner::record::Invocation {
+    let mut out = Vec::new();
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--record-file" | "--rerun-source" => {
+                given.next();
+            }
+            "--batch-member" => {
+                given.next();
+                given.next();
+            }
+            "--source" => {
+                let source = given.next().unwrap_or_default();
+                out.push(arg);
+                out.push(
+                    args.rerun_source
+                        .as_ref()
+                        .map_or(source, |s| s.display().to_string()),
+                );
+            }
+            _ => out.push(arg),
+        }
+    }
+    runner::record::Invocation {
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        args: out,
+    }
 }
 
 /// `--artifacts`: a folder, or `s3://bucket/prefix` with the AWS settings of this process's

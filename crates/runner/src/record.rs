@@ -84,6 +84,15 @@ pub struct ReportRecord {
     pub error: Option<String>,
 }
 
+/// How a build was started, so that `buildspec rerun` can start it again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invocation {
+    /// The working directory.
+    pub cwd: String,
+    /// The arguments after the program's name.
+    pub args: Vec<String>,
+}
+
 /// Everything known about a build. `build.json` holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRecord {
@@ -123,6 +132,9 @@ pub struct BuildRecord {
     /// Its identifier in the batch (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_identifier: Option<String>,
+    /// How it was started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invocation: Option<Invocation>,
     /// Final values of `env.exported-variables`.
     pub exported_variables: IndexMap<String, String>,
     /// The log file.

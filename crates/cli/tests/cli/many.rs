@@ -329,3 +329,44 @@ fn two_runs_started_together_on_one_state_directory_both_leave_complete_records(
     numbers.sort_unstable();
     assert_eq!(numbers, [1, 2]);
 }
+
+#[test]
+fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
+    let sb = Sandbox::new();
+    sb.write(
+        "specs/ok.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"fine $GREETING\"\n",
+    );
+    sb.write(
+        "specs/needs-file.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - cat ready.txt\n",
+    );
+    let first = sb.run(&["run", "specs", "--jobs", "2", "--env", "GREETING=hello"]);
+    first.expect_code(1);
+    sb.write("ready.txt", "now ready\n");
+    let again = sb.run(&["rerun", "--failed"]);
+    again.expect_code(0);
+    assert!(
+        again.stdout.contains("1 build(s): 1 succeeded"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        said(&again.stdout, "specs/needs-file.yml").contains(&"now ready"),
+        "{}",
+        again.stdout
+    );
+    // The latest runs all succeeded now; the other build keeps its arguments too.
+    let all = sb.run(&["rerun"]);
+    all.expect_code(0);
+    assert!(
+        said(&all.stdout, "specs/ok.yml").contains(&"fine hello"),
+        "{}",
+        all.stdout
+    );
+    assert!(
+        sb.run(&["rerun", "--failed"])
+            .stdout
+            .contains("Nothing to run again.")
+    );
+}

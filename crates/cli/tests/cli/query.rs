@@ -65,6 +65,7 @@ fn record(i: u64) -> BuildRecord {
         reports: Vec::new(),
         batch_id: i.is_multiple_of(5).then(|| "batch:b1".to_owned()),
         batch_identifier: i.is_multiple_of(5).then(|| format!("member_{}", i % 4)),
+        invocation: None,
         exported_variables: IndexMap::new(),
         log_path: "/dev/null".to_owned(),
         exit_code: Some(if status == Status::Succeeded { 0 } else { 1 }),

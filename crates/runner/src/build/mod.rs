@@ -93,6 +93,8 @@ pub struct BuildOptions {
     /// For a build of a batch: the batch's id and this build's identifier
     /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
     pub batch: Option<(String, String)>,
+    /// How the build was started, for the record.
+    pub invocation: Option<crate::record::Invocation>,
 }
 
 /// How a build ended.
@@ -256,6 +258,7 @@ impl<'r> Build<'r> {
             reports: Vec::new(),
             batch_id: options.batch.as_ref().map(|b| b.0.clone()),
             batch_identifier: options.batch.as_ref().map(|b| b.1.clone()),
+            invocation: options.invocation.clone(),
             exported_variables: IndexMap::new(),
             log_path: log_path.display().to_string(),
             exit_code: None,

@@ -93,6 +93,7 @@ impl Fixture {
             reports: None,
             cache_dir: None,
             batch: None,
+            invocation: None,
         };
         Fixture {
             _root: dir,
