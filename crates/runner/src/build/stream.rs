@@ -171,10 +171,18 @@ pub(super) fn output_line(
 }
 
 pub(super) fn push_tail(tail: &mut VecDeque<Vec<u8>>, line: &[u8]) {
-    if tail.len() == TAIL_LINES {
-        tail.pop_front();
+    let kept = &line[..line.len().min(TAIL_LINE_BYTES)];
+    // The oldest line's buffer is reused: an allocation per line of output costs more than
+    // everything else the runner does with the line.
+    if tail.len() == TAIL_LINES
+        && let Some(mut oldest) = tail.pop_front()
+    {
+        oldest.clear();
+        oldest.extend_from_slice(kept);
+        tail.push_back(oldest);
+        return;
     }
-    tail.push_back(line[..line.len().min(TAIL_LINE_BYTES)].to_vec());
+    tail.push_back(kept.to_vec());
 }
 
 /// Where a possible command marker begins at the end of `bytes` (a marker cut by a read), or
