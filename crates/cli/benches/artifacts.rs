@@ -14,8 +14,11 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::{median, ms, peak_child_rss_kb, timed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_buildspec");
 
@@ -26,44 +29,13 @@ struct Bench {
     runs: usize,
 }
 
-fn median(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:9.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-/// The largest resident set of any child this process has waited for, in KiB.
-fn peak_child_rss_kb() -> i64 {
-    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map(|u| u.max_rss())
-        .unwrap_or(0)
-}
-
-fn timed(command: &mut Command) -> Duration {
-    let started = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the command");
-    let took = started.elapsed();
-    assert!(status.success(), "{command:?} failed");
-    took
-}
-
 impl Bench {
     fn path(&self) -> &Path {
         self.dir.path()
     }
 
     fn check(&mut self, ok: bool, what: String) {
-        println!("  {} {what}", if ok { "ok  " } else { "MISS" });
-        if !ok {
-            self.failures.push(what);
-        }
+        common::verdict(&mut self.failures, ok, what);
     }
 
     /// A fresh, empty folder for one run's output.

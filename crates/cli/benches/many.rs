@@ -13,33 +13,13 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+mod common;
+use common::{ms, timed, verdict as check};
 
 const BIN: &str = env!("CARGO_BIN_EXE_buildspec");
-
-fn ms(d: Duration) -> String {
-    format!("{:9.1} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn timed(command: &mut Command) -> Duration {
-    let started = Instant::now();
-    let status = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("start the command");
-    let took = started.elapsed();
-    assert!(status.success(), "{command:?} failed");
-    took
-}
-
-fn check(failures: &mut Vec<String>, ok: bool, what: String) {
-    println!("  {} {what}", if ok { "ok  " } else { "MISS" });
-    if !ok {
-        failures.push(what);
-    }
-}
 
 fn many_builds(dir: &Path, n: usize, failures: &mut Vec<String>) {
     println!("\n{n} one-command buildspecs, 2 at a time");

@@ -144,16 +144,8 @@ fn run_members(
     batch: Option<(String, &'static str, bool)>,
 ) -> Result<u8, CliError> {
     let state_dir = crate::run::state_dir(options.state_dir.as_ref())?;
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let work = state_dir.join("runs").join(&run_id);
-    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
-        what: "the run's folder",
-        path: work.display().to_string(),
-        source,
-    })?;
-    let parallel = many
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let (run_id, work) = run_folder(&state_dir)?;
+    let parallel = parallel(many);
     // Builds side by side must not see each other's files: each gets a copy of the source.
     let copies = !many.in_place && parallel > 1 && members.len() > 1;
     let source = options.build.source_dir();
@@ -379,13 +371,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
     }
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let work = state_dir.join("runs").join(&run_id);
-    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
-        what: "the run's folder",
-        path: work.display().to_string(),
-        source,
-    })?;
+    let (_, work) = run_folder(&state_dir)?;
     let exe = std::env::current_exe().map_err(CliError::Output)?;
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
@@ -414,10 +400,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             before: None,
         });
     }
-    let parallel = args
-        .many
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let parallel = parallel(&args.many);
     let results = execute(jobs, &ids, parallel, false, false)?;
     let _ = std::fs::remove_dir_all(&work);
     crate::write_stdout(&summary(&results))?;
@@ -427,6 +410,24 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     } else {
         exit_codes::SUCCESS
     })
+}
+
+/// A folder for one run's per-build files (their records as they end), named by a new id.
+fn run_folder(state_dir: &Path) -> Result<(String, PathBuf), CliError> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let work = state_dir.join("runs").join(&run_id);
+    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
+        what: "the run's folder",
+        path: work.display().to_string(),
+        source,
+    })?;
+    Ok((run_id, work))
+}
+
+/// `--jobs`, or the number of cores.
+fn parallel(many: &ManyArgs) -> usize {
+    many.jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
 fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<(), CliError> {

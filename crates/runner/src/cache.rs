@@ -80,6 +80,21 @@ pub struct Cache {
     dir: PathBuf,
 }
 
+/// What to save, and how.
+#[derive(Debug, Clone, Copy)]
+pub struct Save<'a> {
+    /// The entry's key.
+    pub key: &'a str,
+    /// Replace an entry that exists (the project's unkeyed entry) instead of keeping it.
+    pub replace: bool,
+    /// Files under the source directory.
+    pub relative: Option<&'a Collection>,
+    /// Files given by absolute paths.
+    pub absolute: Option<&'a Collection>,
+    /// The build that saves them.
+    pub build: &'a str,
+}
+
 /// How a save ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Saved {
@@ -184,43 +199,41 @@ impl Cache {
         Ok(restored)
     }
 
-    /// Saves the collected files under `key`: `relative` from the source directory, `absolute`
-    /// from `/`. A keyed entry that exists is kept; `replace` (the project's unkeyed entry)
-    /// swaps it for the new one.
-    pub fn save(
-        &self,
-        key: &str,
-        replace: bool,
-        relative: Option<&Collection>,
-        absolute: Option<&Collection>,
-        build: &str,
-    ) -> Result<Saved, CacheError> {
-        let entry = self.entry(key);
-        if !replace && entry.exists() {
+    /// A new, unused name beside the entries, for one that is being made or thrown away.
+    fn scratch(&self, what: &str) -> PathBuf {
+        self.dir
+            .join("entries")
+            .join(format!(".{what}-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Saves the collected files under the key. A keyed entry that exists is kept; `replace`
+    /// (the project's unkeyed entry) swaps it for the new one.
+    pub fn save(&self, save: &Save<'_>) -> Result<Saved, CacheError> {
+        let entry = self.entry(save.key);
+        if !save.replace && entry.exists() {
             return Ok(Saved::Exists);
         }
-        let staged = self
-            .dir
-            .join("entries")
-            .join(format!(".staged-{}", uuid::Uuid::new_v4()));
-        let result = self.stage_and_swap(&staged, &entry, key, replace, relative, absolute, build);
+        let staged = self.scratch("staged");
+        let result = self.stage_and_swap(&staged, &entry, save);
         if result.is_err() || staged.exists() {
             let _ = fs::remove_dir_all(&staged);
         }
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn stage_and_swap(
         &self,
         staged: &Path,
         entry: &Path,
-        key: &str,
-        replace: bool,
-        relative: Option<&Collection>,
-        absolute: Option<&Collection>,
-        build: &str,
+        save: &Save<'_>,
     ) -> Result<Saved, CacheError> {
+        let Save {
+            key,
+            replace,
+            relative,
+            absolute,
+            build,
+        } = *save;
         fs::create_dir_all(staged).map_err(io_error("create", staged))?;
         let mut files: Vec<FileRecord> = Vec::new();
         for (part, collection) in [("src", relative), ("root", absolute)] {
@@ -246,10 +259,7 @@ impl Cache {
                 Err(e) => Err(io_error("save", entry)(e)),
             };
         }
-        let trash = self
-            .dir
-            .join("entries")
-            .join(format!(".old-{}", uuid::Uuid::new_v4()));
+        let trash = self.scratch("old");
         let had_old = fs::rename(entry, &trash).is_ok();
         fs::rename(staged, entry).map_err(io_error("save", entry))?;
         drop(_exclusive);

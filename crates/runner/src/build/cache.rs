@@ -8,7 +8,7 @@ use buildspec::model::{Cache as CacheSpec, CacheAction};
 
 use super::Build;
 use crate::artifacts::{self, CollectError, Rules};
-use crate::cache::{Cache, Saved};
+use crate::cache::{Cache, Save, Saved};
 
 impl Build<'_> {
     fn cache_spec(&self) -> Option<CacheSpec> {
@@ -147,13 +147,14 @@ impl Build<'_> {
             return;
         }
         self.message(&format!("Saving cache under key {key}"));
-        match cache.save(
-            &key,
-            !keyed,
-            relative.as_ref(),
-            absolute.as_ref(),
-            &self.record.id,
-        ) {
+        let save = Save {
+            key: &key,
+            replace: !keyed,
+            relative: relative.as_ref(),
+            absolute: absolute.as_ref(),
+            build: &self.record.id,
+        };
+        match cache.save(&save) {
             Ok(Saved::Saved(n)) => self.message(&format!("Saved {n} file(s) to the cache")),
             Ok(Saved::Exists) => self.message(&format!(
                 "Cache entry {key} exists: a keyed entry is never overwritten"

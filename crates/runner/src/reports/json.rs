@@ -8,6 +8,38 @@ use serde::de::DeserializeOwned;
 
 use super::ReportError;
 
+/// The `visit_*` methods of a visitor for JSON's scalars (strings, booleans, numbers, null),
+/// each answering `$value(kind)`: a document's value where a parser expects an array or an
+/// object is not an error of the JSON, only of its kind.
+macro_rules! scalars {
+    ($out:ty, $value:expr) => {
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<$out, E> {
+            Ok(($value)("a string"))
+        }
+
+        fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<$out, E> {
+            Ok(($value)("a boolean"))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<$out, E> {
+            Ok(($value)("a number"))
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<$out, E> {
+            Ok(($value)("a number"))
+        }
+
+        fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<$out, E> {
+            Ok(($value)("a number"))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<$out, E> {
+            Ok(($value)("null"))
+        }
+    };
+}
+pub(super) use scalars;
+
 /// Reads a whole JSON document as `T`, whose `Deserialize` folds it while it streams by.
 pub(super) fn read<T: DeserializeOwned>(
     path: &Path,

@@ -162,29 +162,7 @@ impl<'de> Visitor<'de> for TopVisitor {
         Ok(Top::Other("an array"))
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Top, E> {
-        Ok(Top::Other("a string"))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Top, E> {
-        Ok(Top::Other("a boolean"))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Top, E> {
-        Ok(Top::Other("a number"))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Top, E> {
-        Ok(Top::Other("null"))
-    }
+    json::scalars!(Top, Top::Other);
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,29 +209,7 @@ impl<'de> Visitor<'de> for CommandVisitor {
         Ok(Command(None))
     }
 
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Command, E> {
-        Ok(Command(None))
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Command, E> {
-        Ok(Command(None))
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Command, E> {
-        Ok(Command(None))
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Command, E> {
-        Ok(Command(None))
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Command, E> {
-        Ok(Command(None))
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Command, E> {
-        Ok(Command(None))
-    }
+    json::scalars!(Command, |_| Command(None));
 }
 
 /// Source files and their coverage.
