@@ -57,13 +57,24 @@ pub enum CollectError {
     BadExclude(String),
 }
 
+/// A set that could not be collected, with what collecting it logged up to then (CodeBuild logs
+/// its `Expanding …` and `Skipping invalid file path …` lines before it fails).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    /// Why.
+    pub error: CollectError,
+    /// The log lines so far.
+    pub messages: Vec<String>,
+}
+
 /// Warnings of one kind beyond this many are counted, not listed.
 const WARNINGS_SHOWN: usize = 20;
 
 /// Collects a set's files from `source_dir` (`CODEBUILD_SRC_DIR`), never from the current
 /// directory. Entries that match nothing are logged and skipped; only a set that matches nothing
 /// at all is an error. Nothing outside the base directory is taken, through `..` or a symlink.
-pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, CollectError> {
+pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, Failed> {
     let mut out = Collection::default();
     let shown_base = rules.base_directory.as_deref().unwrap_or(".");
     out.messages.extend([
@@ -75,10 +86,17 @@ pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, CollectEr
         Some(dir) => pattern::base_directories(&pattern::resolve(source_dir, dir)),
         None => vec![source_dir.to_path_buf()],
     };
+    let fail = |error, messages| Failed { error, messages };
     if bases.is_empty() {
-        return Err(CollectError::NoBaseDirectory(shown_base.to_owned()));
+        return Err(fail(
+            CollectError::NoBaseDirectory(shown_base.to_owned()),
+            out.messages,
+        ));
     }
-    let excludes = Excludes::new(&rules.exclude).map_err(CollectError::BadExclude)?;
+    let excludes = match Excludes::new(&rules.exclude) {
+        Ok(e) => e,
+        Err(pattern) => return Err(fail(CollectError::BadExclude(pattern), out.messages)),
+    };
     let mut warnings = Warnings::default();
     let mut found: Vec<(String, Found)> = Vec::new();
     for base in &bases {
@@ -129,7 +147,7 @@ pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, CollectEr
     }
     out.messages.extend(warnings.finish());
     if found.is_empty() {
-        return Err(CollectError::NoMatch);
+        return Err(fail(CollectError::NoMatch, out.messages));
     }
     // Paths are unique within one base; only flattening or several bases can make two files
     // land on one path.

@@ -5,5 +5,5 @@ mod collect;
 pub(crate) mod pattern;
 mod write;
 
-pub use collect::{CollectError, Collection, Entry, Rules, collect};
+pub use collect::{CollectError, Collection, Entry, Failed, Rules, collect};
 pub use write::{FileRecord, WriteError, replace, to_folder, to_zip};

@@ -137,8 +137,8 @@ impl Build<'_> {
             };
             match artifacts::collect(&source, &rules) {
                 Ok(c) => *slot = Some(c),
-                Err(CollectError::NoMatch) => {}
-                Err(e) => self.message(&format!("warning: cache: {e}")),
+                Err(failed) if failed.error == CollectError::NoMatch => {}
+                Err(failed) => self.message(&format!("warning: cache: {failed}")),
             }
         }
         let [relative, absolute] = collections;

@@ -101,9 +101,12 @@ impl Build<'_> {
         let source = PathBuf::from(&self.record.source);
         let collection = match artifacts::collect(&source, &rules) {
             Ok(c) => c,
-            Err(e) => {
-                self.message(&format!("warning: report group {name}: {e}"));
-                record.error = Some(e.to_string());
+            Err(failed) => {
+                for line in &failed.messages {
+                    self.message(line);
+                }
+                self.message(&format!("warning: report group {name}: {failed}"));
+                record.error = Some(failed.error.to_string());
                 return record;
             }
         };

@@ -139,11 +139,13 @@ impl Build<'_> {
         };
         let folder = set_folder(name.as_deref().unwrap_or(id))?;
         let source = PathBuf::from(&self.record.source);
-        let collected = artifacts::collect(&source, &rules);
-        let collection = match collected {
+        let collection = match artifacts::collect(&source, &rules) {
             Ok(c) => c,
-            Err(e) => {
-                return Err(e.to_string());
+            Err(failed) => {
+                for line in &failed.messages {
+                    self.message(line);
+                }
+                return Err(failed.error.to_string());
             }
         };
         for line in &collection.messages {

@@ -193,6 +193,8 @@ fn sets_that_match_nothing_fail_the_upload_with_codebuilds_words() {
     for (artifacts, message) in cases {
         let ran = fixture(artifacts, TREE).run();
         ran.expect(Status::Failed);
+        // What was tried is logged before the failure, as CodeBuild logs it.
+        ran.logged("Expanding base directory path:");
         let upload = ran.phase(Phase::UploadArtifacts);
         assert_eq!(upload.status, Status::Failed, "{artifacts}");
         assert_eq!(upload.contexts[0].status_code, "CLIENT_ERROR");
