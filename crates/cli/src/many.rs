@@ -208,7 +208,8 @@ fn run_members(
     }
     let json = options.log_format == LogFormat::Json;
     let started = jiff::Timestamp::now();
-    let results = execute(jobs, &ids, parallel, fast_fail, json)?;
+    let ran = execute(jobs, &ids, parallel, fast_fail, json)?;
+    let results = &ran.results;
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&copies_root);
     let failed = results
@@ -220,7 +221,11 @@ fn run_members(
             buildspec,
             kind,
             fast_fail,
-            status: if failed { "FAILED" } else { "SUCCEEDED" },
+            status: match (ran.stopped, failed) {
+                (Some(_), _) => "STOPPED",
+                (None, true) => "FAILED",
+                (None, false) => "SUCCEEDED",
+            },
             start_time: started,
             end_time: jiff::Timestamp::now(),
             builds: results.clone(),
@@ -228,20 +233,19 @@ fn run_members(
         write_batch_record(&state_dir, &run_id, &record)?;
     }
     if !json {
-        let mut text = summary(&results);
-        if let Some(stopped) = results
-            .iter()
-            .find_map(|r| r.reason.as_deref().filter(|r| r.contains("stopped")))
-        {
-            text.push_str(&format!("({stopped})\n"));
-        }
-        crate::write_stdout(&text)?;
+        crate::write_stdout(&summary(results))?;
     }
-    Ok(if failed {
-        exit_codes::FAILED
-    } else {
-        exit_codes::SUCCESS
-    })
+    Ok(exit_code(&ran, failed))
+}
+
+/// 128 + the signal when a stop request ended the builds, as for one build; else 1 when a
+/// build that counts failed.
+fn exit_code(ran: &runner::many::Ran, failed: bool) -> u8 {
+    match ran.stopped {
+        Some(signal) => u8::try_from(128 + signal).unwrap_or(exit_codes::FAILED),
+        None if failed => exit_codes::FAILED,
+        None => exit_codes::SUCCESS,
+    }
 }
 
 /// Runs the jobs, showing their lines prefixed with their identifiers (as JSON events with a
@@ -252,14 +256,14 @@ fn execute(
     parallel: usize,
     fast_fail: bool,
     json: bool,
-) -> Result<Vec<JobResult>, CliError> {
+) -> Result<runner::many::Ran, CliError> {
     let stop = crate::run::stop_on_signals()?;
     let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
     let terminal = io::stdout().is_terminal();
     let colour = terminal && std::env::var_os("NO_COLOR").is_none();
     let mut progress = (terminal && !json).then(|| Progress::new(ids.len()));
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let results = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
+    let ran = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
         if let Some(p) = progress.as_mut() {
             p.update(&event);
         }
@@ -300,7 +304,7 @@ fn execute(
     if let Some(p) = progress {
         p.bar.finish_and_clear();
     }
-    Ok(results)
+    Ok(ran)
 }
 
 /// The live line on a terminal: how many builds are done, and which run in which phase.
@@ -401,15 +405,11 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         });
     }
     let parallel = parallel(&args.many);
-    let results = execute(jobs, &ids, parallel, false, false)?;
+    let ran = execute(jobs, &ids, parallel, false, false)?;
     let _ = std::fs::remove_dir_all(&work);
-    crate::write_stdout(&summary(&results))?;
-    let failed = results.iter().any(|r| r.outcome != Outcome::Succeeded);
-    Ok(if failed {
-        exit_codes::FAILED
-    } else {
-        exit_codes::SUCCESS
-    })
+    crate::write_stdout(&summary(&ran.results))?;
+    let failed = ran.results.iter().any(|r| r.outcome != Outcome::Succeeded);
+    Ok(exit_code(&ran, failed))
 }
 
 /// A folder for one run's per-build files (their records as they end), named by a new id.

@@ -100,7 +100,16 @@ pub enum ManyEvent<'a> {
 enum Message {
     Line(usize, Vec<u8>),
     Exited(usize, Option<i32>),
-    Stop,
+    Stop(i32),
+}
+
+/// What a run of many builds ends with.
+#[derive(Debug)]
+pub struct Ran {
+    /// Each build's result, in the order the jobs were given.
+    pub results: Vec<JobResult>,
+    /// The signal of a stop request, when one stopped the builds.
+    pub stopped: Option<i32>,
 }
 
 /// Runs `jobs`, at most `parallel` at once, in the order given where dependencies allow; returns
@@ -113,11 +122,12 @@ pub fn run_many(
     fast_fail: bool,
     stop: &Stop,
     on_event: &mut dyn FnMut(ManyEvent<'_>),
-) -> Vec<JobResult> {
+) -> Ran {
     let parallel = parallel.max(1);
     let mut results: Vec<Option<JobResult>> = (0..jobs.len()).map(|_| None).collect();
     let mut running: Vec<(usize, u32, Instant)> = Vec::new();
     let mut halted: Option<String> = None;
+    let mut stopped: Option<i32> = None;
     let (send, receive) = mpsc::channel::<Message>();
     std::thread::scope(|scope| {
         // Stop requests arrive on pipes: a thread waits on them and passes them on.
@@ -131,8 +141,10 @@ pub fn run_many(
                     if quit_receive.try_recv().is_ok() {
                         return;
                     }
-                    if ready.is_ok_and(|r| r.iter().any(|r| r.readable)) && stop.take().is_some() {
-                        let _ = send.send(Message::Stop);
+                    if ready.is_ok_and(|r| r.iter().any(|r| r.readable))
+                        && let Some(signal) = stop.take()
+                    {
+                        let _ = send.send(Message::Stop(signal));
                     }
                 }
             });
@@ -207,8 +219,9 @@ pub fn run_many(
                     id: &jobs[i].id,
                     line: &line,
                 }),
-                Message::Stop => {
-                    halted.get_or_insert_with(|| "the batch was stopped".to_owned());
+                Message::Stop(signal) => {
+                    stopped.get_or_insert(signal);
+                    halted.get_or_insert_with(|| "the builds were stopped".to_owned());
                     for (_, pid, _) in &running {
                         platform::signal_each(&[*pid], Signal::SIGTERM);
                     }
@@ -251,7 +264,10 @@ pub fn run_many(
         }
         let _ = quit_send.send(());
     });
-    results.into_iter().flatten().collect()
+    Ran {
+        results: results.into_iter().flatten().collect(),
+        stopped,
+    }
 }
 
 fn not_run(job: &Job, reason: String) -> JobResult {

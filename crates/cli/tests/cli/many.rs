@@ -370,3 +370,61 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
             .contains("Nothing to run again.")
     );
 }
+
+#[test]
+fn sigterm_stops_every_running_build_and_the_batch_exits_143() {
+    use std::io::BufRead;
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2
+batch:
+  build-list:
+    - identifier: one
+    - identifier: two
+    - identifier: three
+phases:
+  build:
+    commands:
+      - echo waiting; sleep 60
+",
+    );
+    let started = Instant::now();
+    let mut child = sb
+        .command(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start");
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut all = String::new();
+    // Both running builds are inside their command: the request comes now.
+    let mut waiting = 0;
+    for line in lines.by_ref() {
+        let line = line.expect("utf-8");
+        all.push_str(&line);
+        all.push('\n');
+        if line.ends_with("| waiting") {
+            waiting += 1;
+            if waiting == 2 {
+                break;
+            }
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    for line in lines {
+        all.push_str(&line.expect("utf-8"));
+        all.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(143), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(row(&all, "one").contains("STOPPED"), "{all}");
+    assert!(row(&all, "two").contains("STOPPED"), "{all}");
+    assert!(row(&all, "three").contains("NOT_RUN"), "{all}");
+    assert_eq!(batch_record(&sb)["status"], "STOPPED");
+}
