@@ -256,7 +256,11 @@ impl StateDir {
 
     /// Records which build started last.
     pub fn set_last(&self, uuid: &str) -> Result<(), StateError> {
-        write_atomic(&self.root.join("last"), format!("{uuid}\n").as_bytes())
+        write_atomic(
+            &self.root.join("last"),
+            format!("{uuid}\n").as_bytes(),
+            false,
+        )
     }
 
     /// Reads a record.
@@ -309,8 +313,10 @@ impl StateDir {
 }
 
 /// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or
-/// a crash) sees the old content or the new, never half of it.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+/// a crashed or killed runner) sees the old content or the new, never half of it. With `sync`,
+/// the content is on the disk before the rename, so that it survives a power loss too: that costs
+/// a disk flush (milliseconds on a real disk), kept for the final record.
+pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateError> {
     // Unique per process and per call: threads of one runner may write the same file at once.
     static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -318,7 +324,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let result = (|| {
         let mut file = private_file(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
+        if sync {
+            file.sync_data()?;
+        }
         fs::rename(&tmp, path)
     })();
     result.map_err(|source| {

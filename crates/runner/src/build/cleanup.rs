@@ -190,7 +190,7 @@ impl Build<'_> {
             duration: self.started.elapsed(),
         });
         self.flush();
-        self.save()?;
+        self.save(true)?;
         Ok(BuildOutcome {
             record_path: self.record_path(),
             record: self.record,

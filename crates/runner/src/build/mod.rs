@@ -305,7 +305,7 @@ impl<'r> Build<'r> {
             last_exit: 0,
             timed_out: false,
         };
-        build.save()?;
+        build.save(false)?;
         build.state_dir.set_last(&uuid)?;
         platform::become_subreaper();
         Ok(build)
@@ -315,15 +315,16 @@ impl<'r> Build<'r> {
         self.dir.join("build.json")
     }
 
-    fn save(&self) -> Result<(), StateError> {
+    /// Replaces the record; `sync` waits until it is on the disk (the final record).
+    fn save(&self, sync: bool) -> Result<(), StateError> {
         let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
         json.push(b'\n');
-        write_atomic(&self.record_path(), &json)
+        write_atomic(&self.record_path(), &json, sync)
     }
 
     /// Saves the record; a failure to save is reported in the log and does not stop the build.
     fn checkpoint(&mut self) {
-        if let Err(e) = self.save() {
+        if let Err(e) = self.save(false) {
             self.message(&format!("warning: cannot save the build record: {e}"));
         }
     }
