@@ -17,6 +17,10 @@ Examples:
   buildspec check                       Check ./buildspec.yml
   buildspec check . --exclude vendor    Check every buildspec below this directory
   buildspec plan buildspec.yml          Show what a run would do, without running anything
+  buildspec run                         Run ./buildspec.yml as CodeBuild would
+  buildspec run specs/ --jobs 4         Run every buildspec below specs/, 4 at a time
+  buildspec batch                       Run the builds of the batch: section
+  buildspec report --failed --since 1d  List the builds that failed today
   buildspec schema > buildspec.schema.json
 
 Exit codes: 0 success, 1 build failed, 2 usage error or invalid buildspec, 3 internal fault,
