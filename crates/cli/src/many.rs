@@ -29,7 +29,14 @@ struct Member {
 }
 
 pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
-    let files = crate::check::discover(&args.paths, &args.exclude)?;
+    let mut files = crate::check::discover(&args.paths, &args.exclude)?;
+    // The state directory keeps each build's buildspec as run: those are not builds to run.
+    if let Some(state) = crate::run::state_dir(args.options.state_dir.as_ref())
+        .ok()
+        .and_then(|s| s.canonicalize().ok())
+    {
+        files.retain(|f| !f.canonicalize().is_ok_and(|f| f.starts_with(&state)));
+    }
     if files.is_empty() {
         return Err(CliError::Missing {
             path: format!(
@@ -143,6 +150,18 @@ fn run_members(
     fast_fail: bool,
     batch: Option<(String, &'static str, bool)>,
 ) -> Result<u8, CliError> {
+    // Options about one build's own files have no single build to apply to.
+    for (given, flag) in [
+        (options.record_file.is_some(), "--record-file"),
+        (options.exported_variables.is_some(), "--exported-variables"),
+    ] {
+        if given {
+            return Err(CliError::Query(format!(
+                "{flag} applies to a single build; with several, each build's record is in the \
+                 state directory: see `buildspec report` and `buildspec inspect`"
+            )));
+        }
+    }
     let state_dir = crate::run::state_dir(options.state_dir.as_ref())?;
     let (run_id, work) = run_folder(&state_dir)?;
     let parallel = parallel(many);
@@ -173,6 +192,9 @@ fn run_members(
             source.clone()
         };
         let mut command = Command::new(&exe);
+        // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes
+        // one stop request on; two would end a build at once, without its grace period.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command.arg("run").arg(&member.buildspec);
         command.args(child_args(
             options,
@@ -232,7 +254,17 @@ fn run_members(
         };
         write_batch_record(&state_dir, &run_id, &record)?;
     }
-    if !json {
+    if json {
+        let mut line = serde_json::to_string(&serde_json::json!({
+            "event": "summary",
+            "time": jiff::Timestamp::now(),
+            "stopped": ran.stopped,
+            "builds": results,
+        }))
+        .unwrap_or_default();
+        line.push('\n');
+        crate::write_stdout(&line)?;
+    } else {
         crate::write_stdout(&summary(results))?;
     }
     Ok(exit_code(&ran, failed))
@@ -389,6 +421,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             .unwrap_or_else(|| record.buildspec.clone());
         let record_file = work.join(format!("{i}.json"));
         let mut command = Command::new(&exe);
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .args(&invocation.args)
             .arg("--record-file")

@@ -91,7 +91,8 @@ pub struct Query {
     pub since: Option<Timestamp>,
     /// Builds started before.
     pub until: Option<Timestamp>,
-    /// Only the latest build of each buildspec and batch identifier.
+    /// Only the latest build of each buildspec and batch identifier, taken before the other
+    /// filters apply.
     pub latest: bool,
     /// At most this many builds, the most recent.
     pub count: Option<usize>,
@@ -159,7 +160,7 @@ pub fn list(state: &StateDir, query: &Query) -> Result<Vec<BuildRecord>, QueryEr
                     part.iter()
                         .filter_map(|p| fs::read(p).ok())
                         .filter_map(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok())
-                        .filter(|r| query.admits(r))
+                        .filter(|r| query.latest || query.admits(r))
                         .collect::<Vec<_>>()
                 })
             })
@@ -171,12 +172,15 @@ pub fn list(state: &StateDir, query: &Query) -> Result<Vec<BuildRecord>, QueryEr
             .collect()
     });
     records.sort_by(|a, b| a.start_time.cmp(&b.start_time).then(a.id.cmp(&b.id)));
+    // The latest build of each buildspec first, then the filters: `--latest --failed` lists
+    // the buildspecs whose latest build failed, not each one's latest failure.
     if query.latest {
         let mut seen = std::collections::HashSet::new();
         let mut latest: Vec<BuildRecord> = records
             .into_iter()
             .rev()
             .filter(|r| seen.insert((r.buildspec.clone(), r.batch_identifier.clone())))
+            .filter(|r| query.admits(r))
             .collect();
         latest.reverse();
         records = latest;

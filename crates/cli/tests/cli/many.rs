@@ -428,3 +428,48 @@ phases:
     assert!(row(&all, "three").contains("NOT_RUN"), "{all}");
     assert_eq!(batch_record(&sb)["status"], "STOPPED");
 }
+
+#[test]
+fn a_search_skips_the_state_directory_and_json_mode_ends_with_a_summary() {
+    let sb = Sandbox::new();
+    sb.write(
+        "one.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo one\n",
+    );
+    sb.write(
+        "two.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo two\n",
+    );
+    // The state directory (inside the sandbox here) now holds a copy of one.yml.
+    sb.run(&["run", "one.yml"]).expect_code(0);
+    let run = sb.run(&["run", ".", "--log-format", "json"]);
+    run.expect_code(0);
+    let last = run.stdout.lines().last().expect("a line");
+    let summary: serde_json::Value = serde_json::from_str(last).expect("json");
+    assert_eq!(summary["event"], "summary");
+    let ids: Vec<&str> = summary["builds"]
+        .as_array()
+        .expect("builds")
+        .iter()
+        .map(|b| b["id"].as_str().expect("an id"))
+        .collect();
+    assert_eq!(ids, ["./one.yml", "./two.yml"]);
+    // Every event names its build.
+    assert!(
+        run.stdout
+            .lines()
+            .filter(|l| l.contains("\"event\":\"phase_started\""))
+            .all(|l| l.contains("\"build\":\"./")),
+        "{}",
+        run.stdout
+    );
+    let refused = sb.run(&["run", ".", "--record-file", "r.json"]);
+    refused.expect_code(2);
+    assert!(
+        refused
+            .stderr
+            .contains("--record-file applies to a single build"),
+        "{}",
+        refused.stderr
+    );
+}

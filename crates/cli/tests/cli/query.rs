@@ -128,6 +128,46 @@ fn filters_select_what_they_say() {
 }
 
 #[test]
+fn latest_comes_before_the_other_filters() {
+    let sb = Sandbox::new();
+    // Builds 8 (spec-1) and 18 (spec-2) timed out, but later builds of their buildspecs
+    // succeeded: they are not the latest. Builds 1, 11 and 21 are the only builds of their
+    // batch identifiers, and 28 the latest of spec-0.
+    state_with(&sb, 30);
+    let run = sb.run(&[
+        "report",
+        "--latest",
+        "--failed",
+        "--terse",
+        "--no-header",
+        "--format",
+        "number,buildspec,status",
+    ]);
+    run.expect_code(0);
+    assert_eq!(
+        lines(&run.stdout),
+        [
+            "1|ci/spec-0.yml|FAILED",
+            "11|ci/spec-1.yml|FAILED",
+            "21|ci/spec-2.yml|FAILED",
+            "28|ci/spec-0.yml|TIMED_OUT"
+        ]
+    );
+    let without_latest = sb.run(&[
+        "report",
+        "--failed",
+        "--terse",
+        "--no-header",
+        "--format",
+        "number",
+    ]);
+    assert_eq!(
+        lines(&without_latest.stdout),
+        ["1", "8", "11", "18", "21", "28"]
+    );
+}
+
+#[test]
 fn the_table_columns_and_json_are_as_asked() {
     let sb = Sandbox::new();
     state_with(&sb, 300);
