@@ -74,6 +74,17 @@ struct BatchRecord {
     start_time: jiff::Timestamp,
     end_time: jiff::Timestamp,
     builds: Vec<JobResult>,
+    /// The builds as the buildspec defines them: their variables, and the `image` and
+    /// `compute-type` CodeBuild would use, recorded only.
+    planned: Vec<buildspec::batch::PlannedBuild>,
+}
+
+/// What a batch's record says of the batch itself.
+struct BatchInfo {
+    buildspec: String,
+    kind: &'static str,
+    fast_fail: bool,
+    planned: Vec<buildspec::batch::PlannedBuild>,
 }
 
 pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
@@ -130,7 +141,12 @@ pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
         members.retain(|m| &m.id == only);
         members.iter_mut().for_each(|m| m.depend_on.clear());
     }
-    let batch_info = (file.display().to_string(), batch.kind, batch.fast_fail);
+    let batch_info = BatchInfo {
+        buildspec: file.display().to_string(),
+        kind: batch.kind,
+        fast_fail: batch.fast_fail,
+        planned: batch.builds.clone(),
+    };
     run_members(
         options,
         &args.many,
@@ -148,7 +164,7 @@ fn run_members(
     many: &ManyArgs,
     members: Vec<Member>,
     fast_fail: bool,
-    batch: Option<(String, &'static str, bool)>,
+    batch: Option<BatchInfo>,
 ) -> Result<u8, CliError> {
     // Options about one build's own files have no single build to apply to.
     for (given, flag) in [
@@ -237,12 +253,13 @@ fn run_members(
     let failed = results
         .iter()
         .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
-    if let Some((buildspec, kind, fast_fail)) = batch {
+    if let Some(info) = batch {
         let record = BatchRecord {
             id: format!("batch:{run_id}"),
-            buildspec,
-            kind,
-            fast_fail,
+            buildspec: info.buildspec,
+            kind: info.kind,
+            fast_fail: info.fast_fail,
+            planned: info.planned,
             status: match (ran.stopped, failed) {
                 (Some(_), _) => "STOPPED",
                 (None, true) => "FAILED",

@@ -96,6 +96,7 @@ batch:
   build-matrix:
     static:
       env:
+        image: aws/codebuild/standard:7.0
         variables:
           SUITE: unit
     dynamic:
@@ -131,6 +132,9 @@ phases:
     );
     let record = batch_record(&sb);
     assert_eq!(record["kind"], "build-matrix");
+    // The image is recorded, not acted on: the build ran on this machine.
+    assert_eq!(record["planned"][5]["image"], "aws/codebuild/standard:7.0");
+    assert_eq!(record["planned"][5]["variables"]["OS"], "mac");
     assert_eq!(record["status"], "SUCCEEDED");
     let ids: Vec<&str> = record["builds"]
         .as_array()
