@@ -51,17 +51,23 @@ impl SessionKind {
 /// - `u`: source `update` in the driver (variables and directory for the next command);
 /// - `c`: run a script in a subshell (compat): the script itself reports its state to the file
 ///   `state`, the driver answers `status=N`;
-/// - `p`: source a script in the driver (persistent), then answer with `export -p`, `cwd=` and
-///   `status=`. Persistent requests come several at a time (a phase's list of commands), so
-///   that a command starts without waiting for the runner: before each, the driver writes a
-///   marker line (`\x1ebs:<token>:<id>`) to the output, which tells the runner where that
-///   command's output begins, and after a failure it skips the rest of the same batch.
+/// - `b`: source a batch script (persistent): the runner sends a phase's list of commands as one
+///   script (`batch_script`), so that a command starts without waiting for the runner, and the
+///   driver reads one request line, not one per command (`read` takes a byte per system call).
+///   Before each command the script writes a marker line (`\x1ebs:<token>:<id>`) to the output,
+///   which tells the runner where that command's output begins; after it, `status=` on
+///   descriptor 3. After the last command, and after one that fails (which ends the list), the
+///   shell's state comes first (`export -p`, `cwd=`): reporting it after every command cost more
+///   than a trivial command. A command that ends the driver (`exit`, or the SIGTERM of a timeout
+///   or a stop) leaves the state in the file `exit-state` instead, from the driver's EXIT trap.
 ///
 /// Commands run with descriptors 3 and 4 closed, so nothing they start can hold the driver's
 /// channels open. The driver's stdin is `/dev/null`, and so is every command's.
-const DRIVER: &str = r#"__bs_dir=$1 __bs_token=$2 __bs_fail=-
+const DRIVER: &str = r#"__bs_dir=$1 __bs_token=$2 __bs_in=
 shift 2
-while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last __bs_batch <&4; do
+trap '[ -z "$__bs_in" ] || { export -p; printf "cwd=%s\n" "$PWD"; } > "$__bs_dir/exit-state"' EXIT
+trap 'exit 143' TERM
+while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
   CODEBUILD_BUILD_SUCCEEDING=$__bs_ok
   [ "$__bs_last" = - ] || CODEBUILD_LAST_EXIT=$__bs_last
   export CODEBUILD_BUILD_SUCCEEDING CODEBUILD_LAST_EXIT
@@ -69,13 +75,7 @@ while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last __bs_batch <&4; do
     u) . "$__bs_dir/update" ;;
     c) ( . "$__bs_dir/$__bs_id.sh" ) 3>&- 4<&-
        printf 'status=%d\n' "$?" >&3 ;;
-    p) [ "$__bs_fail" = "$__bs_batch" ] && continue
-       printf '\036bs:%s:%s\n' "$__bs_token" "$__bs_id"
-       { . "$__bs_dir/$__bs_id.sh"; } 3>&- 4<&-
-       __bs_s=$?
-       [ "$__bs_s" = 0 ] || __bs_fail=$__bs_batch
-       CODEBUILD_LAST_EXIT=$__bs_s
-       export -p >&3; printf 'cwd=%s\nstatus=%d\n' "$PWD" "$__bs_s" >&3 ;;
+    b) . "$__bs_dir/$__bs_id.sh" ;;
   esac
 done
 "#;
@@ -229,15 +229,24 @@ impl Session {
                 if let Some(user) = &self.spec.user {
                     platform::give_to(&path, user)?;
                 }
-                request.push_str(&format!("u - {ok} {last_exit} -\n"));
+                request.push_str(&format!("u - {ok} {last_exit}\n"));
                 self.update_sent = true;
             }
             self.driver_state = state.clone();
         }
-        let op = match self.spec.kind {
-            SessionKind::Compat => 'c',
-            SessionKind::Persistent => 'p',
-        };
+        if self.spec.kind == SessionKind::Persistent {
+            // One request for the whole list: the driver sources a script that runs each
+            // command in turn. A request line is read a byte at a time (a shell's `read` may
+            // not read past the newline), which cost more than a trivial command.
+            let id = format!("batch-{batch}");
+            let path = self.spec.scripts.join(format!("{id}.sh"));
+            crate::record::write_private(&path, batch_script(ids))?;
+            if let Some(user) = &self.spec.user {
+                platform::give_to(&path, user)?;
+            }
+            request.push_str(&format!("b {id} {ok} {last_exit}\n"));
+            return self.control.write_all(request.as_bytes());
+        }
         for (i, id) in ids.iter().enumerate() {
             // After the first, the driver keeps CODEBUILD_LAST_EXIT itself.
             let last = if i == 0 {
@@ -245,7 +254,7 @@ impl Session {
             } else {
                 "-".to_owned()
             };
-            request.push_str(&format!("{op} {id} {ok} {last} {batch}\n"));
+            request.push_str(&format!("c {id} {ok} {last}\n"));
         }
         self.control.write_all(request.as_bytes())
     }
@@ -313,6 +322,20 @@ impl Session {
         Ok(Reply::Done(code, reported))
     }
 
+    /// The state a persistent driver left in `exit-state` when a command ended it (`exit`, or
+    /// the SIGTERM of a timeout or a stop), if its EXIT trap got to write it. The file is
+    /// removed: it holds values in clear.
+    pub(crate) fn take_exit_state(scripts: &Path) -> Option<SessionState> {
+        let path = scripts.join("exit-state");
+        let report = std::fs::read(&path).ok()?;
+        let _ = std::fs::remove_file(&path);
+        let mut state = state::parse_report(&report).ok()?;
+        state
+            .variables
+            .retain(|name, _| !name.starts_with("__bs_") && !RUNNER_OWNED.contains(&name.as_str()));
+        Some(state)
+    }
+
     /// The state a compat command wrote, if it got to (a command that ended with `exit` did not).
     /// The file is removed: it holds secrets in clear.
     fn take_state_file(&mut self) -> io::Result<Option<SessionState>> {
@@ -345,6 +368,7 @@ impl Session {
     pub(crate) fn scrub(scripts: &Path) {
         let _ = std::fs::remove_file(scripts.join("update"));
         let _ = std::fs::remove_file(scripts.join("state"));
+        let _ = std::fs::remove_file(scripts.join("exit-state"));
     }
 }
 
@@ -374,6 +398,35 @@ pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
 /// blank lines follow so that the command stands on its own buildspec line, and shell errors
 /// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
 /// state to the file `state`.
+/// The script a persistent driver sources for a list of commands sent together: before each
+/// command a marker line on the output, after it `status=` on descriptor 3. After the last
+/// command, and after one that fails (which ends the list), the shell's state comes first.
+fn batch_script(ids: &[&str]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (i, id) in ids.iter().enumerate() {
+        let _ = write!(
+            out,
+            "printf '\\036bs:%s:%s\\n' \"$__bs_token\" {id}\n\
+             __bs_in=1\n\
+             {{ . \"$__bs_dir/{id}.sh\"; }} 3>&- 4<&-\n\
+             __bs_s=$?\n\
+             __bs_in=\n\
+             CODEBUILD_LAST_EXIT=$__bs_s\n"
+        );
+        let report = "{ export -p; printf 'cwd=%s\\nstatus=%d\\n' \"$PWD\" \"$__bs_s\"; } >&3";
+        if i + 1 == ids.len() {
+            let _ = writeln!(out, "{report}");
+        } else {
+            let _ = writeln!(
+                out,
+                "if [ \"$__bs_s\" != 0 ]; then {report}; return; fi\nprintf 'status=0\\n' >&3"
+            );
+        }
+    }
+    out
+}
+
 pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
     let mut out = String::with_capacity(text.len() + 128);
     out.push_str("set -a\n");

@@ -115,6 +115,7 @@ impl Build<'_> {
             }
         }
         self.pass_output(&[], true);
+        self.recover_state();
 
         if let Some(plan) = &self.plan {
             let exported: IndexMap<String, String> = plan

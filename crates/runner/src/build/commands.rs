@@ -225,6 +225,7 @@ impl Build<'_> {
                             let (mut child, _) = session.close();
                             let _ = child.wait();
                         }
+                        self.recover_state();
                         let (index, started) = running.take().unwrap_or((next, Instant::now()));
                         if index == next {
                             self.start_command(phase, &list[index], finally);
@@ -246,6 +247,17 @@ impl Build<'_> {
             }
         }
         results
+    }
+
+    /// A command that ended the persistent driver (`exit`, or the SIGTERM of a timeout or a stop)
+    /// left the state the driver had then: the build goes on from it.
+    pub(super) fn recover_state(&mut self) {
+        if let Some(mut state) = Session::take_exit_state(&self.scripts) {
+            if state.cwd.is_empty() {
+                state.cwd.clone_from(&self.state.cwd);
+            }
+            self.state = state;
+        }
     }
 
     /// Collects the build's orphans that ended (as PID 1, or as subreaper, they are ours; the
@@ -476,6 +488,7 @@ impl Build<'_> {
                         let (mut child, _) = session.close();
                         let _ = child.wait();
                     }
+                    self.recover_state();
                     return Ok(code);
                 }
                 Reply::Pending => {}

@@ -501,6 +501,8 @@ impl<'r> Build<'r> {
                     match status {
                         Status::Succeeded => next = after,
                         Status::TimedOut | Status::Stopped => {
+                            // The interrupted driver left its last state behind.
+                            self.recover_state();
                             // The upload gets its own time, whatever is left of the build's.
                             self.deadline = Some(Instant::now() + self.options.cleanup_timeout);
                             next = if self.killed {

@@ -98,6 +98,41 @@ fn persistent_exit_ends_the_shell_with_its_status() {
 }
 
 #[test]
+fn a_timed_out_build_keeps_what_earlier_commands_of_its_phase_set() {
+    // A persistent session reports its state at the end of a phase's commands; a timeout in
+    // the middle still leaves what the commands before it set (the driver's EXIT trap).
+    for persistent in [false, true] {
+        let mut fixture = Fixture::new(
+            "version: 0.2\nenv:\n  exported-variables: [VERSION, WHERE]\nphases:\n  build:\n    commands:\n      - export VERSION=1.2\n      - mkdir -p sub && cd sub && WHERE=$(basename \"$PWD\")\n      - echo started; sleep 30\n",
+        );
+        fixture.options.timeout = Some(std::time::Duration::from_millis(1500));
+        fixture.options.grace = std::time::Duration::from_secs(2);
+        if persistent {
+            fixture = fixture.persistent();
+        }
+        let ran = fixture.run();
+        ran.expect(TimedOut);
+        assert_eq!(
+            ran.record
+                .exported_variables
+                .get("VERSION")
+                .map(String::as_str),
+            Some("1.2"),
+            "persistent: {persistent}\n{}",
+            ran.events.log
+        );
+        assert_eq!(
+            ran.record
+                .exported_variables
+                .get("WHERE")
+                .map(String::as_str),
+            Some("sub"),
+            "persistent: {persistent}"
+        );
+    }
+}
+
+#[test]
 fn version_0_1_carries_nothing_in_either_session() {
     for persistent in [false, true] {
         let mut fixture = Fixture::new(
