@@ -99,20 +99,14 @@ impl Build<'_> {
         };
         self.message(&format!("Preparing to copy {name} report files"));
         let source = PathBuf::from(&self.record.source);
-        let collection = match artifacts::collect(&source, &rules) {
+        let collection = match self.collect(&rules) {
             Ok(c) => c,
-            Err(failed) => {
-                for line in &failed.messages {
-                    self.message(line);
-                }
-                self.message(&format!("warning: report group {name}: {failed}"));
-                record.error = Some(failed.error.to_string());
+            Err(e) => {
+                self.message(&format!("warning: report group {name}: {e}"));
+                record.error = Some(e.to_string());
                 return record;
             }
         };
-        for line in &collection.messages {
-            self.message(line);
-        }
         let dest = root.join(group_folder(name));
         let staged = root.join(format!(
             ".{}.partial-{}",

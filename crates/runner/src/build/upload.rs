@@ -138,19 +138,7 @@ impl Build<'_> {
             None => None,
         };
         let folder = set_folder(name.as_deref().unwrap_or(id))?;
-        let source = PathBuf::from(&self.record.source);
-        let collection = match artifacts::collect(&source, &rules) {
-            Ok(c) => c,
-            Err(failed) => {
-                for line in &failed.messages {
-                    self.message(line);
-                }
-                return Err(failed.error.to_string());
-            }
-        };
-        for line in &collection.messages {
-            self.message(line);
-        }
+        let collection = self.collect(&rules).map_err(|e| e.to_string())?;
         let root = match &self.options.artifacts {
             Destination::BuildDir | Destination::S3 { .. } => self.dir.join("artifacts"),
             Destination::Dir(dir) => dir.clone(),
@@ -210,6 +198,26 @@ impl Build<'_> {
             uploaded: None,
         });
         Ok(())
+    }
+
+    /// Collects files from the source directory, logging what collecting them logged (also when
+    /// it then fails, as CodeBuild does).
+    pub(super) fn collect(
+        &mut self,
+        rules: &Rules,
+    ) -> Result<artifacts::Collection, artifacts::CollectError> {
+        let source = PathBuf::from(&self.record.source);
+        let (result, messages) = match artifacts::collect(&source, rules) {
+            Ok(mut collection) => {
+                let messages = std::mem::take(&mut collection.messages);
+                (Ok(collection), messages)
+            }
+            Err(failed) => (Err(failed.error), failed.messages),
+        };
+        for line in &messages {
+            self.message(line);
+        }
+        result
     }
 
     /// Uploads the set just written (the record's last) to S3. A failure keeps the local copy.

@@ -28,6 +28,22 @@ fn fixture(artifacts: &str, tree: &[&str]) -> Fixture {
     fixture
 }
 
+/// What `unzip FLAG ZIP` prints, which must succeed.
+fn unzip(flag: &str, zip: &Path) -> String {
+    let out = Command::new("unzip")
+        .arg(flag)
+        .arg(zip)
+        .output()
+        .expect("unzip");
+    assert!(
+        out.status.success(),
+        "unzip {flag}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Every file under `dir`, relative, sorted; symlinks shown as `path -> target`.
 fn listing(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -369,32 +385,12 @@ fn zips_hold_exactly_the_sets_files() {
         ran.location("named").file_name().and_then(|n| n.to_str()),
         Some("one.zip")
     );
-    let listed = Command::new("unzip")
-        .arg("-Z1")
-        .arg(&zip)
-        .output()
-        .expect("unzip");
-    assert!(
-        listed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&listed.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&listed.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
+        unzip("-Z1", &zip).lines().collect::<Vec<_>>(),
         ["my-file-2.txt", "my-subdirectory/my-file-3.txt"]
     );
-    let tested = Command::new("unzip")
-        .arg("-tq")
-        .arg(&zip)
-        .output()
-        .expect("unzip");
-    assert!(
-        tested.status.success(),
-        "{}",
-        String::from_utf8_lossy(&tested.stdout)
-    );
+    // Every entry's CRC checks out.
+    unzip("-tq", &zip);
     assert_eq!(ran.record.artifacts[0].packaging, "zip");
 }
 
