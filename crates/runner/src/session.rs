@@ -398,32 +398,33 @@ pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
 /// blank lines follow so that the command stands on its own buildspec line, and shell errors
 /// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
 /// state to the file `state`.
-/// The script a persistent driver sources for a list of commands sent together: before each
-/// command a marker line on the output, after it `status=` on descriptor 3. After the last
-/// command, and after one that fails (which ends the list), the shell's state comes first.
+/// The script a persistent driver sources for a list of commands sent together. Each command
+/// runs after a marker line on the output, and only while the ones before it succeeded: so a
+/// marker also says that the command before it exited 0. After the list (its last command, or
+/// the one that failed), the shell's state and that command's status go to descriptor 3, once.
+/// The commands run inside one group with descriptors 3 and 4 closed, so that nothing they start
+/// holds the driver's channels; closing and restoring them around each command cost more than a
+/// trivial command.
 fn batch_script(ids: &[&str]) -> String {
     use std::fmt::Write as _;
-    let mut out = String::new();
+    let mut out = String::from("__bs_s=0\n{\n");
     for (i, id) in ids.iter().enumerate() {
-        let _ = write!(
-            out,
-            "printf '\\036bs:%s:%s\\n' \"$__bs_token\" {id}\n\
-             __bs_in=1\n\
-             {{ . \"$__bs_dir/{id}.sh\"; }} 3>&- 4<&-\n\
-             __bs_s=$?\n\
-             __bs_in=\n\
-             CODEBUILD_LAST_EXIT=$__bs_s\n"
+        let run = format!(
+            "printf '\\036bs:%s:%s\\n' \"$__bs_token\" {id}; \
+             __bs_in=1; {{ . \"$__bs_dir/{id}.sh\"; }}; __bs_s=$?; __bs_in="
         );
-        let report = "{ export -p; printf 'cwd=%s\\nstatus=%d\\n' \"$PWD\" \"$__bs_s\"; } >&3";
-        if i + 1 == ids.len() {
-            let _ = writeln!(out, "{report}");
+        if i == 0 {
+            // The first command sees the runner's CODEBUILD_LAST_EXIT, from the request.
+            let _ = writeln!(out, "{run}");
         } else {
             let _ = writeln!(
                 out,
-                "if [ \"$__bs_s\" != 0 ]; then {report}; return; fi\nprintf 'status=0\\n' >&3"
+                "if [ \"$__bs_s\" = 0 ]; then CODEBUILD_LAST_EXIT=0; {run}; fi"
             );
         }
     }
+    out.push_str("} 3>&- 4<&-\nCODEBUILD_LAST_EXIT=$__bs_s\n");
+    out.push_str("{ export -p; printf 'cwd=%s\\nstatus=%d\\n' \"$PWD\" \"$__bs_s\"; } >&3\n");
     out
 }
 

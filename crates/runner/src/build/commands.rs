@@ -165,20 +165,10 @@ impl Build<'_> {
                 };
                 if let Some(id) = id {
                     if let Some((index, started)) = running.take() {
-                        // Its status was written before the next marker: it is there to read.
-                        match self.reply_now() {
-                            Ok(code) => {
-                                self.finish_command(phase, &list[index], code, started);
-                                results.push((index, Ok(code)));
-                                if code != 0 {
-                                    return results;
-                                }
-                            }
-                            Err(status) => {
-                                results.push((index, Err(status)));
-                                return results;
-                            }
-                        }
+                        // A marker follows only a command that exited 0: a failure ends the list
+                        // (and its status comes on the status pipe, with the state).
+                        self.finish_command(phase, &list[index], 0, started);
+                        results.push((index, Ok(0)));
                     }
                     let Some(index) =
                         (next..list.len()).find(|i| script_id(name, finally, *i) == id)
@@ -308,33 +298,6 @@ impl Build<'_> {
             exit_code: code,
             duration: started.elapsed(),
         });
-    }
-
-    /// The driver's reply that must already be in its pipe (the next command's marker came after
-    /// it).
-    pub(super) fn reply_now(&mut self) -> Result<i32, Status> {
-        loop {
-            match self.session.as_mut().map(Session::poll_reply) {
-                Some(Ok(Reply::Done(code, state))) => {
-                    if let Some(state) = state {
-                        self.state = state;
-                    }
-                    return Ok(code);
-                }
-                Some(Ok(Reply::DriverExited(code))) => return Ok(code),
-                Some(Ok(Reply::Pending)) => {
-                    let Some(session) = self.session.as_ref() else {
-                        return Err(Status::Fault);
-                    };
-                    if platform::wait_readable(&[platform::borrow(session.status_fd())], None)
-                        .is_err()
-                    {
-                        return Err(Status::Fault);
-                    }
-                }
-                _ => return Err(Status::Fault),
-            }
-        }
     }
 
     /// Waits for output, the driver's reply, a stop request or the deadline. `Some` is the status
