@@ -588,6 +588,15 @@ pub struct ReportGroup {
     pub file_format: Option<Spanned<ReportFormat>>,
 }
 
+impl ReportGroup {
+    /// The files' format: `file-format`, or JUNITXML when it is absent (as on CodeBuild).
+    pub fn format(&self) -> ReportFormat {
+        self.file_format
+            .as_ref()
+            .map_or(ReportFormat::Junitxml, |f| f.value)
+    }
+}
+
 /// The report file formats CodeBuild reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -631,6 +640,14 @@ impl ReportFormat {
         ("SIMPLECOV", ReportFormat::Simplecov),
         ("LCOVINFO", ReportFormat::Lcovinfo),
     ];
+
+    /// The name a buildspec writes (`JUNITXML`).
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, f)| *f == self)
+            .map_or("JUNITXML", |(n, _)| n)
+    }
 
     /// Reads a format name, in any case (CodeBuild's matching is case-insensitive).
     pub fn parse(text: &str) -> Option<ReportFormat> {

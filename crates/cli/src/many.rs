@@ -420,6 +420,21 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         records.retain(|r| r.status != runner::Status::Succeeded);
     }
     records.retain(|r| r.invocation.is_some());
+    // A build whose arguments held values to mask cannot be run again from its record.
+    let mut skipped = String::new();
+    records.retain(|r| {
+        let masked = r.invocation.as_ref().is_some_and(|i| i.masked);
+        if masked {
+            skipped.push_str(&format!(
+                "Not run again: {} ({}): its arguments held values to mask (--mask); run it again by hand\n",
+                r.buildspec, r.id
+            ));
+        }
+        !masked
+    });
+    if !skipped.is_empty() {
+        crate::write_stdout(&skipped)?;
+    }
     if records.is_empty() {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
@@ -575,7 +590,7 @@ fn child_args(
     }
     // Each build's sets and reports under its own folder, so that builds do not overwrite each
     // other's `primary`.
-    let folder = safe_name(&member.id);
+    let folder = runner::artifacts::folder_name(&member.id, "build");
     if let Some(dest) = &o.artifacts {
         let text = dest.to_string_lossy();
         if text.starts_with("s3://") {
@@ -603,19 +618,6 @@ fn child_args(
         a.push("--strict".into());
     }
     a
-}
-
-/// An identifier as a folder name.
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn write_prefixed(
@@ -685,19 +687,7 @@ fn summary(results: &[JobResult]) -> String {
         };
         let place = match (&r.record, &r.reason) {
             (_, Some(reason)) => reason.clone(),
-            (Some(record), None) => record
-                .phases
-                .iter()
-                .find(|p| p.status != runner::Status::Succeeded)
-                .map(|p| {
-                    let context = p
-                        .contexts
-                        .first()
-                        .map(|c| c.message.lines().next().unwrap_or("").to_owned())
-                        .unwrap_or_default();
-                    format!("{}: {context}", p.phase.as_str())
-                })
-                .unwrap_or_default(),
+            (Some(record), None) => runner::query::failed_phase(record).unwrap_or_default(),
             (None, None) => String::new(),
         };
         let _ = writeln!(out, "{:<width$}  {status:<10}  {time:>8}  {place}", r.id);

@@ -291,12 +291,7 @@ pub(crate) fn render(
     }
     for (name, group) in &plan.reports {
         let files: Vec<&str> = group.files.0.iter().map(|f| f.as_str()).collect();
-        let format = group.file_format.map_or("JUNITXML", |f| {
-            buildspec::model::ReportFormat::ALL
-                .iter()
-                .find(|(_, v)| *v == f.value)
-                .map_or("JUNITXML", |(n, _)| n)
-        });
+        let format = group.format().name();
         let _ = writeln!(out, "    report {name} ({format}): {}", files.join(", "));
     }
     if let Some(cache) = &plan.cache {

@@ -218,11 +218,22 @@ fn invocation(args: &RunOptions) -> runner::record::Invocation {
             _ => out.push(arg),
         }
     }
+    // The record never holds a value to mask in clear, the command line included.
+    let mut masked = false;
+    for arg in &mut out {
+        for value in args.mask.iter().filter(|v| !v.is_empty()) {
+            if arg.contains(value.as_str()) {
+                *arg = arg.replace(value.as_str(), runner::mask::MASK);
+                masked = true;
+            }
+        }
+    }
     runner::record::Invocation {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
         args: out,
+        masked,
     }
 }
 

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use nix::sys::signal::Signal;
 use serde::Serialize;
@@ -130,18 +130,28 @@ pub fn run_many(
     let mut stopped: Option<i32> = None;
     let (send, receive) = mpsc::channel::<Message>();
     std::thread::scope(|scope| {
-        // Stop requests arrive on pipes: a thread waits on them and passes them on.
-        let (quit_send, quit_receive) = mpsc::channel::<()>();
-        if stop.fds().next().is_some() {
+        // Stop requests arrive on pipes: a thread waits on them and passes them on. It also
+        // waits on a pipe of its own, closed when the builds are over, so that it ends at once.
+        let quit = std::io::pipe().ok();
+        let (quit_read, mut quit_write) = match quit {
+            Some((read, write)) => (Some(read), Some(write)),
+            None => (None, None),
+        };
+        if stop.fds().next().is_some()
+            && let Some(quit_read) = quit_read
+        {
             let send = send.clone();
             scope.spawn(move || {
                 loop {
-                    let fds: Vec<_> = stop.fds().collect();
-                    let ready = platform::wait_readable(&fds, Some(Duration::from_millis(200)));
-                    if quit_receive.try_recv().is_ok() {
+                    let mut fds: Vec<_> = stop.fds().collect();
+                    fds.push(platform::borrow(&quit_read));
+                    let Ok(ready) = platform::wait_readable(&fds, None) else {
+                        return;
+                    };
+                    if ready.last().is_some_and(|q| q.readable) {
                         return;
                     }
-                    if ready.is_ok_and(|r| r.iter().any(|r| r.readable))
+                    if ready.iter().any(|r| r.readable)
                         && let Some(signal) = stop.take()
                     {
                         let _ = send.send(Message::Stop(signal));
@@ -262,7 +272,8 @@ pub fn run_many(
                 }
             }
         }
-        let _ = quit_send.send(());
+        // The waiting thread sees end-of-file on its pipe.
+        quit_write.take();
     });
     Ran {
         results: results.into_iter().flatten().collect(),

@@ -89,8 +89,11 @@ pub struct ReportRecord {
 pub struct Invocation {
     /// The working directory.
     pub cwd: String,
-    /// The arguments after the program's name.
+    /// The arguments after the program's name, `--mask` values replaced by `***`.
     pub args: Vec<String>,
+    /// Whether `args` had values to mask: they are not there to run the build again with.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub masked: bool,
 }
 
 /// Everything known about a build. `build.json` holds it.

@@ -50,11 +50,7 @@ fn warnings_pass_unless_strict() {
     assert!(lenient.stdout.contains("warning[key-case]"));
     let strict = sb.run(&["check", "--strict", "b.yml"]);
     strict.expect_code(2);
-    assert!(
-        strict.stdout.contains("error[key-case]"),
-        "{}",
-        strict.stdout
-    );
+    strict.expect_stdout("error[key-case]");
 }
 
 #[test]
@@ -133,7 +129,7 @@ fn the_real_corpus_passes_and_the_invalid_one_fails() {
     args.extend(files.iter().map(String::as_str));
     let run = sb.run(&args);
     run.expect_code(2);
-    assert!(run.stdout.contains("0 valid, 8 invalid"), "{}", run.stdout);
+    run.expect_stdout("0 valid, 8 invalid");
 }
 
 #[test]
@@ -144,9 +140,5 @@ fn unreadable_files_are_reported_not_fatal() {
     let run = sb.run(&["check", "good.yml", "binary.yml"]);
     run.expect_code(2);
     assert!(run.stdout.contains("ok      good.yml"));
-    assert!(
-        run.stdout.contains("binary.yml is not UTF-8 text"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("binary.yml is not UTF-8 text");
 }

@@ -108,6 +108,28 @@ impl From<Output> for Run {
 }
 
 impl Run {
+    /// Asserts that stdout has `text`, showing it when it does not.
+    #[track_caller]
+    pub(crate) fn expect_stdout(&self, text: &str) -> &Self {
+        assert!(
+            self.stdout.contains(text),
+            "stdout lacks {text:?}:\n{}",
+            self.stdout
+        );
+        self
+    }
+
+    /// Asserts that stderr has `text`, showing it when it does not.
+    #[track_caller]
+    pub(crate) fn expect_stderr(&self, text: &str) -> &Self {
+        assert!(
+            self.stderr.contains(text),
+            "stderr lacks {text:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
+
     /// Asserts the exit code, showing everything the run printed when it differs.
     #[track_caller]
     pub(crate) fn expect_code(&self, code: i32) -> &Self {

@@ -69,12 +69,7 @@ fn a_directory_runs_as_separate_builds_each_on_its_own_copy() {
             && failed.contains("BUILD: Error while executing command: exit 4"),
         "{failed}"
     );
-    assert!(
-        run.stdout
-            .contains("4 build(s): 3 succeeded, 1 failed, 0 not run"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("4 build(s): 3 succeeded, 1 failed, 0 not run");
     assert!(
         !sb.path().join("a.mark").exists(),
         "the source itself is untouched"
@@ -125,11 +120,7 @@ phases:
             seen.push(id);
         }
     }
-    assert!(
-        run.stdout.contains("6 build(s): 6 succeeded"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("6 build(s): 6 succeeded");
     let record = batch_record(&sb);
     assert_eq!(record["kind"], "build-matrix");
     // The image is recorded, not acted on: the build ran on this machine.
@@ -199,16 +190,8 @@ fn a_graph_leaves_the_dependents_of_a_failed_build_not_run() {
     let id = record["id"].as_str().expect("an id");
     let shown = sb.run(&["inspect", &id[..12]]);
     shown.expect_code(0);
-    assert!(
-        shown.stdout.contains("status     FAILED"),
-        "{}",
-        shown.stdout
-    );
-    assert!(
-        shown.stdout.contains("(middle did not succeed)"),
-        "{}",
-        shown.stdout
-    );
+    shown.expect_stdout("status     FAILED");
+    shown.expect_stdout("(middle did not succeed)");
 }
 
 #[test]
@@ -236,18 +219,10 @@ fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build() {
 
     let only = sb.run(&["batch", "--only", "last"]);
     only.expect_code(0);
-    assert!(
-        only.stdout.contains("1 build(s): 1 succeeded"),
-        "{}",
-        only.stdout
-    );
+    only.expect_stdout("1 build(s): 1 succeeded");
     let unknown = sb.run(&["batch", "--only", "nope"]);
     unknown.expect_code(2);
-    assert!(
-        unknown.stderr.contains("first, middle, last, aside"),
-        "{}",
-        unknown.stderr
-    );
+    unknown.expect_stderr("first, middle, last, aside");
 }
 
 #[test]
@@ -350,11 +325,7 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
     sb.write("ready.txt", "now ready\n");
     let again = sb.run(&["rerun", "--failed"]);
     again.expect_code(0);
-    assert!(
-        again.stdout.contains("1 build(s): 1 succeeded"),
-        "{}",
-        again.stdout
-    );
+    again.expect_stdout("1 build(s): 1 succeeded");
     assert!(
         said(&again.stdout, "specs/needs-file.yml").contains(&"now ready"),
         "{}",
@@ -469,11 +440,31 @@ fn a_search_skips_the_state_directory_and_json_mode_ends_with_a_summary() {
     );
     let refused = sb.run(&["run", ".", "--record-file", "r.json"]);
     refused.expect_code(2);
-    assert!(
-        refused
-            .stderr
-            .contains("--record-file applies to a single build"),
-        "{}",
-        refused.stderr
+    refused.expect_stderr("--record-file applies to a single build");
+}
+
+#[test]
+fn masked_values_stay_out_of_the_recorded_arguments_and_such_builds_are_not_rerun() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"token=$TOKEN\"\n",
     );
+    let run = sb.run(&[
+        "run",
+        "--mask",
+        "s3cr3t-value",
+        "--env",
+        "TOKEN=s3cr3t-value",
+    ]);
+    run.expect_code(0).expect_stdout("token=***");
+    let record = sb.run(&["path", "--last", "--record"]);
+    let text = std::fs::read_to_string(record.stdout.trim()).expect("the record");
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(json["invocation"]["masked"], true);
+    let again = sb.run(&["rerun"]);
+    again
+        .expect_code(0)
+        .expect_stdout("its arguments held values to mask");
 }

@@ -40,7 +40,7 @@ fn every_command_has_help_with_examples() {
         );
     }
     let top = Sandbox::new().run(&["--help"]);
-    assert!(top.stdout.contains("Exit codes"), "{}", top.stdout);
+    top.expect_stdout("Exit codes");
 }
 
 #[test]

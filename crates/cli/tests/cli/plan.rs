@@ -51,16 +51,8 @@ fn plan_executes_nothing() {
     run.expect_code(0);
     assert_eq!(sb.listing(), before, "plan created or removed files");
     // The expressions are shown as written, not evaluated.
-    assert!(
-        run.stdout.contains("name: app-$(date +%s)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        run.stdout.contains("key: deps-$(cat lockfile)"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("name: app-$(date +%s)");
+    run.expect_stdout("key: deps-$(cat lockfile)");
 }
 
 #[test]
@@ -175,17 +167,8 @@ fn batch_plan_lists_the_builds() {
     assert_eq!(plan["batch"]["fast_fail"], true);
     assert_eq!(plan["batch"]["builds"].as_array().expect("builds").len(), 6);
     let text = sb.run(&["plan", "--clean-env"]);
-    assert!(
-        text.stdout
-            .contains("Batch (build-matrix, fast-fail yes): 6 builds to start"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout.contains("  A_y_B_3  A=y  B=3\n"),
-        "{}",
-        text.stdout
-    );
+    text.expect_stdout("Batch (build-matrix, fast-fail yes): 6 builds to start");
+    text.expect_stdout("  A_y_B_3  A=y  B=3\n");
 }
 
 #[test]
@@ -198,11 +181,7 @@ fn an_invalid_buildspec_is_not_planned() {
     let run = sb.run(&["plan"]);
     run.expect_code(2);
     assert!(run.stdout.is_empty());
-    assert!(
-        run.stderr.contains("error[command-not-string]"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("error[command-not-string]");
     assert!(
         run.stderr
             .ends_with("error: buildspec.yml is not a valid buildspec\n"),
@@ -224,12 +203,7 @@ fn bad_env_arguments_are_usage_errors() {
     sb.write("bad.env", "A=1\nexport B=2\n");
     let run = sb.run(&["plan", "--env-file", "bad.env"]);
     run.expect_code(2);
-    assert!(
-        run.stderr
-            .contains("bad.env:2: `export B=2` is not NAME=VALUE"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("bad.env:2: `export B=2` is not NAME=VALUE");
     let run = sb.run(&["plan", "--env-file", "missing.env"]);
     run.expect_code(2);
     assert!(

@@ -188,11 +188,7 @@ fn the_table_columns_and_json_are_as_asked() {
     assert_eq!(parsed.as_array().map(Vec::len), Some(5));
     let bad = sb.run(&["report", "--format", "id,colour"]);
     bad.expect_code(2);
-    assert!(
-        bad.stderr.contains("unknown field `colour`"),
-        "{}",
-        bad.stderr
-    );
+    bad.expect_stderr("unknown field `colour`");
     let bad = sb.run(&["report", "--since", "last tuesday"]);
     bad.expect_code(2);
 }

@@ -14,12 +14,7 @@ fn the_readme_example_skips_the_deploy_when_tests_fail() {
     deploy_example(&sb);
     let run = sb.run_with(&["run"], &[("TESTS_SHOULD_FAIL", "1")]);
     run.expect_code(1);
-    assert!(
-        run.stdout
-            .contains("tests finished, CODEBUILD_BUILD_SUCCEEDING=0\n"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("tests finished, CODEBUILD_BUILD_SUCCEEDING=0\n");
     assert!(run.stdout.contains("Entering phase POST_BUILD"));
     assert!(run.stdout.contains("tests failed: skipping deploy\n"));
     assert!(!run.stdout.contains("deployed hello"));
@@ -37,7 +32,7 @@ fn the_readme_example_deploys_when_tests_pass() {
     deploy_example(&sb);
     let run = sb.run(&["run"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("deployed hello 1.0."), "{}", run.stdout);
+    run.expect_stdout("deployed hello 1.0.");
     assert!(sb.path().join("dist/app.txt").exists());
     let record = sb.run(&["inspect", "--last", "--json"]);
     let json: serde_json::Value = serde_json::from_str(&record.stdout).expect("json");
@@ -124,11 +119,7 @@ fn an_invalid_buildspec_exits_2_and_is_recorded() {
     );
     let run = sb.run(&["run"]);
     run.expect_code(2);
-    assert!(
-        run.stderr.contains("error[invalid-phase-name]"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("error[invalid-phase-name]");
     assert!(
         run.stdout
             .contains("Phase complete: DOWNLOAD_SOURCE State: FAILED")
@@ -138,11 +129,7 @@ fn an_invalid_buildspec_exits_2_and_is_recorded() {
     ));
     let inspect = sb.run(&["inspect", "--last"]);
     inspect.expect_code(0);
-    assert!(
-        inspect.stdout.contains("status     FAILED"),
-        "{}",
-        inspect.stdout
-    );
+    inspect.expect_stdout("status     FAILED");
     assert!(
         inspect
             .stdout
@@ -159,12 +146,7 @@ fn timeout_exits_124() {
     );
     let run = sb.run(&["run", "--timeout", "1s", "--grace", "1s"]);
     run.expect_code(124);
-    assert!(
-        run.stdout
-            .contains("Phase complete: BUILD State: TIMED_OUT"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("Phase complete: BUILD State: TIMED_OUT");
     assert!(run.stdout.contains("Entering phase UPLOAD_ARTIFACTS"));
 }
 
@@ -197,12 +179,7 @@ fn bad_durations_are_usage_errors() {
     let sb = Sandbox::new();
     let run = sb.run(&["run", "--timeout", "10"]);
     run.expect_code(2);
-    assert!(
-        run.stderr
-            .contains("`10` is not a duration: write it like 90s, 5m or 1h30m"),
-        "{}",
-        run.stderr
-    );
+    run.expect_stderr("`10` is not a duration: write it like 90s, 5m or 1h30m");
 }
 
 #[test]
@@ -372,7 +349,7 @@ fn the_default_buildspec_is_at_the_root_of_the_source() {
     );
     let run = sb.run(&["run", "--source", "app"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("\nin app\n"), "{}", run.stdout);
+    run.expect_stdout("\nin app\n");
     let plan = sb.run(&["plan", "--source", "app", "--clean-env"]);
     plan.expect_code(0);
     assert!(
@@ -531,12 +508,7 @@ fn both_region_variables_follow_the_one_given() {
     sb.write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo region=$AWS_REGION default=$AWS_DEFAULT_REGION\n");
     let run = sb.run(&["run", "--env", "AWS_DEFAULT_REGION=us-west-1"]);
     run.expect_code(0);
-    assert!(
-        run.stdout
-            .contains("\nregion=us-west-1 default=us-west-1\n"),
-        "{}",
-        run.stdout
-    );
+    run.expect_stdout("\nregion=us-west-1 default=us-west-1\n");
 }
 
 #[test]
@@ -582,9 +554,9 @@ fn an_s3_destination_without_credentials_is_refused_before_the_build() {
     );
     let run = sb.run(&["run", "--artifacts", "s3://bucket/prefix"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+    run.expect_stderr("AWS_ACCESS_KEY_ID");
     assert!(!sb.path().join("ran").exists(), "no build ran");
     let run = sb.run(&["run", "--artifacts", "s3://"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("--artifacts"), "{}", run.stderr);
+    run.expect_stderr("--artifacts");
 }

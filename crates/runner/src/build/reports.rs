@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use buildspec::model::{ReportFormat, ReportGroup};
+use buildspec::model::ReportGroup;
 
 use super::Build;
 use crate::artifacts::{self, Rules};
@@ -15,20 +15,7 @@ use crate::reports::{self, CoverageSummary, Summary, TestSummary};
 /// The folder a group's files land in: an ARN's last part, or the name.
 fn group_folder(name: &str) -> String {
     let short = name.rsplit(['/', ':']).next().unwrap_or(name);
-    let clean: String = short
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match clean.as_str() {
-        "" | "." | ".." => "report".to_owned(),
-        _ => clean,
-    }
+    artifacts::folder_name(short, "report")
 }
 
 impl Build<'_> {
@@ -68,17 +55,10 @@ impl Build<'_> {
         name: &str,
         group: &ReportGroup,
     ) -> ReportRecord {
-        let format = group
-            .file_format
-            .as_ref()
-            .map_or(ReportFormat::Junitxml, |f| f.value);
-        let format_name = ReportFormat::ALL
-            .iter()
-            .find(|(_, f)| *f == format)
-            .map_or("JUNITXML", |(n, _)| *n);
+        let format = group.format();
         let mut record = ReportRecord {
             name: name.to_owned(),
-            format: format_name.to_owned(),
+            format: format.name().to_owned(),
             status: "INCOMPLETE".to_owned(),
             location: None,
             files: Vec::new(),

@@ -66,25 +66,25 @@ fn listing(dir: &Path) -> Vec<String> {
 }
 
 impl Ran {
-    /// The files the record lists for a set.
-    fn set_files(&self, id: &str) -> Vec<String> {
-        let set = self
-            .record
+    /// The record of a set, which must have been written.
+    #[track_caller]
+    fn set(&self, id: &str) -> &runner::record::ArtifactRecord {
+        self.record
             .artifacts
             .iter()
             .find(|a| a.identifier == id)
-            .unwrap_or_else(|| panic!("no artifact set {id}; log:\n{}", self.events.log));
-        set.files.iter().map(|f| f.path.clone()).collect()
+            .unwrap_or_else(|| panic!("no artifact set {id}; log:\n{}", self.events.log))
     }
 
+    /// The files the record lists for a set.
+    #[track_caller]
+    fn set_files(&self, id: &str) -> Vec<String> {
+        self.set(id).files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    #[track_caller]
     fn location(&self, id: &str) -> PathBuf {
-        let set = self
-            .record
-            .artifacts
-            .iter()
-            .find(|a| a.identifier == id)
-            .unwrap_or_else(|| panic!("no artifact set {id}; log:\n{}", self.events.log));
-        PathBuf::from(&set.location)
+        PathBuf::from(&self.set(id).location)
     }
 }
 
