@@ -274,6 +274,48 @@ pub(crate) struct ManyArgs {
     /// Builds that run side by side share the source directory instead of each getting a copy.
     #[arg(long)]
     pub(crate) in_place: bool,
+    #[command(flatten)]
+    pub(crate) executor: ExecutorArgs,
+}
+
+/// Where builds run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub(crate) enum ExecutorArg {
+    /// On this machine, each build a child process.
+    #[default]
+    Local,
+    /// As Slurm jobs (sbatch), each running `buildspec run` on a compute node.
+    Slurm,
+}
+
+/// Where many builds run, and how they are submitted to a scheduler.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Executor")]
+pub(crate) struct ExecutorArgs {
+    /// Where the builds run.
+    #[arg(long, value_enum, default_value_t)]
+    pub(crate) executor: ExecutorArg,
+    /// With --executor slurm: a directory the compute nodes see at the same path. The binary,
+    /// the buildspecs, the copies of the source and the job files go there, and the state
+    /// directory defaults to its state/.
+    #[arg(long, value_name = "DIR", env = "BUILDSPEC_SHARED_DIR")]
+    pub(crate) shared_dir: Option<PathBuf>,
+    /// The Slurm partition to submit to (sbatch --partition).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) slurm_partition: Option<String>,
+    /// The Slurm account to charge (sbatch --account).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) slurm_account: Option<String>,
+    /// The jobs' time limit in Slurm's notation (sbatch --time) [default: the build timeout,
+    /// its grace and cleanup time, and a minute].
+    #[arg(long, value_name = "TIME")]
+    pub(crate) slurm_time: Option<String>,
+    /// Another sbatch argument, as it is (`--slurm-arg=--qos=low`); repeatable.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    pub(crate) slurm_arg: Vec<String>,
+    /// Cancel a job still waiting in the queue after this long; its build is STOPPED.
+    #[arg(long, value_name = "DURATION", value_parser = crate::run::parse_duration)]
+    pub(crate) max_pending: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +325,10 @@ pub(crate) struct BatchArgs {
     /// Run only the build with this identifier.
     #[arg(long, value_name = "ID")]
     pub(crate) only: Option<String>,
+    /// Take up the latest interrupted batch of this buildspec (with --executor slurm): its jobs
+    /// are followed again, not submitted again; builds that ended keep their results.
+    #[arg(long, conflicts_with = "only")]
+    pub(crate) resume: bool,
     #[command(flatten)]
     pub(crate) many: ManyArgs,
     #[command(flatten)]
@@ -349,6 +395,13 @@ pub(crate) struct RunOptions {
     /// For a build started by `buildspec batch`: the batch's id and the build's identifier.
     #[arg(long, hide = true, num_args = 2, value_names = ["BATCH", "IDENTIFIER"])]
     pub(crate) batch_member: Vec<String>,
+    /// For a build on a copy of the buildspec: the buildspec's name as given (for the record).
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub(crate) record_buildspec: Option<String>,
+    /// For a build started by a scheduler: the uuid its record takes, so that the scheduler
+    /// finds the record even when this runner dies.
+    #[arg(long, hide = true, value_name = "UUID", value_parser = parse_uuid)]
+    pub(crate) build_uuid: Option<String>,
     /// Write the final values of `env.exported-variables` to FILE, as dotenv lines.
     #[arg(long, value_name = "FILE")]
     pub(crate) exported_variables: Option<PathBuf>,
@@ -469,4 +522,11 @@ pub(crate) struct PlanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub(crate) format: Format,
+}
+
+/// A build's uuid, as the state directory names its folder: nothing else may become a path.
+fn parse_uuid(text: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(text)
+        .map(|u| u.to_string())
+        .map_err(|e| format!("not a uuid: {e}"))
 }

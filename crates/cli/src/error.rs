@@ -70,6 +70,9 @@ pub(crate) enum CliError {
         /// The batch's identifiers.
         known: Vec<String>,
     },
+    /// The executor cannot be used (Slurm unreachable, the shared directory unwritable).
+    #[error("{0}")]
+    Executor(String),
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
     S3(#[from] runner::s3::S3Error),
@@ -97,6 +100,7 @@ impl CliError {
             | CliError::Run(_)
             | CliError::State(_)
             | CliError::Signals(_)
+            | CliError::Executor(_)
             | CliError::WriteFile { .. } => exit_codes::FAULT,
         }
     }

@@ -12,7 +12,9 @@ use buildspec::Options;
 use runner::many::{Job, JobResult, ManyEvent, Outcome};
 use serde::Serialize;
 
-use crate::args::{BatchArgs, LogFormat, ManyArgs, PackagingArg, RunArgs, RunOptions, SessionArg};
+use crate::args::{
+    BatchArgs, ExecutorArg, LogFormat, ManyArgs, PackagingArg, RunArgs, RunOptions, SessionArg,
+};
 use crate::error::CliError;
 use crate::exit_codes;
 
@@ -29,13 +31,19 @@ struct Member {
 }
 
 pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
-    let mut files = crate::check::discover(&args.paths, &args.exclude)?;
-    // The state directory keeps each build's buildspec as run: those are not builds to run.
-    if let Some(state) = crate::run::state_dir(args.options.state_dir.as_ref())
-        .ok()
-        .and_then(|s| s.canonicalize().ok())
-    {
-        files.retain(|f| !f.canonicalize().is_ok_and(|f| f.starts_with(&state)));
+    let mut files = if args.paths.is_empty() {
+        vec![args.options.build.buildspec(None)]
+    } else {
+        crate::check::discover(&args.paths, &args.exclude)?
+    };
+    // The state directory keeps each build's buildspec as run, and the shared directory the
+    // copies a scheduler's builds run: those are not builds to run.
+    let skip = [
+        state_dir(&args.options, &args.many).ok(),
+        args.many.executor.shared_dir.clone(),
+    ];
+    for dir in skip.iter().flatten().filter_map(|d| d.canonicalize().ok()) {
+        files.retain(|f| !f.canonicalize().is_ok_and(|f| f.starts_with(&dir)));
     }
     if files.is_empty() {
         return Err(CliError::Missing {
@@ -63,7 +71,9 @@ pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
     run_members(&args.options, &args.many, members, false, None)
 }
 
-/// The batch a `buildspec batch` runs, for its record.
+/// The batch a `buildspec batch` runs, for its record. It is written when the batch starts
+/// (IN_PROGRESS) and again as each build is started and ends, so that a dispatcher that was
+/// killed leaves what `--resume` needs to take its builds up.
 #[derive(Debug, Serialize)]
 struct BatchRecord {
     id: String,
@@ -72,11 +82,46 @@ struct BatchRecord {
     fast_fail: bool,
     status: &'static str,
     start_time: jiff::Timestamp,
-    end_time: jiff::Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<jiff::Timestamp>,
+    /// `local` or `slurm`.
+    executor: &'static str,
+    /// The dispatcher's process, to tell an interrupted batch from a running one.
+    dispatcher_pid: u32,
+    /// The builds that ended, in the order they ended until the batch is over, then in the
+    /// batch's order.
     builds: Vec<JobResult>,
+    /// Each build's record uuid and, once started, the executor's handle of it.
+    members: Vec<MemberState>,
     /// The builds as the buildspec defines them: their variables, and the `image` and
     /// `compute-type` CodeBuild would use, recorded only.
     planned: Vec<buildspec::batch::PlannedBuild>,
+}
+
+/// A batch's build as the dispatcher knows it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct MemberState {
+    id: String,
+    build_uuid: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    handle: Option<String>,
+}
+
+/// What `--resume` reads of a batch record.
+#[derive(Debug, serde::Deserialize)]
+struct Journal {
+    id: String,
+    buildspec: String,
+    status: String,
+    start_time: jiff::Timestamp,
+    #[serde(default)]
+    executor: String,
+    #[serde(default)]
+    dispatcher_pid: u32,
+    #[serde(default)]
+    builds: Vec<JobResult>,
+    #[serde(default)]
+    members: Vec<MemberState>,
 }
 
 /// What a batch's record says of the batch itself.
@@ -85,6 +130,8 @@ struct BatchInfo {
     kind: &'static str,
     fast_fail: bool,
     planned: Vec<buildspec::batch::PlannedBuild>,
+    /// The interrupted batch this run takes up (`--resume`).
+    resume: Option<Journal>,
 }
 
 pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
@@ -141,11 +188,27 @@ pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
         members.retain(|m| &m.id == only);
         members.iter_mut().for_each(|m| m.depend_on.clear());
     }
+    let resume = if args.resume {
+        if args.many.executor.executor == ExecutorArg::Local {
+            return Err(CliError::Query(
+                "--resume takes up the jobs of a scheduler (--executor slurm): local builds end \
+                 with their dispatcher"
+                    .to_owned(),
+            ));
+        }
+        Some(interrupted_batch(
+            &state_dir(options, &args.many)?,
+            &file.display().to_string(),
+        )?)
+    } else {
+        None
+    };
     let batch_info = BatchInfo {
         buildspec: file.display().to_string(),
         kind: batch.kind,
         fast_fail: batch.fast_fail,
         planned: batch.builds.clone(),
+        resume,
     };
     run_members(
         options,
@@ -164,7 +227,7 @@ fn run_members(
     many: &ManyArgs,
     members: Vec<Member>,
     fast_fail: bool,
-    batch: Option<BatchInfo>,
+    mut batch: Option<BatchInfo>,
 ) -> Result<u8, CliError> {
     // Options about one build's own files have no single build to apply to.
     for (given, flag) in [
@@ -178,28 +241,48 @@ fn run_members(
             )));
         }
     }
-    let state_dir = crate::run::state_dir(options.state_dir.as_ref())?;
-    let (run_id, work) = run_folder(&state_dir)?;
+    let state_dir = state_dir(options, many)?;
+    let resume = batch.as_mut().and_then(|b| b.resume.take());
+    let run_id = resume
+        .as_ref()
+        .map(|j| j.id.trim_start_matches("batch:").to_owned())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let work = run_folder(&state_dir, &run_id)?;
     let parallel = parallel(many);
-    // Builds side by side must not see each other's files: each gets a copy of the source.
-    let copies = !many.in_place && parallel > 1 && members.len() > 1;
     let source = options.build.source_dir();
     if !source.is_dir() {
         return Err(CliError::Missing {
             path: source.display().to_string(),
         });
     }
+    let slurm = many.executor.executor == ExecutorArg::Slurm;
+    // Builds side by side must not see each other's files: each gets a copy of the source. A
+    // scheduler's node sees only the shared directory: the copy goes there.
+    let copies = !many.in_place && (slurm || (parallel > 1 && members.len() > 1));
     let project = options.build.project.clone().unwrap_or_else(|| {
         std::path::absolute(&source)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "local".to_owned())
     });
-    // The copies live outside the source (which may hold the state directory).
-    let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
-    let exe = std::env::current_exe().map_err(CliError::Output)?;
+    let (exe, copies_root, launcher): (PathBuf, PathBuf, Box<dyn runner::many::Launcher>) = if slurm
+    {
+        let shared = shared_dir(many)?;
+        let run_dir = shared.join("runs").join(&run_id);
+        let launcher = slurm_launcher(options, many, run_dir.join("jobs"))?;
+        (shared_binary(&shared)?, run_dir, Box::new(launcher))
+    } else {
+        (
+            std::env::current_exe().map_err(CliError::Output)?,
+            // The copies live outside the source (which may hold the state directory).
+            std::env::temp_dir().join(format!("buildspec-{run_id}")),
+            Box::new(runner::many::Local),
+        )
+    };
+    let state = runner::record::StateDir::open(&state_dir)?;
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut jobs = Vec::with_capacity(members.len());
+    let mut journal_members = Vec::with_capacity(members.len());
     for (i, member) in members.into_iter().enumerate() {
         let record_file = work.join(format!("{i}.json"));
         let build_source = if copies {
@@ -207,11 +290,39 @@ fn run_members(
         } else {
             source.clone()
         };
+        let before_state = resume
+            .as_ref()
+            .and_then(|j| j.members.iter().find(|m| m.id == member.id));
+        let uuid = before_state.map_or_else(
+            || uuid::Uuid::new_v4().to_string(),
+            |m| m.build_uuid.clone(),
+        );
+        let ended = resume
+            .as_ref()
+            .and_then(|j| j.builds.iter().find(|b| b.id == member.id))
+            .cloned();
+        let handle = before_state
+            .and_then(|m| m.handle.clone())
+            .filter(|_| ended.is_none());
+        // On a scheduler the buildspec is read on the node: from the copy of the source it
+        // lies in, else from a copy beside it.
+        let (buildspec, copied_spec) = match (slurm, copies) {
+            (true, true) => match buildspec_in_copy(&member.buildspec, &source, &build_source) {
+                Some(inside) => (inside, None),
+                None => {
+                    let copy = copies_root
+                        .join("buildspecs")
+                        .join(format!("{i}-{}", file_name(&member.buildspec)));
+                    (copy.clone(), Some((member.buildspec.clone(), copy)))
+                }
+            },
+            _ => (member.buildspec.clone(), None),
+        };
         let mut command = Command::new(&exe);
         // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes
         // one stop request on; two would end a build at once, without its grace period.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command.arg("run").arg(&member.buildspec);
+        command.arg("run").arg(&buildspec);
         command.args(child_args(
             options,
             &state_dir,
@@ -220,55 +331,130 @@ fn run_members(
             &member,
         ));
         command.arg("--record-file").arg(&record_file);
+        command.arg("--build-uuid").arg(&uuid);
+        if buildspec != member.buildspec {
+            command
+                .arg("--record-buildspec")
+                .arg(member.buildspec.display().to_string());
+        }
         if copies {
             command.arg("--rerun-source").arg(&source);
         }
+        let batch_id = format!("batch:{run_id}");
         if member.batch {
-            command
-                .arg("--batch-member")
-                .arg(format!("batch:{run_id}"))
-                .arg(&member.id);
+            command.arg("--batch-member").arg(&batch_id).arg(&member.id);
         }
         let before: Option<runner::many::Before> = copies.then(|| {
             let from = source.clone();
             let to = build_source.clone();
             let state = state_dir.clone();
-            Box::new(move || copy_tree(&from, &to, &state)) as runner::many::Before
+            Box::new(move || {
+                copy_tree(&from, &to, &state)?;
+                if let Some((spec, copy)) = copied_spec {
+                    if let Some(dir) = copy.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::copy(spec, copy)?;
+                }
+                Ok(())
+            }) as runner::many::Before
+        });
+        journal_members.push(MemberState {
+            id: member.id.clone(),
+            build_uuid: uuid.clone(),
+            handle: handle.clone(),
         });
         jobs.push(Job {
+            record: Some(runner::many::RecordPlace {
+                state_dir: state.clone(),
+                uuid,
+                fresh: runner::record::FreshRecord {
+                    project: project.clone(),
+                    buildspec: member.buildspec.display().to_string(),
+                    source: std::path::absolute(&source)
+                        .unwrap_or_else(|_| source.clone())
+                        .display()
+                        .to_string(),
+                    initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
+                    session: session_name(options.session).to_owned(),
+                    batch: member.batch.then(|| (batch_id.clone(), member.id.clone())),
+                },
+            }),
             id: member.id,
             depend_on: member.depend_on,
             ignore_failure: member.ignore_failure,
             command,
             record_file,
             before,
+            resume: handle,
+            ended,
         });
     }
     let json = options.log_format == LogFormat::Json;
-    let started = jiff::Timestamp::now();
-    let ran = execute(jobs, &ids, parallel, fast_fail, json)?;
+    let started = resume
+        .as_ref()
+        .map_or_else(jiff::Timestamp::now, |j| j.start_time);
+    let executor = if slurm { "slurm" } else { "local" };
+    let mut record = batch.map(|info| BatchRecord {
+        id: format!("batch:{run_id}"),
+        buildspec: info.buildspec,
+        kind: info.kind,
+        fast_fail: info.fast_fail,
+        planned: info.planned,
+        status: "IN_PROGRESS",
+        start_time: started,
+        end_time: None,
+        executor,
+        dispatcher_pid: std::process::id(),
+        builds: resume.map(|j| j.builds).unwrap_or_default(),
+        members: journal_members,
+    });
+    if let Some(record) = &record {
+        write_batch_record(&state_dir, &run_id, record)?;
+    }
+    // The batch record follows the builds as they start and end.
+    let mut journal = |event: &ManyEvent<'_>| {
+        let Some(record) = record.as_mut() else {
+            return;
+        };
+        match event {
+            ManyEvent::Launched { id, handle } => {
+                if let Some(m) = record.members.iter_mut().find(|m| m.id == *id) {
+                    m.handle = handle.map(str::to_owned);
+                }
+            }
+            ManyEvent::Finished { result } => {
+                record.builds.retain(|b| b.id != result.id);
+                record.builds.push((*result).clone());
+            }
+            _ => return,
+        }
+        // The journal is a convenience for --resume: a failure to write it costs nothing else.
+        let _ = write_batch_record(&state_dir, &run_id, record);
+    };
+    let ran = execute(
+        jobs,
+        &ids,
+        parallel,
+        fast_fail,
+        json,
+        launcher.as_ref(),
+        &mut journal,
+    )?;
     let results = &ran.results;
     let _ = std::fs::remove_dir_all(&work);
     let _ = std::fs::remove_dir_all(&copies_root);
     let failed = results
         .iter()
         .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
-    if let Some(info) = batch {
-        let record = BatchRecord {
-            id: format!("batch:{run_id}"),
-            buildspec: info.buildspec,
-            kind: info.kind,
-            fast_fail: info.fast_fail,
-            planned: info.planned,
-            status: match (ran.stopped, failed) {
-                (Some(_), _) => "STOPPED",
-                (None, true) => "FAILED",
-                (None, false) => "SUCCEEDED",
-            },
-            start_time: started,
-            end_time: jiff::Timestamp::now(),
-            builds: results.clone(),
+    if let Some(mut record) = record {
+        record.status = match (ran.stopped, failed) {
+            (Some(_), _) => "STOPPED",
+            (None, true) => "FAILED",
+            (None, false) => "SUCCEEDED",
         };
+        record.end_time = Some(jiff::Timestamp::now());
+        record.builds = results.clone();
         write_batch_record(&state_dir, &run_id, &record)?;
     }
     if json {
@@ -285,6 +471,149 @@ fn run_members(
         crate::write_stdout(&summary(results))?;
     }
     Ok(exit_code(&ran, failed))
+}
+
+/// The state directory: `--state-dir`, else (on a scheduler) the shared directory's `state/`,
+/// else the user's.
+fn state_dir(options: &RunOptions, many: &ManyArgs) -> Result<PathBuf, CliError> {
+    match (&options.state_dir, &many.executor.shared_dir) {
+        (None, Some(shared)) if many.executor.executor == ExecutorArg::Slurm => {
+            Ok(shared.join("state"))
+        }
+        (given, _) => crate::run::state_dir(given.as_ref()),
+    }
+}
+
+fn shared_dir(many: &ManyArgs) -> Result<PathBuf, CliError> {
+    let shared = many.executor.shared_dir.as_ref().ok_or_else(|| {
+        CliError::Query(
+            "--executor slurm needs --shared-dir DIR: a directory the compute nodes see at the \
+             same path, for the binary, the buildspecs, the copies of the source and the records"
+                .to_owned(),
+        )
+    })?;
+    std::fs::create_dir_all(shared).map_err(|e| {
+        CliError::Executor(format!(
+            "cannot create the shared directory {}: {e}",
+            shared.display()
+        ))
+    })?;
+    std::path::absolute(shared).map_err(CliError::Output)
+}
+
+/// This binary on the shared directory, copied once per version of it (by size and mtime), so
+/// that every node runs the dispatcher's own runner.
+fn shared_binary(shared: &Path) -> Result<PathBuf, CliError> {
+    let exe = std::env::current_exe().map_err(CliError::Output)?;
+    let fault = |e: io::Error| {
+        CliError::Executor(format!(
+            "cannot copy the binary to {}: {e}",
+            shared.display()
+        ))
+    };
+    let meta = std::fs::metadata(&exe).map_err(fault)?;
+    let stamp = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let bin = shared.join("bin");
+    let target = bin.join(format!("buildspec-{}-{stamp}", meta.len()));
+    if target.is_file() {
+        return Ok(target);
+    }
+    std::fs::create_dir_all(&bin).map_err(fault)?;
+    let partial = bin.join(format!(".buildspec.{}.partial", std::process::id()));
+    std::fs::copy(&exe, &partial)
+        .and_then(|_| std::fs::rename(&partial, &target))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            fault(e)
+        })?;
+    Ok(target)
+}
+
+fn slurm_launcher(
+    options: &RunOptions,
+    many: &ManyArgs,
+    jobs_dir: PathBuf,
+) -> Result<runner::slurm::Slurm, CliError> {
+    let e = &many.executor;
+    let after_stop = options.grace + options.cleanup_timeout;
+    let launcher = runner::slurm::Slurm::new(runner::slurm::SlurmConfig {
+        jobs_dir,
+        partition: e.slurm_partition.clone(),
+        account: e.slurm_account.clone(),
+        time: e.slurm_time.clone().or_else(|| {
+            (!options.timeout.is_zero())
+                .then(|| runner::slurm::time_limit(options.timeout, after_stop))
+        }),
+        extra: e.slurm_arg.clone(),
+        max_pending: e.max_pending,
+        poll: Duration::from_millis(200),
+        stop_within: after_stop + Duration::from_secs(30),
+    });
+    launcher
+        .check()
+        .map_err(|e| CliError::Executor(e.to_string()))?;
+    Ok(launcher)
+}
+
+/// The latest batch of `buildspec` that did not end, and whose dispatcher is gone.
+fn interrupted_batch(state_dir: &Path, buildspec: &str) -> Result<Journal, CliError> {
+    let dir = state_dir.join("batches");
+    let mut found: Option<Journal> = None;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let Ok(bytes) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
+            continue;
+        };
+        if journal.status == "IN_PROGRESS"
+            && journal.buildspec == buildspec
+            && journal.executor == "slurm"
+            && found
+                .as_ref()
+                .is_none_or(|f| f.start_time < journal.start_time)
+        {
+            found = Some(journal);
+        }
+    }
+    let journal = found.ok_or_else(|| {
+        CliError::Query(format!(
+            "no interrupted Slurm batch of {buildspec} to resume in {}",
+            dir.display()
+        ))
+    })?;
+    if journal.dispatcher_pid != 0 && runner::many::process_alive(journal.dispatcher_pid) {
+        return Err(CliError::Query(format!(
+            "{} is still being dispatched by process {}",
+            journal.id, journal.dispatcher_pid
+        )));
+    }
+    Ok(journal)
+}
+
+/// Where a buildspec inside the source lies in the source's copy.
+fn buildspec_in_copy(spec: &Path, source: &Path, copy: &Path) -> Option<PathBuf> {
+    let spec = spec.canonicalize().ok()?;
+    let source = source.canonicalize().ok()?;
+    spec.strip_prefix(&source).ok().map(|r| copy.join(r))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || "buildspec.yml".to_owned(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+fn session_name(session: SessionArg) -> &'static str {
+    match session {
+        SessionArg::Compat => "compat",
+        SessionArg::Persistent => "persistent",
+    }
 }
 
 /// 128 + the signal when a stop request ended the builds, as for one build; else 1 when a
@@ -305,6 +634,8 @@ fn execute(
     parallel: usize,
     fast_fail: bool,
     json: bool,
+    launcher: &dyn runner::many::Launcher,
+    also: &mut dyn FnMut(&ManyEvent<'_>),
 ) -> Result<runner::many::Ran, CliError> {
     let stop = crate::run::stop_on_signals()?;
     let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
@@ -312,12 +643,23 @@ fn execute(
     let colour = terminal && std::env::var_os("NO_COLOR").is_none();
     let mut progress = (terminal && !json).then(|| Progress::new(ids.len()));
     let mut out = io::BufWriter::new(io::stdout().lock());
-    let ran = runner::many::run_many(jobs, parallel, fast_fail, &stop, &mut |event| {
+    let ran = runner::many::run_many(jobs, parallel, fast_fail, launcher, &stop, &mut |event| {
+        also(&event);
         if let Some(p) = progress.as_mut() {
             p.update(&event);
         }
         let (id, line) = match event {
             ManyEvent::Line { id, line } => (id, line.to_vec()),
+            ManyEvent::Note { id, text } if json => (
+                id,
+                serde_json::to_vec(&serde_json::json!({
+                    "event": "executor",
+                    "time": jiff::Timestamp::now(),
+                    "message": text,
+                }))
+                .unwrap_or_default(),
+            ),
+            ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
             ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
             ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
                 result.id.as_str(),
@@ -397,6 +739,7 @@ impl Progress {
                 self.running.retain(|r| r.0 != result.id);
                 self.bar.inc(1);
             }
+            ManyEvent::Launched { .. } | ManyEvent::Note { .. } => {}
         }
         let message: Vec<String> = self
             .running
@@ -439,7 +782,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
     }
-    let (_, work) = run_folder(&state_dir)?;
+    let work = run_folder(&state_dir, &uuid::Uuid::new_v4().to_string())?;
     let exe = std::env::current_exe().map_err(CliError::Output)?;
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
@@ -467,26 +810,36 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             command,
             record_file,
             before: None,
+            record: None,
+            resume: None,
+            ended: None,
         });
     }
     let parallel = parallel(&args.many);
-    let ran = execute(jobs, &ids, parallel, false, false)?;
+    let ran = execute(
+        jobs,
+        &ids,
+        parallel,
+        false,
+        false,
+        &runner::many::Local,
+        &mut |_| {},
+    )?;
     let _ = std::fs::remove_dir_all(&work);
     crate::write_stdout(&summary(&ran.results))?;
     let failed = ran.results.iter().any(|r| r.outcome != Outcome::Succeeded);
     Ok(exit_code(&ran, failed))
 }
 
-/// A folder for one run's per-build files (their records as they end), named by a new id.
-fn run_folder(state_dir: &Path) -> Result<(String, PathBuf), CliError> {
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let work = state_dir.join("runs").join(&run_id);
+/// A folder for one run's per-build files (their records as they end).
+fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
+    let work = state_dir.join("runs").join(run_id);
     std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
         what: "the run's folder",
         path: work.display().to_string(),
         source,
     })?;
-    Ok((run_id, work))
+    Ok(work)
 }
 
 /// `--jobs`, or the number of cores.
@@ -500,13 +853,13 @@ fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<()
     let path = dir.join(format!("{id}.json"));
     let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
     json.push(b'\n');
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&path, json))
-        .map_err(|source| CliError::WriteFile {
-            what: "the batch record",
-            path: path.display().to_string(),
-            source,
-        })
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::WriteFile {
+        what: "the batch record",
+        path: path.display().to_string(),
+        source,
+    })?;
+    // Rewritten as builds start and end: a reader never sees half of it.
+    runner::record::write_atomic(&path, &json, false).map_err(CliError::State)
 }
 
 /// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
@@ -566,11 +919,7 @@ fn child_args(
     if let Some(f) = &o.build.env_file {
         push("--env-file", f);
     }
-    let session = match o.session {
-        SessionArg::Compat => "compat",
-        SessionArg::Persistent => "persistent",
-    };
-    push("--session", &session);
+    push("--session", &session_name(o.session));
     let format = match o.log_format {
         LogFormat::Text => "text",
         LogFormat::Json => "json",

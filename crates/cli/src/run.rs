@@ -88,6 +88,10 @@ pub(crate) fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
 }
 
 pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+    // A scheduler runs even one build as a job of its own.
+    if args.many.executor.executor != crate::args::ExecutorArg::Local {
+        return crate::many::run_paths(args);
+    }
     match args.paths.as_slice() {
         [] => run_one(&args.options, None),
         [one] if !one.is_dir() => run_one(&args.options, Some(one)),
@@ -126,7 +130,9 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
         },
         reports: args.reports.clone(),
         cache_dir: args.cache_dir.clone(),
-        invocation: Some(invocation(args)),
+        invocation: Some(invocation(args, file)),
+        uuid: args.build_uuid.clone(),
+        buildspec_name: args.record_buildspec.clone(),
         batch: match args.batch_member.as_slice() {
             [batch, identifier] => Some((batch.clone(), identifier.clone())),
             _ => None,
@@ -193,13 +199,14 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
 }
 
 /// This process's arguments, as `rerun` needs them: without the per-run plumbing
-/// (`--record-file`, `--batch-member`), and with the original source of a copy.
-fn invocation(args: &RunOptions) -> runner::record::Invocation {
+/// (`--record-file`, `--batch-member`, `--build-uuid`), and with the original source of a copy.
+fn invocation(args: &RunOptions, file: Option<&std::path::Path>) -> runner::record::Invocation {
+    let copied = file.map(|f| f.display().to_string());
     let mut out = Vec::new();
     let mut given = std::env::args().skip(1);
     while let Some(arg) = given.next() {
         match arg.as_str() {
-            "--record-file" | "--rerun-source" => {
+            "--record-file" | "--rerun-source" | "--build-uuid" | "--record-buildspec" => {
                 given.next();
             }
             "--batch-member" => {
@@ -214,6 +221,11 @@ fn invocation(args: &RunOptions) -> runner::record::Invocation {
                         .as_ref()
                         .map_or(source, |s| s.display().to_string()),
                 );
+            }
+            // A copy of the buildspec (on a scheduler's shared directory) is run again from
+            // where it was copied from.
+            _ if args.record_buildspec.is_some() && Some(arg.as_str()) == copied.as_deref() => {
+                out.push(args.record_buildspec.clone().unwrap_or(arg));
             }
             _ => out.push(arg),
         }

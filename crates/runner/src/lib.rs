@@ -20,6 +20,7 @@ pub mod reports;
 pub mod s3;
 pub mod secrets;
 pub mod session;
+pub mod slurm;
 pub mod state;
 pub mod stop;
 

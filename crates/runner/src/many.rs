@@ -3,20 +3,24 @@
 //! Each build runs in its own process (a `buildspec run` the caller prepares), so that a build's
 //! signals, orphans and reaping stay its own, exactly as when it runs alone. The scheduler starts
 //! builds as their dependencies allow, `parallel` at a time, passes their output on line by line,
-//! and stops the rest when `fast_fail` says so: running builds get SIGTERM (their own grace
+//! and stops the rest when `fast_fail` says so: running builds are asked to stop (their own grace
 //! period follows), and builds not yet started are recorded as not run.
+//!
+//! Where a build runs is the [`Launcher`]'s business: [`Local`] starts it as a child process of
+//! this one, [`crate::slurm::Slurm`] submits it to a Slurm cluster. The scheduling is the same.
 
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
 use nix::sys::signal::Signal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::events::Status;
 use crate::platform;
-use crate::record::BuildRecord;
+use crate::record::{BuildRecord, FreshRecord, Placement, StateDir, Verdict};
 use crate::stop::Stop;
 
 /// One build to run.
@@ -33,13 +37,108 @@ pub struct Job {
     pub record_file: PathBuf,
     /// What must happen just before it starts (its copy of the source, say).
     pub before: Option<Before>,
+    /// Where its runner keeps its record (`--build-uuid`), so that a build whose runner died,
+    /// or never started, still ends with a complete record.
+    pub record: Option<RecordPlace>,
+    /// For a resumed batch: the launcher's handle of the build started before (a Slurm job
+    /// id), taken up instead of starting the build again.
+    pub resume: Option<String>,
+    /// For a resumed batch: how the build ended before; it is not run again.
+    pub ended: Option<JobResult>,
+}
+
+/// Where a build's record lives, and what a record made for it would say.
+#[derive(Debug, Clone)]
+pub struct RecordPlace {
+    /// The state directory.
+    pub state_dir: StateDir,
+    /// The build's uuid, given to its runner.
+    pub uuid: String,
+    /// What the record says of a build that never started.
+    pub fresh: FreshRecord,
+}
+
+/// Starts builds and follows them to their end: on this machine, or through a scheduler.
+pub trait Launcher: Sync {
+    /// Starts the job's build (its `command`).
+    fn launch(&self, job: &mut Job) -> io::Result<Launched>;
+
+    /// Takes up a build a previous dispatcher started, by the handle it had.
+    fn attach(&self, job: &mut Job, handle: &str) -> io::Result<Launched> {
+        let _ = (job, handle);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this executor cannot take up builds it did not start",
+        ))
+    }
+}
+
+/// A build a launcher started.
+pub struct Launched {
+    /// The launcher's name for it (a Slurm job id), kept so that a restarted dispatcher can take
+    /// it up.
+    pub handle: Option<String>,
+    /// Asks the build to stop: its runner gets SIGTERM and its grace period.
+    pub stop: Box<dyn Fn() + Send>,
+    /// Follows the build to its end on a thread of its own, passing on what it prints.
+    pub watch: Box<dyn FnOnce(&mut dyn FnMut(Output)) -> Ended + Send>,
+}
+
+impl std::fmt::Debug for Launched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Launched")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a running build gives the scheduler.
+#[derive(Debug)]
+pub enum Output {
+    /// A line the build printed, without its newline.
+    Line(Vec<u8>),
+    /// What the executor says of the build (submitted, started on a node, ended).
+    Note(String),
+}
+
+/// How a launched build ended, as its launcher saw it.
+#[derive(Debug, Default)]
+pub struct Ended {
+    /// The runner's exit code (128 + n for a signal), when known.
+    pub exit_code: Option<i32>,
+    /// What the executor says of the end, for a record the runner could not finish.
+    pub verdict: Option<Verdict>,
+    /// Whether the verdict stands over the runner's own (a scheduler's time limit, a lost node).
+    pub overrides: bool,
+    /// Where it ran.
+    pub placement: Option<Placement>,
+}
+
+/// Runs builds as child processes of this one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Launcher for Local {
+    fn launch(&self, job: &mut Job) -> io::Result<Launched> {
+        let child = job
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let pid = child.id();
+        Ok(Launched {
+            handle: None,
+            stop: Box::new(move || platform::signal_each(&[pid], Signal::SIGTERM)),
+            watch: Box::new(move |output| watch(child, output)),
+        })
+    }
 }
 
 /// Work done just before a build starts; its error keeps the build from starting.
 pub type Before = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
 
 /// How one build of many ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Outcome {
     /// It ran and succeeded.
@@ -51,7 +150,7 @@ pub enum Outcome {
 }
 
 /// A build's result, for the summary and the batch record.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobResult {
     /// The build's identifier.
     pub id: String,
@@ -67,8 +166,14 @@ pub struct JobResult {
     #[serde(skip)]
     pub record: Option<BuildRecord>,
     /// The record's build id (`project:uuid`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_id: Option<String>,
+    /// The record's status, when there is a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The launcher's handle (a Slurm job id), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
     /// Whether its failure is ignored.
     pub ignore_failure: bool,
     /// How long it ran.
@@ -78,10 +183,24 @@ pub struct JobResult {
 /// What the scheduler reports as it goes.
 #[derive(Debug)]
 pub enum ManyEvent<'a> {
-    /// A build started.
+    /// A build is about to start.
     Started {
         /// Its identifier.
         id: &'a str,
+    },
+    /// A build was started (or taken up), with the launcher's handle of it.
+    Launched {
+        /// Its identifier.
+        id: &'a str,
+        /// The launcher's name for it (a Slurm job id).
+        handle: Option<&'a str>,
+    },
+    /// What the executor says of a build.
+    Note {
+        /// The build's identifier.
+        id: &'a str,
+        /// The note.
+        text: &'a str,
     },
     /// A line a build printed (without its newline).
     Line {
@@ -98,8 +217,8 @@ pub enum ManyEvent<'a> {
 }
 
 enum Message {
-    Line(usize, Vec<u8>),
-    Exited(usize, Option<i32>),
+    Output(usize, Output),
+    Exited(usize, Ended),
     Stop(i32),
 }
 
@@ -120,14 +239,20 @@ pub fn run_many(
     mut jobs: Vec<Job>,
     parallel: usize,
     fast_fail: bool,
+    launcher: &dyn Launcher,
     stop: &Stop,
     on_event: &mut dyn FnMut(ManyEvent<'_>),
 ) -> Ran {
     let parallel = parallel.max(1);
-    let mut results: Vec<Option<JobResult>> = (0..jobs.len()).map(|_| None).collect();
-    let mut running: Vec<(usize, u32, Instant)> = Vec::new();
+    // Builds a resumed batch already saw end are not run again.
+    let mut results: Vec<Option<JobResult>> = jobs.iter_mut().map(|j| j.ended.take()).collect();
+    for result in results.iter().flatten() {
+        on_event(ManyEvent::Finished { result });
+    }
+    let mut running: Vec<(usize, Box<dyn Fn() + Send>, Instant)> = Vec::new();
     let mut halted: Option<String> = None;
     let mut stopped: Option<i32> = None;
+    let mut handles: Vec<Option<String>> = vec![None; jobs.len()];
     let (send, receive) = mpsc::channel::<Message>();
     std::thread::scope(|scope| {
         // Stop requests arrive on pipes: a thread waits on them and passes them on. It also
@@ -195,11 +320,22 @@ pub fn run_many(
                     continue;
                 }
                 on_event(ManyEvent::Started { id: &jobs[i].id });
-                match spawn(&mut jobs[i]) {
-                    Ok(child) => {
-                        running.push((i, child.id(), Instant::now()));
+                match start(&mut jobs[i], launcher) {
+                    Ok(launched) => {
+                        on_event(ManyEvent::Launched {
+                            id: &jobs[i].id,
+                            handle: launched.handle.as_deref(),
+                        });
+                        handles[i] = launched.handle;
+                        running.push((i, launched.stop, Instant::now()));
                         let send = send.clone();
-                        scope.spawn(move || watch(i, child, &send));
+                        let watch = launched.watch;
+                        scope.spawn(move || {
+                            let ended = watch(&mut |out| {
+                                let _ = send.send(Message::Output(i, out));
+                            });
+                            let _ = send.send(Message::Exited(i, ended));
+                        });
                     }
                     Err(e) => {
                         let mut result = not_run(&jobs[i], format!("cannot start: {e}"));
@@ -225,46 +361,37 @@ pub fn run_many(
             }
             let Ok(message) = receive.recv() else { break };
             match message {
-                Message::Line(i, line) => on_event(ManyEvent::Line {
+                Message::Output(i, Output::Line(line)) => on_event(ManyEvent::Line {
                     id: &jobs[i].id,
                     line: &line,
+                }),
+                Message::Output(i, Output::Note(text)) => on_event(ManyEvent::Note {
+                    id: &jobs[i].id,
+                    text: &text,
                 }),
                 Message::Stop(signal) => {
                     stopped.get_or_insert(signal);
                     halted.get_or_insert_with(|| "the builds were stopped".to_owned());
-                    for (_, pid, _) in &running {
-                        platform::signal_each(&[*pid], Signal::SIGTERM);
+                    for (_, stop, _) in &running {
+                        stop();
                     }
                 }
-                Message::Exited(i, code) => {
+                Message::Exited(i, ended) => {
                     let started = running
                         .iter()
                         .position(|r| r.0 == i)
                         .map(|at| running.remove(at).2);
-                    let record = std::fs::read(&jobs[i].record_file)
-                        .ok()
-                        .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok());
-                    let outcome = if code == Some(0) {
-                        Outcome::Succeeded
-                    } else {
-                        Outcome::Failed
-                    };
                     let result = JobResult {
-                        id: jobs[i].id.clone(),
-                        outcome,
-                        exit_code: code,
-                        reason: None,
-                        build_id: record.as_ref().map(|r| r.id.clone()),
-                        record,
-                        ignore_failure: jobs[i].ignore_failure,
+                        handle: handles[i].take(),
                         duration_ms: started.map_or(0, |s| {
                             u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
                         }),
+                        ..conclude(&jobs[i], ended)
                     };
-                    if outcome == Outcome::Failed && !result.ignore_failure && fast_fail {
+                    if result.outcome == Outcome::Failed && !result.ignore_failure && fast_fail {
                         halted.get_or_insert_with(|| format!("fast-fail: {} failed", result.id));
-                        for (_, pid, _) in &running {
-                            platform::signal_each(&[*pid], Signal::SIGTERM);
+                        for (_, stop, _) in &running {
+                            stop();
                         }
                     }
                     on_event(ManyEvent::Finished { result: &result });
@@ -281,6 +408,11 @@ pub fn run_many(
     }
 }
 
+/// Whether a process (a dispatcher of an earlier run, say) is still there.
+pub fn process_alive(pid: u32) -> bool {
+    platform::process_alive(pid)
+}
+
 fn not_run(job: &Job, reason: String) -> JobResult {
     JobResult {
         id: job.id.clone(),
@@ -289,6 +421,82 @@ fn not_run(job: &Job, reason: String) -> JobResult {
         reason: Some(reason),
         record: None,
         build_id: None,
+        status: None,
+        handle: None,
+        ignore_failure: job.ignore_failure,
+        duration_ms: 0,
+    }
+}
+
+/// A build's result once its runner is gone: its record, completed when the runner could not
+/// finish it or the executor has the last word, and the outcome the record says.
+fn conclude(job: &Job, ended: Ended) -> JobResult {
+    let own = std::fs::read(&job.record_file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok());
+    let needs_completing = own.is_none() || ended.overrides || ended.placement.is_some();
+    let mut reason = None;
+    let record = match (&job.record, needs_completing) {
+        (Some(place), true) => {
+            // A runner that ended without its record: it was killed, or never started.
+            let verdict = ended.verdict.or_else(|| {
+                own.is_none().then(|| match ended.exit_code {
+                    Some(code) if code > 128 => Verdict {
+                        status: Status::Stopped,
+                        status_code: "BUILD_STOPPED".to_owned(),
+                        message: format!(
+                            "the runner was killed by signal {} before it finished the build",
+                            code - 128
+                        ),
+                    },
+                    code => Verdict {
+                        status: Status::Fault,
+                        status_code: "RUNNER_ERROR".to_owned(),
+                        message: format!(
+                            "the runner ended (exit code {}) without finishing the build",
+                            code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+                        ),
+                    },
+                })
+            });
+            match place.state_dir.complete(
+                &place.uuid,
+                &place.fresh,
+                verdict.as_ref(),
+                ended.overrides,
+                ended.placement,
+            ) {
+                Ok(record) => Some(record),
+                Err(e) => {
+                    reason = Some(format!("its record cannot be completed: {e}"));
+                    own
+                }
+            }
+        }
+        _ => own,
+    };
+    // The record's word is final; without one, the exit code's.
+    let succeeded = match &record {
+        Some(r) if r.status != Status::InProgress => r.status == Status::Succeeded,
+        _ => ended.exit_code == Some(0),
+    };
+    JobResult {
+        id: job.id.clone(),
+        outcome: if succeeded {
+            Outcome::Succeeded
+        } else {
+            Outcome::Failed
+        },
+        exit_code: record
+            .as_ref()
+            .and_then(|r| r.exit_code)
+            .filter(|_| ended.overrides || ended.exit_code.is_none())
+            .or(ended.exit_code),
+        reason,
+        build_id: record.as_ref().map(|r| r.id.clone()),
+        status: record.as_ref().map(|r| r.status),
+        record,
+        handle: None,
         ignore_failure: job.ignore_failure,
         duration_ms: 0,
     }
@@ -304,18 +512,20 @@ impl std::fmt::Debug for Job {
     }
 }
 
-fn spawn(job: &mut Job) -> std::io::Result<Child> {
+fn start(job: &mut Job, launcher: &dyn Launcher) -> io::Result<Launched> {
+    if let Some(handle) = job.resume.take() {
+        // Its source was prepared when it was first started.
+        job.before = None;
+        return launcher.attach(job, &handle);
+    }
     if let Some(before) = job.before.take() {
         before()?;
     }
-    job.command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
+    launcher.launch(job)
 }
 
-/// Passes a build's output on, line by line, then its exit code.
-fn watch(i: usize, mut child: Child, send: &mpsc::Sender<Message>) {
+/// Passes a build's output on, line by line, and returns its exit code.
+fn watch(mut child: Child, output: &mut dyn FnMut(Output)) -> Ended {
     if let Some(stdout) = child.stdout.take() {
         let mut reader = BufReader::with_capacity(64 * 1024, stdout);
         let mut line = Vec::new();
@@ -327,7 +537,7 @@ fn watch(i: usize, mut child: Child, send: &mpsc::Sender<Message>) {
                     if line.last() == Some(&b'\n') {
                         line.pop();
                     }
-                    let _ = send.send(Message::Line(i, line.clone()));
+                    output(Output::Line(line.clone()));
                 }
             }
         }
@@ -336,5 +546,8 @@ fn watch(i: usize, mut child: Child, send: &mpsc::Sender<Message>) {
         use std::os::unix::process::ExitStatusExt as _;
         s.code().or_else(|| s.signal().map(|n| 128 + n))
     });
-    let _ = send.send(Message::Exited(i, code));
+    Ended {
+        exit_code: code,
+        ..Ended::default()
+    }
 }

@@ -126,6 +126,18 @@ pub(crate) fn group_alive(pgid: u32) -> bool {
     killpg(Pid::from_raw(pgid), None).is_ok()
 }
 
+/// Whether a process exists (a zombie counts: it has not been reaped).
+pub(crate) fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    // EPERM: it exists, and belongs to someone else.
+    matches!(
+        nix::sys::signal::kill(Pid::from_raw(pid), None),
+        Ok(()) | Err(nix::errno::Errno::EPERM)
+    )
+}
+
 /// A descriptor as a borrowed one, for `poll`.
 pub(crate) fn borrow<T: AsFd>(fd: &T) -> BorrowedFd<'_> {
     fd.as_fd()

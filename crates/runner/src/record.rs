@@ -149,6 +149,50 @@ pub struct BuildRecord {
     pub runner_pid: u32,
     /// The runner's version.
     pub runner_version: String,
+    /// Where it ran, when a scheduler ran it (`--executor slurm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+}
+
+/// Where a scheduler ran a build, and how its job ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    /// `slurm`.
+    pub executor: String,
+    /// The scheduler's job id.
+    pub job_id: String,
+    /// The node (or nodes) it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// The partition (queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// The account it was charged to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// How long it waited in the queue, from submission to start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_wait_ms: Option<u64>,
+    /// The job's final state (`COMPLETED`, `FAILED`, `CANCELLED`, `TIMEOUT`, `NODE_FAIL`...).
+    pub state: String,
+    /// The scheduler's reason, when it gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The job's exit code as the scheduler reports it (`exit:signal`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<String>,
+}
+
+/// What to write into the record of a build whose runner could not finish it (killed, never
+/// started), or whose scheduler ended it with a verdict of its own (a time limit, a lost node).
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// The status the build ends with.
+    pub status: Status,
+    /// The phase context's code (`BUILD_STOPPED`, `BUILD_TIMED_OUT`, `JOB_FAILED`...).
+    pub status_code: String,
+    /// The phase context's message: what happened, in words.
+    pub message: String,
 }
 
 /// A problem with the state directory.
@@ -313,6 +357,128 @@ impl StateDir {
             }),
         }
     }
+}
+
+impl StateDir {
+    /// Completes the record of build `uuid` after its runner is gone. A record still IN_PROGRESS
+    /// (the runner was killed) ends with the verdict: its open phase closed with the verdict's
+    /// context, the end time and exit code set, a line added to the log. A record that ended
+    /// takes the verdict's status only when `overrides` (the scheduler ended the build for a
+    /// reason of its own, such as its time limit). A build that never wrote a record (it never
+    /// started) gets one, with an empty phase list, and a log that says why. The placement, when
+    /// given, is recorded in every case.
+    pub fn complete(
+        &self,
+        uuid: &str,
+        fresh: &FreshRecord,
+        verdict: Option<&Verdict>,
+        overrides: bool,
+        placement: Option<Placement>,
+    ) -> Result<BuildRecord, StateError> {
+        let dir = self.build_dir(uuid);
+        let log_path = dir.join("build.log");
+        let now = Timestamp::now();
+        let mut record = match self.read(uuid) {
+            Ok(record) => record,
+            Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
+                BuildRecord {
+                    id: format!("{}:{uuid}", fresh.project),
+                    uuid: uuid.to_owned(),
+                    number: self.next_number(&fresh.project)?,
+                    project: fresh.project.clone(),
+                    buildspec: fresh.buildspec.clone(),
+                    source: fresh.source.clone(),
+                    status: Status::InProgress,
+                    start_time: now,
+                    end_time: None,
+                    initiator: fresh.initiator.clone(),
+                    session: fresh.session.clone(),
+                    phases: Vec::new(),
+                    artifacts: Vec::new(),
+                    reports: Vec::new(),
+                    batch_id: fresh.batch.as_ref().map(|b| b.0.clone()),
+                    batch_identifier: fresh.batch.as_ref().map(|b| b.1.clone()),
+                    invocation: None,
+                    exported_variables: IndexMap::new(),
+                    log_path: log_path.display().to_string(),
+                    exit_code: None,
+                    runner_pid: 0,
+                    runner_version: env!("CARGO_PKG_VERSION").to_owned(),
+                    placement: None,
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let unfinished = record.status == Status::InProgress;
+        if let Some(verdict) = verdict.filter(|_| unfinished || overrides) {
+            record.status = verdict.status;
+            let context = Context {
+                status_code: verdict.status_code.clone(),
+                message: verdict.message.clone(),
+            };
+            match record
+                .phases
+                .iter_mut()
+                .rev()
+                .find(|p| p.end_time.is_none())
+            {
+                Some(phase) => {
+                    phase.status = verdict.status;
+                    phase.end_time = Some(now);
+                    phase.duration_ms = Some(
+                        u64::try_from(now.duration_since(phase.start_time).as_millis().max(0))
+                            .unwrap_or(0),
+                    );
+                    phase.contexts.push(context);
+                }
+                None => {
+                    if let Some(phase) = record.phases.last_mut() {
+                        phase.contexts.push(context);
+                    }
+                }
+            }
+            record.end_time.get_or_insert(now);
+            record.exit_code = Some(crate::build::exit::of(verdict.status));
+            let line = format!(
+                "[Container] {} {}: {}\n",
+                crate::events::log_time(now),
+                verdict.status_code,
+                verdict.message
+            );
+            let appended = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&log_path)
+                .and_then(|mut log| log.write_all(line.as_bytes()));
+            appended.map_err(io_error("cannot write", &log_path))?;
+        }
+        if placement.is_some() {
+            record.placement = placement;
+        }
+        let mut json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+        json.push(b'\n');
+        write_atomic(&dir.join("build.json"), &json, true)?;
+        Ok(record)
+    }
+}
+
+/// What a record made by [`StateDir::complete`] for a build that never started says of it.
+#[derive(Debug, Clone, Default)]
+pub struct FreshRecord {
+    /// The project.
+    pub project: String,
+    /// The buildspec, as given.
+    pub buildspec: String,
+    /// The source directory.
+    pub source: String,
+    /// Who started it.
+    pub initiator: String,
+    /// `compat` or `persistent`.
+    pub session: String,
+    /// The batch's id and the build's identifier, for a build of a batch.
+    pub batch: Option<(String, String)>,
 }
 
 /// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or

@@ -71,6 +71,7 @@ fn record(i: u64) -> BuildRecord {
         exit_code: Some(if status == Status::Succeeded { 0 } else { 1 }),
         runner_pid: 1,
         runner_version: "0.1.0".to_owned(),
+        placement: None,
     }
 }
 

@@ -47,6 +47,18 @@ pub mod exit {
     pub const FAULT: i32 = 3;
     /// The build timed out.
     pub const TIMED_OUT: i32 = 124;
+
+    /// The exit code of a build that ended with `status` without a runner to say more (a
+    /// stopped one as by SIGTERM).
+    pub fn of(status: crate::Status) -> i32 {
+        match status {
+            crate::Status::Succeeded => SUCCEEDED,
+            crate::Status::Failed => FAILED,
+            crate::Status::TimedOut => TIMED_OUT,
+            crate::Status::Stopped => 128 + 15,
+            crate::Status::Fault | crate::Status::InProgress => FAULT,
+        }
+    }
 }
 
 /// Everything a build needs to know before it starts.
@@ -95,6 +107,11 @@ pub struct BuildOptions {
     pub batch: Option<(String, String)>,
     /// How the build was started, for the record.
     pub invocation: Option<crate::record::Invocation>,
+    /// The buildspec's name for the record, when the file run is a copy of it.
+    pub buildspec_name: Option<String>,
+    /// The build's uuid, when its starter chose it (to find the record of a runner that died);
+    /// a new one otherwise.
+    pub uuid: Option<String>,
 }
 
 /// How a build ended.
@@ -220,7 +237,10 @@ impl<'r> Build<'r> {
                 .file_name()
                 .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
         });
-        let uuid = uuid::Uuid::new_v4().to_string();
+        let uuid = options
+            .uuid
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let number = state_dir.next_number(&project)?;
         let dir = state_dir.build_dir(&uuid);
         // The scripts the shell runs, and the state files that pass values between commands,
@@ -246,7 +266,10 @@ impl<'r> Build<'r> {
             uuid: uuid.clone(),
             number,
             project,
-            buildspec: options.buildspec.display().to_string(),
+            buildspec: options
+                .buildspec_name
+                .clone()
+                .unwrap_or_else(|| options.buildspec.display().to_string()),
             source: source_dir.display().to_string(),
             status: Status::InProgress,
             start_time: now,
@@ -264,6 +287,7 @@ impl<'r> Build<'r> {
             exit_code: None,
             runner_pid: std::process::id(),
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
+            placement: None,
         };
         let build = Build {
             options,

@@ -94,6 +94,8 @@ impl Fixture {
             cache_dir: None,
             batch: None,
             invocation: None,
+            uuid: None,
+            buildspec_name: None,
         };
         Fixture {
             _root: dir,
