@@ -316,7 +316,11 @@ fn run_members(
                     (copy.clone(), Some((member.buildspec.clone(), copy)))
                 }
             },
-            _ => (member.buildspec.clone(), None),
+            (true, false) => (
+                std::path::absolute(&member.buildspec).unwrap_or_else(|_| member.buildspec.clone()),
+                None,
+            ),
+            (false, _) => (member.buildspec.clone(), None),
         };
         let mut command = Command::new(&exe);
         // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes
@@ -338,7 +342,14 @@ fn run_members(
                 .arg(member.buildspec.display().to_string());
         }
         if copies {
-            command.arg("--rerun-source").arg(&source);
+            command
+                .arg("--rerun-source")
+                .arg(std::path::absolute(&source).unwrap_or_else(|_| source.clone()));
+        }
+        if slurm && let Ok(cwd) = std::env::current_dir() {
+            // Where the dispatcher was, for the build's record (and `rerun`), when the node
+            // has it.
+            command.current_dir(cwd);
         }
         let batch_id = format!("batch:{run_id}");
         if member.batch {
@@ -347,9 +358,9 @@ fn run_members(
         let before: Option<runner::many::Before> = copies.then(|| {
             let from = source.clone();
             let to = build_source.clone();
-            let state = state_dir.clone();
+            let skip = [Some(state_dir.clone()), many.executor.shared_dir.clone()];
             Box::new(move || {
-                copy_tree(&from, &to, &state)?;
+                copy_tree(&from, &to, &skip)?;
                 if let Some((spec, copy)) = copied_spec {
                     if let Some(dir) = copy.parent() {
                         std::fs::create_dir_all(dir)?;
@@ -863,15 +874,19 @@ fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<()
 }
 
 /// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
-/// state directory when it lies inside: its files change while builds run.
-fn copy_tree(from: &Path, to: &Path, skip: &Path) -> io::Result<()> {
-    let skip = skip.canonicalize().ok();
+/// state and shared directories when they lie inside: their files change while builds run (the
+/// copies themselves among them).
+fn copy_tree(from: &Path, to: &Path, skip: &[Option<PathBuf>]) -> io::Result<()> {
+    let skip: Vec<PathBuf> = skip
+        .iter()
+        .flatten()
+        .filter_map(|s| s.canonicalize().ok())
+        .collect();
     let walk = walkdir::WalkDir::new(from).into_iter().filter_entry(|e| {
-        // Only a directory can be the state directory: files need no system call.
+        // Only a directory can be skipped: files need no system call.
         !e.file_type().is_dir()
-            || skip
-                .as_deref()
-                .is_none_or(|s| e.path().canonicalize().ok().as_deref() != Some(s))
+            || skip.is_empty()
+            || !e.path().canonicalize().is_ok_and(|p| skip.contains(&p))
     });
     for entry in walk {
         let entry = entry.map_err(io::Error::from)?;
@@ -907,9 +922,12 @@ fn child_args(
         a.push(flag.into());
         a.push(value.as_ref().to_os_string());
     };
-    push("--source", &source);
+    // Paths hold wherever the build's working directory is (a scheduler's node starts it
+    // elsewhere).
+    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    push("--source", &abs(source));
     push("--project", &project);
-    push("--state-dir", &state_dir);
+    push("--state-dir", &abs(state_dir));
     for e in &o.build.env {
         push("--env", e);
     }
@@ -917,7 +935,7 @@ fn child_args(
         push("--env", &format!("{k}={v}"));
     }
     if let Some(f) = &o.build.env_file {
-        push("--env-file", f);
+        push("--env-file", &abs(f));
     }
     push("--session", &session_name(o.session));
     let format = match o.log_format {
@@ -929,10 +947,10 @@ fn child_args(
     push("--grace", &duration_arg(o.grace));
     push("--cleanup-timeout", &duration_arg(o.cleanup_timeout));
     if let Some(p) = &o.parameters {
-        push("--parameters", p);
+        push("--parameters", &abs(p));
     }
     if let Some(s) = &o.secrets {
-        push("--secrets", s);
+        push("--secrets", &abs(s));
     }
     for m in &o.mask {
         push("--mask", m);
@@ -948,17 +966,17 @@ fn child_args(
                 &format!("{}/{folder}", text.trim_end_matches('/')),
             );
         } else {
-            push("--artifacts", &dest.join(&folder));
+            push("--artifacts", &abs(&dest.join(&folder)));
         }
     }
     if o.packaging == PackagingArg::Zip {
         push("--packaging", &"zip");
     }
     if let Some(r) = &o.reports {
-        push("--reports", &r.join(&folder));
+        push("--reports", &abs(&r.join(&folder)));
     }
     if let Some(c) = &o.cache_dir {
-        push("--cache-dir", c);
+        push("--cache-dir", &abs(c));
     }
     if o.build.clean_env {
         a.push("--clean-env".into());

@@ -380,6 +380,26 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
         let _ = writeln!(out, "ended      {end}");
     }
     let _ = writeln!(out, "log        {}", record.log_path);
+    if let Some(p) = &record.placement {
+        let mut line = format!("{} job {}", p.executor, p.job_id);
+        for (what, value) in [
+            ("on", &p.node),
+            ("partition", &p.partition),
+            ("account", &p.account),
+        ] {
+            if let Some(value) = value {
+                line.push_str(&format!(" {what} {value}"));
+            }
+        }
+        if let Some(wait) = p.queue_wait_ms {
+            line.push_str(&format!(", {:.1}s in the queue", wait as f64 / 1000.0));
+        }
+        line.push_str(&format!(", ended {}", p.state));
+        if let Some(reason) = &p.reason {
+            line.push_str(&format!(" ({reason})"));
+        }
+        let _ = writeln!(out, "ran as     {line}");
+    }
     let _ = writeln!(out, "phases");
     for phase in &record.phases {
         let duration = phase

@@ -13,6 +13,9 @@ use serde::{Serialize, Serializer};
 )]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Phase {
+    /// Waiting for a scheduler to start the build: recorded only for a build that never left
+    /// the queue (a Slurm job cancelled while pending).
+    Queued,
     /// Reading and checking the buildspec, resolving the environment.
     DownloadSource,
     /// `phases.install`.
@@ -33,6 +36,7 @@ impl Phase {
     /// The name CodeBuild logs.
     pub fn as_str(self) -> &'static str {
         match self {
+            Phase::Queued => "QUEUED",
             Phase::DownloadSource => "DOWNLOAD_SOURCE",
             Phase::Install => "INSTALL",
             Phase::PreBuild => "PRE_BUILD",

@@ -73,15 +73,21 @@ pub trait Launcher: Sync {
     }
 }
 
+/// Asks a launched build to stop.
+pub type StopBuild = Box<dyn Fn() + Send>;
+
+/// Follows a launched build to its end, passing on what it prints.
+pub type WatchBuild = Box<dyn FnOnce(&mut dyn FnMut(Output)) -> Ended + Send>;
+
 /// A build a launcher started.
 pub struct Launched {
     /// The launcher's name for it (a Slurm job id), kept so that a restarted dispatcher can take
     /// it up.
     pub handle: Option<String>,
     /// Asks the build to stop: its runner gets SIGTERM and its grace period.
-    pub stop: Box<dyn Fn() + Send>,
+    pub stop: StopBuild,
     /// Follows the build to its end on a thread of its own, passing on what it prints.
-    pub watch: Box<dyn FnOnce(&mut dyn FnMut(Output)) -> Ended + Send>,
+    pub watch: WatchBuild,
 }
 
 impl std::fmt::Debug for Launched {
@@ -218,7 +224,7 @@ pub enum ManyEvent<'a> {
 
 enum Message {
     Output(usize, Output),
-    Exited(usize, Ended),
+    Exited(usize, Box<Ended>),
     Stop(i32),
 }
 
@@ -249,7 +255,7 @@ pub fn run_many(
     for result in results.iter().flatten() {
         on_event(ManyEvent::Finished { result });
     }
-    let mut running: Vec<(usize, Box<dyn Fn() + Send>, Instant)> = Vec::new();
+    let mut running: Vec<(usize, StopBuild, Instant)> = Vec::new();
     let mut halted: Option<String> = None;
     let mut stopped: Option<i32> = None;
     let mut handles: Vec<Option<String>> = vec![None; jobs.len()];
@@ -334,7 +340,7 @@ pub fn run_many(
                             let ended = watch(&mut |out| {
                                 let _ = send.send(Message::Output(i, out));
                             });
-                            let _ = send.send(Message::Exited(i, ended));
+                            let _ = send.send(Message::Exited(i, Box::new(ended)));
                         });
                     }
                     Err(e) => {
@@ -386,7 +392,7 @@ pub fn run_many(
                         duration_ms: started.map_or(0, |s| {
                             u64::try_from(s.elapsed().as_millis()).unwrap_or(u64::MAX)
                         }),
-                        ..conclude(&jobs[i], ended)
+                        ..conclude(&jobs[i], *ended)
                     };
                     if result.outcome == Outcome::Failed && !result.ignore_failure && fast_fail {
                         halted.get_or_insert_with(|| format!("fast-fail: {} failed", result.id));

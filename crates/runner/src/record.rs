@@ -394,7 +394,6 @@ impl StateDir {
                     end_time: None,
                     initiator: fresh.initiator.clone(),
                     session: fresh.session.clone(),
-                    phases: Vec::new(),
                     artifacts: Vec::new(),
                     reports: Vec::new(),
                     batch_id: fresh.batch.as_ref().map(|b| b.0.clone()),
@@ -406,6 +405,16 @@ impl StateDir {
                     runner_pid: 0,
                     runner_version: env!("CARGO_PKG_VERSION").to_owned(),
                     placement: None,
+                    // It never left the queue: the verdict closes that phase.
+                    phases: vec![PhaseRecord {
+                        phase: Phase::Queued,
+                        status: Status::InProgress,
+                        start_time: now,
+                        end_time: None,
+                        duration_ms: None,
+                        contexts: Vec::new(),
+                        attempts: 1,
+                    }],
                 }
             }
             Err(e) => return Err(e),

@@ -108,7 +108,7 @@ impl Slurm {
         )
     }
 
-    fn follow(&self, job_id: String, output: PathBuf) -> Launched {
+    fn follow(&self, job_id: String, output: PathBuf, resumed: bool) -> Launched {
         let state = Arc::new(AtomicU8::new(RUNNING));
         let stopper = {
             let state = Arc::clone(&state);
@@ -117,13 +117,14 @@ impl Slurm {
                 if state.swap(STOP_ASKED, Ordering::SeqCst) == RUNNING {
                     request_stop(&job_id);
                 }
-            }) as Box<dyn Fn() + Send>
+            }) as crate::many::StopBuild
         };
         let watcher = Watcher {
             config: Arc::clone(&self.config),
             job_id: job_id.clone(),
             output,
             state,
+            resumed,
         };
         Launched {
             handle: Some(job_id),
@@ -174,12 +175,12 @@ impl Launcher for Slurm {
                 message: format!("no job id in its answer {printed:?}"),
             })?
             .to_owned();
-        Ok(self.follow(job_id, output))
+        Ok(self.follow(job_id, output, false))
     }
 
     fn attach(&self, job: &mut Job, handle: &str) -> io::Result<Launched> {
         let (_, output) = self.files(job);
-        Ok(self.follow(handle.to_owned(), output))
+        Ok(self.follow(handle.to_owned(), output, true))
     }
 }
 
@@ -187,8 +188,13 @@ impl Launcher for Slurm {
 fn job_script(command: &Command) -> String {
     let mut script =
         String::from("#!/bin/sh\n# A build started by `buildspec --executor slurm`.\n");
+    // The dispatcher's directory, where the node has it (every path the runner gets is
+    // absolute): else the job's own, on the shared directory.
     if let Some(dir) = command.get_current_dir() {
-        script.push_str(&format!("cd {} || exit 3\n", quote(&dir.to_string_lossy())));
+        script.push_str(&format!(
+            "cd {} 2>/dev/null || :\n",
+            quote(&dir.to_string_lossy())
+        ));
     }
     for (name, value) in command.get_envs() {
         match value {
@@ -253,6 +259,8 @@ struct Watcher {
     job_id: String,
     output: PathBuf,
     state: Arc<AtomicU8>,
+    /// Taken up from an earlier dispatcher, not submitted by this one.
+    resumed: bool,
 }
 
 /// What Slurm says of a job.
@@ -404,7 +412,15 @@ impl Watcher {
     fn watch(self, out: &mut dyn FnMut(Output)) -> Ended {
         let started = Instant::now();
         let mut tail = Tail::new(&self.output);
-        out(Output::Note(format!("Slurm job {} submitted", self.job_id)));
+        out(Output::Note(format!(
+            "Slurm job {} {}",
+            self.job_id,
+            if self.resumed {
+                "taken up"
+            } else {
+                "submitted"
+            }
+        )));
         let mut seen_running = false;
         let mut stop_asked_at: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;

@@ -6,6 +6,7 @@ mod misc;
 mod plan;
 mod query;
 mod run;
+mod slurm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,11 +1,34 @@
-//! Many builds: a directory of buildspecs, and `buildspec batch`, with real builds.
+//! Many builds: a directory of buildspecs, and `buildspec batch`, with real builds. The tests
+//! of scheduling run on every executor: this machine's processes, and a real Slurm cluster.
 
 use std::time::{Duration, Instant};
 
 use crate::Sandbox;
+use crate::slurm::Executor;
+
+/// Each test of scheduling, once per executor: `many::local::NAME` and `many::slurm::NAME`.
+macro_rules! on_every_executor {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $(#[test] fn $name() { super::$name(crate::slurm::Executor::Local) })*
+        }
+        mod slurm {
+            $(#[test] fn $name() { super::$name(crate::slurm::Executor::Slurm) })*
+        }
+    };
+}
+
+on_every_executor!(
+    a_directory_runs_as_separate_builds_each_on_its_own_copy,
+    a_matrix_runs_every_combination_with_its_own_variables,
+    a_graph_leaves_the_dependents_of_a_failed_build_not_run,
+    ignore_failure_keeps_the_batch_green_and_only_runs_one_build,
+    fast_fail_stops_running_builds_within_the_grace_period,
+    sigterm_stops_every_running_build_and_the_batch_exits_143,
+);
 
 /// The summary row of a build: its status column and what follows.
-fn row<'a>(stdout: &'a str, id: &str) -> &'a str {
+pub(crate) fn row<'a>(stdout: &'a str, id: &str) -> &'a str {
     stdout
         .lines()
         .rev()
@@ -24,7 +47,7 @@ fn said<'a>(stdout: &'a str, id: &str) -> Vec<&'a str> {
 }
 
 /// The batch record the run left.
-fn batch_record(sb: &Sandbox) -> serde_json::Value {
+pub(crate) fn batch_record(sb: &Sandbox) -> serde_json::Value {
     let dir = sb.path().join(".state/batches");
     let entry = std::fs::read_dir(&dir)
         .expect("a batches folder")
@@ -34,9 +57,11 @@ fn batch_record(sb: &Sandbox) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(entry.path()).expect("read")).expect("json")
 }
 
-#[test]
-fn a_directory_runs_as_separate_builds_each_on_its_own_copy() {
+fn a_directory_runs_as_separate_builds_each_on_its_own_copy(executor: Executor) {
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     for name in ["a", "b", "c"] {
         sb.write(
             &format!("specs/{name}.yml"),
@@ -51,7 +76,7 @@ fn a_directory_runs_as_separate_builds_each_on_its_own_copy() {
         "specs/skipped/x.yml",
         "version: 0.2\nphases:\n  build:\n    commands:\n      - exit 9\n",
     );
-    let run = sb.run(&["run", "specs", "--jobs", "2", "--exclude", "skipped"]);
+    let run = sb.run(&on.args(&["run", "specs", "--jobs", "2", "--exclude", "skipped"]));
     run.expect_code(1);
     for name in ["a", "b", "c"] {
         let id = format!("specs/{name}.yml");
@@ -81,9 +106,11 @@ fn a_directory_runs_as_separate_builds_each_on_its_own_copy() {
     assert_eq!(builds, 4);
 }
 
-#[test]
-fn a_matrix_runs_every_combination_with_its_own_variables() {
+fn a_matrix_runs_every_combination_with_its_own_variables(executor: Executor) {
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     sb.write(
         "buildspec.yml",
         "version: 0.2
@@ -105,7 +132,7 @@ phases:
       - echo \"id=$CODEBUILD_BATCH_BUILD_IDENTIFIER suite=$SUITE os=$OS v=$V\"
 ",
     );
-    let run = sb.run(&["batch", "--jobs", "3"]);
+    let run = sb.run(&on.args(&["batch", "--jobs", "3"]));
     run.expect_code(0);
     let mut seen = Vec::new();
     for os in ["linux", "mac"] {
@@ -165,11 +192,13 @@ phases:
       - '[ \"$FAIL\" != yes ]'
 ";
 
-#[test]
-fn a_graph_leaves_the_dependents_of_a_failed_build_not_run() {
+fn a_graph_leaves_the_dependents_of_a_failed_build_not_run(executor: Executor) {
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     sb.write("buildspec.yml", GRAPH);
-    let run = sb.run(&["batch"]);
+    let run = sb.run(&on.args(&["batch"]));
     run.expect_code(1);
     assert!(row(&run.stdout, "first").contains("SUCCEEDED"));
     assert!(row(&run.stdout, "middle").contains("FAILED"));
@@ -194,9 +223,11 @@ fn a_graph_leaves_the_dependents_of_a_failed_build_not_run() {
     shown.expect_stdout("(middle did not succeed)");
 }
 
-#[test]
-fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build() {
+fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build(executor: Executor) {
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     sb.write(
         "buildspec.yml",
         &GRAPH.replace(
@@ -204,7 +235,7 @@ fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build() {
             "      depend-on: [first]\n      ignore-failure: true\n      env:",
         ),
     );
-    let run = sb.run(&["batch"]);
+    let run = sb.run(&on.args(&["batch"]));
     run.expect_code(0);
     assert!(
         row(&run.stdout, "middle").contains("FAILED (ignored)"),
@@ -217,17 +248,19 @@ fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build() {
         run.stdout
     );
 
-    let only = sb.run(&["batch", "--only", "last"]);
+    let only = sb.run(&on.args(&["batch", "--only", "last"]));
     only.expect_code(0);
     only.expect_stdout("1 build(s): 1 succeeded");
-    let unknown = sb.run(&["batch", "--only", "nope"]);
+    let unknown = sb.run(&on.args(&["batch", "--only", "nope"]));
     unknown.expect_code(2);
     unknown.expect_stderr("first, middle, last, aside");
 }
 
-#[test]
-fn fast_fail_stops_running_builds_within_the_grace_period() {
+fn fast_fail_stops_running_builds_within_the_grace_period(executor: Executor) {
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     sb.write(
         "buildspec.yml",
         "version: 0.2
@@ -254,7 +287,7 @@ phases:
         .expect("mkfifo");
     assert!(made.success());
     let started = Instant::now();
-    let run = sb.run(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"]);
+    let run = sb.run(&on.args(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"]));
     run.expect_code(1);
     assert!(
         started.elapsed() < Duration::from_secs(30),
@@ -346,10 +379,12 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
     );
 }
 
-#[test]
-fn sigterm_stops_every_running_build_and_the_batch_exits_143() {
+fn sigterm_stops_every_running_build_and_the_batch_exits_143(executor: Executor) {
     use std::io::BufRead;
     let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
     sb.write(
         "buildspec.yml",
         "version: 0.2
@@ -366,7 +401,7 @@ phases:
     );
     let started = Instant::now();
     let mut child = sb
-        .command(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"])
+        .command(&on.args(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"]))
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("start");
