@@ -346,6 +346,25 @@ pub fn run_many(
                     Err(e) => {
                         let mut result = not_run(&jobs[i], format!("cannot start: {e}"));
                         result.outcome = Outcome::Failed;
+                        // The build has a record and a log all the same, that say why.
+                        if let Some(place) = &jobs[i].record {
+                            let verdict = Verdict {
+                                status: Status::Fault,
+                                status_code: "CLIENT_ERROR".to_owned(),
+                                message: format!("the build could not be started: {e}"),
+                            };
+                            if let Ok(record) = place.state_dir.complete(
+                                &place.uuid,
+                                &place.fresh,
+                                Some(&verdict),
+                                true,
+                                None,
+                            ) {
+                                result.build_id = Some(record.id.clone());
+                                result.status = Some(record.status);
+                                result.record = Some(record);
+                            }
+                        }
                         on_event(ManyEvent::Finished { result: &result });
                         results[i] = Some(result);
                     }

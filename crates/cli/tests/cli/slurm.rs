@@ -355,3 +355,41 @@ fn the_slurm_executor_needs_a_shared_directory_and_resume_needs_a_scheduler() {
         .expect_code(2)
         .expect_stderr("--resume takes up the jobs of a scheduler");
 }
+
+#[test]
+fn a_job_slurm_refuses_fails_its_build_with_a_record_that_says_why() {
+    let sb = Sandbox::new();
+    let Some(on) = Executor::Slurm.here(&sb) else {
+        return;
+    };
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nbatch:\n  build-list:\n    - identifier: nowhere\nphases:\n  build:\n    commands:\n      - echo never\n",
+    );
+    let run = finish(dispatch(
+        &sb,
+        &on,
+        &["--slurm-partition", "no-such-partition"],
+    ));
+    run.expect_code(1);
+    let row = super::many::row(&run.stdout, "nowhere");
+    assert!(
+        row.contains("FAULT") && row.contains("cannot start: `sbatch` failed"),
+        "{row}"
+    );
+    let uuid = journal(&sb)["members"][0]["build_uuid"]
+        .as_str()
+        .expect("a uuid")
+        .to_owned();
+    let built = record(&sb, &uuid);
+    assert_eq!(built["status"], "FAULT");
+    assert_eq!(built["phases"][0]["phase"], "QUEUED");
+    let context = &built["phases"][0]["contexts"][0];
+    assert_eq!(context["status_code"], "CLIENT_ERROR");
+    assert!(
+        context["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("invalid partition")),
+        "{context}"
+    );
+}
