@@ -424,7 +424,17 @@ impl Watcher {
         let mut seen_running = false;
         let mut stop_asked_at: Option<Instant> = None;
         let mut failing_since: Option<Instant> = None;
+        let mut next_query = Instant::now();
         loop {
+            // The log is read at every tick; the controller is asked less often as the job
+            // gets older, so that long builds by the hundred do not flood it, while the end of
+            // a build is noticed within a small share of its time.
+            if Instant::now() < next_query {
+                tail.read(out);
+                std::thread::sleep(self.config.poll);
+                continue;
+            }
+            next_query = Instant::now() + query_interval(self.config.poll, started.elapsed());
             let info = self.query();
             tail.read(out);
             match info {
@@ -608,6 +618,12 @@ impl Watcher {
     }
 }
 
+/// How long to wait before asking Slurm about a job again: the poll interval at first, then a
+/// fortieth of the job's age (2.5 % of its time at the most), up to 5 seconds.
+fn query_interval(poll: Duration, age: Duration) -> Duration {
+    (age / 40).clamp(poll, Duration::from_secs(5).max(poll))
+}
+
 /// How long Slurm may not answer before a build is given up as FAULT.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(300);
 /// The longest line passed on whole; a longer one is passed on in pieces of this size.
@@ -764,6 +780,19 @@ mod tests {
             ),
             "{script}"
         );
+    }
+
+    #[test]
+    fn slurm_is_asked_less_often_as_a_job_gets_older() {
+        let poll = Duration::from_millis(200);
+        let table = [(0, 200), (8, 200), (10, 250), (100, 2500), (3600, 5000)];
+        for (age, interval) in table {
+            assert_eq!(
+                query_interval(poll, Duration::from_secs(age)),
+                Duration::from_millis(interval),
+                "at {age}s"
+            );
+        }
     }
 
     #[test]

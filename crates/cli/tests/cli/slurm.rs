@@ -393,3 +393,41 @@ fn a_job_slurm_refuses_fails_its_build_with_a_record_that_says_why() {
         "{context}"
     );
 }
+
+#[test]
+fn a_job_past_its_slurm_time_limit_ends_its_build_timed_out() {
+    let sb = Sandbox::new();
+    let Some(on) = Executor::Slurm.here(&sb) else {
+        return;
+    };
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nbatch:\n  build-list:\n    - identifier: long\nphases:\n  build:\n    commands:\n      - sleep 600\n",
+    );
+    // Slurm's shortest limit is a minute, and it looks for jobs past theirs every 30 seconds
+    // or so: this test takes that long.
+    let run = finish(dispatch(&sb, &on, &["--timeout", "0", "--slurm-time", "1"]));
+    run.expect_code(1);
+    run.expect_stdout("ended TIMEOUT");
+    assert!(
+        super::many::row(&run.stdout, "long").contains("TIMED_OUT"),
+        "{}",
+        run.stdout
+    );
+    let uuid = journal(&sb)["members"][0]["build_uuid"]
+        .as_str()
+        .expect("a uuid")
+        .to_owned();
+    let built = record(&sb, &uuid);
+    // The runner saw a SIGTERM and stopped; Slurm says why, and has the last word.
+    assert_eq!(built["status"], "TIMED_OUT", "{built:#}");
+    assert_eq!(built["placement"]["state"], "TIMEOUT");
+    let contexts: Vec<&str> = built["phases"]
+        .as_array()
+        .expect("phases")
+        .iter()
+        .flat_map(|p| p["contexts"].as_array().into_iter().flatten())
+        .filter_map(|c| c["status_code"].as_str())
+        .collect();
+    assert!(contexts.contains(&"BUILD_TIMED_OUT"), "{contexts:?}");
+}
