@@ -89,16 +89,28 @@ fn cluster() -> Result<(), String> {
     .clone()
 }
 
-/// A batch of one build that tells the test, through a FIFO, that its command runs, then waits.
-const WAITS: &str = "version: 0.2
-batch:
-  build-list:
-    - identifier: victim
-phases:
-  build:
-    commands:
-      - echo started > started.fifo; sleep 60
-";
+/// A batch of one build, `identifier`, that runs one command.
+fn one_build(identifier: &str, command: &str) -> String {
+    format!(
+        "version: 0.2\nbatch:\n  build-list:\n    - identifier: {identifier}\nphases:\n  build:\n    commands:\n      - {command}\n"
+    )
+}
+
+/// A build that tells the test, through a FIFO, that its command runs, then waits.
+const WAITS: &str = "echo started > started.fifo; sleep 60";
+
+/// The uuid of the record of the batch's first build, as the batch record names it.
+fn first_uuid(sb: &Sandbox) -> String {
+    journal(sb)["members"][0]["build_uuid"]
+        .as_str()
+        .expect("a uuid")
+        .to_owned()
+}
+
+/// A build's log.
+fn log_of(record: &serde_json::Value) -> String {
+    std::fs::read_to_string(record["log_path"].as_str().expect("a log path")).expect("the log")
+}
 
 fn mkfifo(sb: &Sandbox, name: &str) -> PathBuf {
     let path = sb.path().join(name);
@@ -163,7 +175,7 @@ fn a_job_cancelled_on_the_cluster_ends_its_build_stopped_with_a_record_of_where_
     let Some(on) = Executor::Slurm.here(&sb) else {
         return;
     };
-    sb.write("buildspec.yml", WAITS);
+    sb.write("buildspec.yml", &one_build("victim", WAITS));
     let fifo = mkfifo(&sb, "started.fifo");
     let started = Instant::now();
     let child = dispatch(&sb, &on, &[]);
@@ -195,14 +207,11 @@ fn a_runner_killed_on_the_node_ends_its_build_failed_and_its_record_completed() 
     let Some(on) = Executor::Slurm.here(&sb) else {
         return;
     };
-    sb.write("buildspec.yml", WAITS);
+    sb.write("buildspec.yml", &one_build("victim", WAITS));
     let fifo = mkfifo(&sb, "started.fifo");
     let child = dispatch(&sb, &on, &[]);
     wait_for(&fifo);
-    let uuid = journal(&sb)["members"][0]["build_uuid"]
-        .as_str()
-        .expect("a uuid")
-        .to_owned();
+    let uuid = first_uuid(&sb);
     // The runner's own record, IN_PROGRESS while its command runs, names its process.
     let running = record(&sb, &uuid);
     assert_eq!(running["status"], "IN_PROGRESS");
@@ -233,7 +242,7 @@ fn a_runner_killed_on_the_node_ends_its_build_failed_and_its_record_completed() 
             .is_some_and(|m| m.contains("ended FAILED (signal 9")),
         "{context}"
     );
-    let log = std::fs::read_to_string(built["log_path"].as_str().expect("a log")).expect("log");
+    let log = log_of(&built);
     assert!(
         log.lines()
             .last()
@@ -248,10 +257,7 @@ fn a_job_pending_past_max_pending_is_cancelled_and_its_build_recorded_stopped() 
     let Some(on) = Executor::Slurm.here(&sb) else {
         return;
     };
-    sb.write(
-        "buildspec.yml",
-        "version: 0.2\nbatch:\n  build-list:\n    - identifier: held\nphases:\n  build:\n    commands:\n      - echo never\n",
-    );
+    sb.write("buildspec.yml", &one_build("held", "echo never"));
     // A held job stays pending whatever the cluster's load.
     let child = dispatch(&sb, &on, &["--slurm-arg=--hold", "--max-pending", "1s"]);
     let run = finish(child);
@@ -262,10 +268,7 @@ fn a_job_pending_past_max_pending_is_cancelled_and_its_build_recorded_stopped() 
         "{}",
         run.stdout
     );
-    let uuid = journal(&sb)["members"][0]["build_uuid"]
-        .as_str()
-        .expect("a uuid")
-        .to_owned();
+    let uuid = first_uuid(&sb);
     let built = record(&sb, &uuid);
     assert_eq!(built["status"], "STOPPED");
     assert_eq!(built["batch_identifier"], "held");
@@ -274,7 +277,7 @@ fn a_job_pending_past_max_pending_is_cancelled_and_its_build_recorded_stopped() 
         built["phases"][0]["contexts"][0]["status_code"],
         "BUILD_STOPPED"
     );
-    let log = std::fs::read_to_string(built["log_path"].as_str().expect("a log")).expect("log");
+    let log = log_of(&built);
     assert!(
         log.contains("was still pending after --max-pending 1s"),
         "{log}"
@@ -362,10 +365,7 @@ fn a_job_slurm_refuses_fails_its_build_with_a_record_that_says_why() {
     let Some(on) = Executor::Slurm.here(&sb) else {
         return;
     };
-    sb.write(
-        "buildspec.yml",
-        "version: 0.2\nbatch:\n  build-list:\n    - identifier: nowhere\nphases:\n  build:\n    commands:\n      - echo never\n",
-    );
+    sb.write("buildspec.yml", &one_build("nowhere", "echo never"));
     let run = finish(dispatch(
         &sb,
         &on,
@@ -377,10 +377,7 @@ fn a_job_slurm_refuses_fails_its_build_with_a_record_that_says_why() {
         row.contains("FAULT") && row.contains("cannot start: `sbatch` failed"),
         "{row}"
     );
-    let uuid = journal(&sb)["members"][0]["build_uuid"]
-        .as_str()
-        .expect("a uuid")
-        .to_owned();
+    let uuid = first_uuid(&sb);
     let built = record(&sb, &uuid);
     assert_eq!(built["status"], "FAULT");
     assert_eq!(built["phases"][0]["phase"], "QUEUED");
@@ -400,10 +397,7 @@ fn a_job_past_its_slurm_time_limit_ends_its_build_timed_out() {
     let Some(on) = Executor::Slurm.here(&sb) else {
         return;
     };
-    sb.write(
-        "buildspec.yml",
-        "version: 0.2\nbatch:\n  build-list:\n    - identifier: long\nphases:\n  build:\n    commands:\n      - sleep 600\n",
-    );
+    sb.write("buildspec.yml", &one_build("long", "sleep 600"));
     // Slurm's shortest limit is a minute, and it looks for jobs past theirs every 30 seconds
     // or so: this test takes that long.
     let run = finish(dispatch(&sb, &on, &["--timeout", "0", "--slurm-time", "1"]));
@@ -414,10 +408,7 @@ fn a_job_past_its_slurm_time_limit_ends_its_build_timed_out() {
         "{}",
         run.stdout
     );
-    let uuid = journal(&sb)["members"][0]["build_uuid"]
-        .as_str()
-        .expect("a uuid")
-        .to_owned();
+    let uuid = first_uuid(&sb);
     let built = record(&sb, &uuid);
     // The runner saw a SIGTERM and stopped; Slurm says why, and has the last word.
     assert_eq!(built["status"], "TIMED_OUT", "{built:#}");
