@@ -178,6 +178,15 @@ pub(crate) enum SessionArg {
     Persistent,
 }
 
+impl From<SessionArg> for runner::SessionKind {
+    fn from(session: SessionArg) -> Self {
+        match session {
+            SessionArg::Compat => runner::SessionKind::Compat,
+            SessionArg::Persistent => runner::SessionKind::Persistent,
+        }
+    }
+}
+
 /// How artifact sets are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub(crate) enum PackagingArg {

@@ -620,11 +620,9 @@ fn file_name(path: &Path) -> String {
     )
 }
 
+/// The session's name, as `--session` and the record write it.
 fn session_name(session: SessionArg) -> &'static str {
-    match session {
-        SessionArg::Compat => "compat",
-        SessionArg::Persistent => "persistent",
-    }
+    runner::SessionKind::from(session).as_str()
 }
 
 /// 128 + the signal when a stop request ended the builds, as for one build; else 1 when a

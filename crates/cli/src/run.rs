@@ -5,13 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use jiff::Timestamp;
+use runner::BuildOptions;
 use runner::build::Destination;
 use runner::events::{Event, Reporter, write_log};
 use runner::record::{StateDir, default_state_dir};
-use runner::{BuildOptions, SessionKind};
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, RunOptions, SessionArg};
+use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, RunOptions};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
 
@@ -106,10 +106,7 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
         source_dir: args.build.source_dir(),
         state_dir: state_dir(args.state_dir.as_ref())?,
         project: args.build.project.clone(),
-        session: match args.session {
-            SessionArg::Compat => SessionKind::Compat,
-            SessionArg::Persistent => SessionKind::Persistent,
-        },
+        session: args.session.into(),
         timeout: (!args.timeout.is_zero()).then_some(args.timeout),
         grace: args.grace,
         cleanup_timeout: args.cleanup_timeout,
