@@ -312,11 +312,24 @@ fn main() {
             "smoke run; pass --bench for the real one"
         }
     );
+    // `cargo bench --bench engine -- trivial` runs only the sections whose names hold one of
+    // the words given (as cargo's own test filters do): `output`, `trivial`, `echo`.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f));
     // Memory is read from the largest child waited for so far, so the output runs come first,
     // before any other tool has run.
-    bench.output_volume();
-    bench.trivial_commands();
-    bench.echo_commands();
+    if wanted("output") {
+        bench.output_volume();
+    }
+    if wanted("trivial") {
+        bench.trivial_commands();
+    }
+    if wanted("echo") {
+        bench.echo_commands();
+    }
     let _ = std::io::stdout().flush();
     if full && !bench.failures.is_empty() {
         println!("\n{} target(s) missed", bench.failures.len());

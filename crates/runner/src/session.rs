@@ -51,19 +51,22 @@ impl SessionKind {
 /// - `u`: source `update` in the driver (variables and directory for the next command);
 /// - `c`: run a script in a subshell (compat): the script itself reports its state to the file
 ///   `state`, the driver answers `status=N`;
-/// - `b`: source a batch script (persistent): the runner sends a phase's list of commands as one
-///   script (`batch_script`), so that a command starts without waiting for the runner, and the
-///   driver reads one request line, not one per command (`read` takes a byte per system call).
-///   Before each command the script writes a marker line (`\x1ebs:<token>:<id>`) to the output,
-///   which tells the runner where that command's output begins; after it, `status=` on
-///   descriptor 3. After the last command, and after one that fails (which ends the list), the
-///   shell's state comes first (`export -p`, `cwd=`): reporting it after every command cost more
-///   than a trivial command. A command that ends the driver (`exit`, or the SIGTERM of a timeout
-///   or a stop) leaves the state in the file `exit-state` instead, from the driver's EXIT trap.
+/// - `b`: source a batch script (persistent): the runner sends a list of commands as one script
+///   (`batch_script`), so that a command starts without waiting for the runner, and the driver
+///   reads one request line, not one per command (`read` takes a byte per system call). Before
+///   each command the script writes a marker line (`\x1ebs:<token>:<id>`) to the output, which
+///   tells the runner where that command's output begins. After the list (its last command, or
+///   the one that failed), the driver reports the shell's state (`export -p`, `cwd=`) and that
+///   command's `status=` on descriptor 3, once: reporting after every command cost more than a
+///   trivial command. A `return` in a command ends the batch script early; `__bs_in` is still set
+///   then, so the status is the `return`'s, and the runner sends the rest of the list again. A
+///   command that ends the driver (`exit`, or the SIGTERM of a timeout or a stop) leaves the
+///   state in the file `exit-state` instead, from the driver's EXIT trap.
 ///
 /// Commands run with descriptors 3 and 4 closed, so nothing they start can hold the driver's
 /// channels open. The driver's stdin is `/dev/null`, and so is every command's.
-const DRIVER: &str = r#"__bs_dir=$1 __bs_token=$2 __bs_in=
+const DRIVER: &str = r#"__bs_dir=$1 __bs_token=$2 __bs_in= __bs_nl='
+'
 shift 2
 trap '[ -z "$__bs_in" ] || { export -p; printf "cwd=%s\n" "$PWD"; } > "$__bs_dir/exit-state"' EXIT
 trap 'exit 143' TERM
@@ -75,7 +78,12 @@ while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
     u) . "$__bs_dir/update" ;;
     c) ( . "$__bs_dir/$__bs_id.sh" ) 3>&- 4<&-
        printf 'status=%d\n' "$?" >&3 ;;
-    b) . "$__bs_dir/$__bs_id.sh" ;;
+    b) __bs_s=0
+       . "$__bs_dir/$__bs_id.sh"
+       __bs_r=$?
+       [ -z "$__bs_in" ] || { __bs_s=$__bs_r; __bs_in=; }
+       CODEBUILD_LAST_EXIT=$__bs_s
+       { export -p; printf 'cwd=%s\nstatus=%d\n' "$PWD" "$__bs_s"; } >&3 ;;
   esac
 done
 "#;
@@ -196,8 +204,9 @@ impl Session {
         &self.status
     }
 
-    /// Asks the driver to run the script `id` (written at DOWNLOAD_SOURCE), after bringing the
-    /// driver to `state`. `succeeding` and `last_exit` are the runner's variables.
+    /// Asks the driver to run the script `id` (written at DOWNLOAD_SOURCE) in a subshell
+    /// (compat), after bringing the driver to `state`. `succeeding` and `last_exit` are the
+    /// runner's variables.
     pub(crate) fn send(
         &mut self,
         id: &str,
@@ -205,21 +214,42 @@ impl Session {
         last_exit: i32,
         state: &SessionState,
     ) -> io::Result<()> {
-        self.send_batch(&[id], succeeding, last_exit, state)
+        let mut request = self.update(succeeding, last_exit, state)?;
+        request.push_str(&format!("c {id} {} {last_exit}\n", u8::from(succeeding)));
+        self.control.write_all(request.as_bytes())
     }
 
-    /// Asks the driver to run several scripts in a row (persistent sessions); it stops at the
-    /// first that fails, skipping the rest of this batch (and only this one).
-    pub(crate) fn send_batch(
+    /// Asks a persistent driver to run a list of commands in a row; it stops at the first that
+    /// fails, skipping the rest of this list (and only this one).
+    pub(crate) fn send_list(
         &mut self,
-        ids: &[&str],
+        commands: &[Listed<'_>],
         succeeding: bool,
         last_exit: i32,
         state: &SessionState,
     ) -> io::Result<()> {
+        let mut request = self.update(succeeding, last_exit, state)?;
+        // One request for the whole list: the driver sources a script that runs each command
+        // in turn. A request line is read a byte at a time (a shell's `read` may not read past
+        // the newline), which cost more than a trivial command.
         self.batches += 1;
-        let batch = self.batches;
-        let ok = u8::from(succeeding);
+        let id = format!("batch-{}", self.batches);
+        let path = self.spec.scripts.join(format!("{id}.sh"));
+        crate::record::write_private(&path, batch_script(commands))?;
+        if let Some(user) = &self.spec.user {
+            platform::give_to(&path, user)?;
+        }
+        request.push_str(&format!("b {id} {} {last_exit}\n", u8::from(succeeding)));
+        self.control.write_all(request.as_bytes())
+    }
+
+    /// The request that brings the driver to `state` (an update script), if it is not there.
+    fn update(
+        &mut self,
+        succeeding: bool,
+        last_exit: i32,
+        state: &SessionState,
+    ) -> io::Result<String> {
         let mut request = String::new();
         if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
@@ -229,34 +259,12 @@ impl Session {
                 if let Some(user) = &self.spec.user {
                     platform::give_to(&path, user)?;
                 }
-                request.push_str(&format!("u - {ok} {last_exit}\n"));
+                request.push_str(&format!("u - {} {last_exit}\n", u8::from(succeeding)));
                 self.update_sent = true;
             }
             self.driver_state = state.clone();
         }
-        if self.spec.kind == SessionKind::Persistent {
-            // One request for the whole list: the driver sources a script that runs each
-            // command in turn. A request line is read a byte at a time (a shell's `read` may
-            // not read past the newline), which cost more than a trivial command.
-            let id = format!("batch-{batch}");
-            let path = self.spec.scripts.join(format!("{id}.sh"));
-            crate::record::write_private(&path, batch_script(ids))?;
-            if let Some(user) = &self.spec.user {
-                platform::give_to(&path, user)?;
-            }
-            request.push_str(&format!("b {id} {ok} {last_exit}\n"));
-            return self.control.write_all(request.as_bytes());
-        }
-        for (i, id) in ids.iter().enumerate() {
-            // After the first, the driver keeps CODEBUILD_LAST_EXIT itself.
-            let last = if i == 0 {
-                last_exit.to_string()
-            } else {
-                "-".to_owned()
-            };
-            request.push_str(&format!("c {id} {ok} {last}\n"));
-        }
-        self.control.write_all(request.as_bytes())
+        Ok(request)
     }
 
     /// Reads what the driver said, without waiting.
@@ -394,40 +402,59 @@ pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
         })
 }
 
-/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild);
-/// blank lines follow so that the command stands on its own buildspec line, and shell errors
-/// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
-/// state to the file `state`.
+/// A command of a list sent to a persistent driver.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Listed<'a> {
+    /// Its script id (`build-3`), which its marker carries.
+    pub(crate) id: &'a str,
+    /// Its text, verbatim.
+    pub(crate) text: &'a str,
+}
+
 /// The script a persistent driver sources for a list of commands sent together. Each command
 /// runs after a marker line on the output, and only while the ones before it succeeded: so a
-/// marker also says that the command before it exited 0. After the list (its last command, or
-/// the one that failed), the shell's state and that command's status go to descriptor 3, once.
+/// marker also says that the command before it exited 0.
+///
+/// A command's text is `eval`ed from a quoted word, not pasted in: so it is parsed on its own
+/// when its turn comes, after the commands before it ran (a syntax error is that command's, and
+/// an `alias` or `shopt` of an earlier command applies), as a script file of its own would be,
+/// without the cost of one file per command. The whole script is one line (a newline in a
+/// command is `$__bs_nl`), so that dash and bash alike count the lines of a shell error from the
+/// command's first line; putting each command on its buildspec line would cost a parse of that
+/// many blank lines per command.
+///
 /// The commands run inside one group with descriptors 3 and 4 closed, so that nothing they start
 /// holds the driver's channels; closing and restoring them around each command cost more than a
 /// trivial command.
-fn batch_script(ids: &[&str]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::from("__bs_s=0\n{\n");
-    for (i, id) in ids.iter().enumerate() {
-        let run = format!(
-            "printf '\\036bs:%s:%s\\n' \"$__bs_token\" {id}; \
-             __bs_in=1; {{ . \"$__bs_dir/{id}.sh\"; }}; __bs_s=$?; __bs_in="
-        );
-        if i == 0 {
-            // The first command sees the runner's CODEBUILD_LAST_EXIT, from the request.
-            let _ = writeln!(out, "{run}");
-        } else {
-            let _ = writeln!(
-                out,
-                "if [ \"$__bs_s\" = 0 ]; then CODEBUILD_LAST_EXIT=0; {run}; fi"
-            );
+fn batch_script(commands: &[Listed<'_>]) -> String {
+    let size: usize = commands.iter().map(|c| c.text.len() + 128).sum();
+    let mut out = String::with_capacity(size + 32);
+    out.push_str("{ ");
+    for (i, command) in commands.iter().enumerate() {
+        if i > 0 {
+            out.push_str("[ \"$__bs_s\" != 0 ] || { CODEBUILD_LAST_EXIT=0; ");
         }
+        out.push_str("printf '\\036bs:%s:%s\\n' \"$__bs_token\" ");
+        out.push_str(command.id);
+        out.push_str("; __bs_in=1; set -a; eval '");
+        for c in command.text.chars() {
+            match c {
+                '\'' => out.push_str("'\\''"),
+                '\n' => out.push_str("'\"$__bs_nl\"'"),
+                c => out.push(c),
+            }
+        }
+        out.push_str("'; __bs_s=$?; __bs_in=");
+        out.push_str(if i > 0 { "; }; " } else { "; " });
     }
-    out.push_str("} 3>&- 4<&-\nCODEBUILD_LAST_EXIT=$__bs_s\n");
-    out.push_str("{ export -p; printf 'cwd=%s\\nstatus=%d\\n' \"$PWD\" \"$__bs_s\"; } >&3\n");
+    out.push_str("} 3>&- 4<&-\n");
     out
 }
 
+/// A command's script (compat). Line 1 sets `-a` (every assignment is exported, as on
+/// CodeBuild); blank lines follow so that the command stands on its own buildspec line, and
+/// shell errors (`buildspec.yml: 14: ...: foo: not found`) name that line. The last line reports
+/// the state to the file `state`.
 pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
     let mut out = String::with_capacity(text.len() + 128);
     out.push_str("set -a\n");

@@ -12,7 +12,7 @@ use super::cleanup::wait_eof;
 use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id, signal_name};
 use crate::events::{Event, Phase, Status};
 use crate::platform;
-use crate::session::{Reply, Session, SessionKind};
+use crate::session::{Listed, Reply, Session, SessionKind};
 
 impl Build<'_> {
     /// Makes the next command run as `name` (`run-as`; `None` or the runner's own user: no
@@ -142,10 +142,17 @@ impl Build<'_> {
             let ids: Vec<String> = (next..list.len())
                 .map(|i| script_id(name, finally, i))
                 .collect();
-            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let listed: Vec<Listed<'_>> = ids
+                .iter()
+                .zip(&list[next..])
+                .map(|(id, command)| Listed {
+                    id,
+                    text: &command.text,
+                })
+                .collect();
             let sent = match self.session.as_mut() {
                 Some(session) => {
-                    session.send_batch(&refs, self.succeeding, self.last_exit, &self.state)
+                    session.send_list(&listed, self.succeeding, self.last_exit, &self.state)
                 }
                 None => Err(io::Error::other("no session")),
             };
@@ -205,7 +212,9 @@ impl Build<'_> {
                         if code != 0 || index + 1 == list.len() {
                             return results;
                         }
-                        continue;
+                        // A `return` ended the list early: the rest goes as a new list.
+                        next = index + 1;
+                        continue 'session;
                     }
                     Reply::DriverExited(code) => {
                         // The command ended the shell: its status is the shell's. The rest of

@@ -1,6 +1,7 @@
 //! DOWNLOAD_SOURCE: the buildspec read and checked, the providers' values, the environment,
 //! the users of `run-as`, and every command's script written.
 
+use std::fmt::Write as _;
 use std::io;
 use std::path::Path;
 
@@ -288,18 +289,25 @@ impl Build<'_> {
             }
         }
         self.record.session = kind.as_str().to_owned();
-        // Every command's script is written now, so that running a command costs no file
-        // writes; the record keeps them all in one file.
+        // Every compat command's script is written now, so that running a command costs no
+        // file writes (a persistent session gets each list as one script when it runs). The
+        // record keeps them all in one file, without the blank lines that put each command on
+        // its buildspec line: they would make the file grow with the square of the buildspec.
         let mut record_scripts = String::new();
         for phase in &plan.phases {
             for (finally, list) in [(false, &phase.commands), (true, &phase.finally)] {
                 for (index, command) in list.iter().enumerate() {
                     let id = script_id(phase.name, finally, index);
-                    let text = crate::session::script(&command.text, command.line, kind);
-                    record_scripts.push_str(&format!(
-                        "#### {id}.sh (buildspec line {})\n{text}",
+                    let _ = writeln!(
+                        record_scripts,
+                        "#### {id}.sh (buildspec line {})",
                         command.line
-                    ));
+                    );
+                    record_scripts.push_str(&crate::session::script(&command.text, 1, kind));
+                    if kind == SessionKind::Persistent {
+                        continue;
+                    }
+                    let text = crate::session::script(&command.text, command.line, kind);
                     if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
                         self.end_phase(
                             Phase::DownloadSource,

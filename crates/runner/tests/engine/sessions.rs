@@ -265,6 +265,112 @@ fn shell_errors_name_the_buildspec_line() {
     assert!(error.starts_with("buildspec.yml: 6: "), "{error}");
 }
 
+#[test]
+fn persistent_commands_are_parsed_one_at_a_time() {
+    // Each command of a persistent list is parsed when its turn comes, as a script of its own
+    // would be: `return` ends only its command, a syntax error is only its command's (the ones
+    // before it ran), and the quotes and newlines of a command reach the shell as written.
+    for shell in ["sh", "bash"] {
+        let ran = Fixture::new(&format!(
+            "\
+version: 0.2
+env:
+  shell: {shell}
+phases:
+  build:
+    commands:
+      - echo \"it's\" 'a \"quoted\"' word
+      - 'R=1; return 0; echo not reached'
+      - echo after return r=$R
+      - |
+        echo two
+        no-such-command
+  post_build:
+    commands:
+      - 'R=2; return 5'
+      - echo not run after return 5
+"
+        ))
+        .persistent()
+        .run();
+        ran.expect(Failed);
+        assert_eq!(ran.said("it's "), ["a \"quoted\" word"], "{shell}");
+        assert!(ran.said("not reached").is_empty(), "{shell}");
+        assert_eq!(ran.said("after return "), ["r=1"], "{shell}");
+        // Line numbers count from the command's first line, as CodeBuild's always say line 4
+        // of its script: dash's `$0: 2: eval: ...`, bash's `...: line 2: ...`.
+        let error = ran
+            .events
+            .output
+            .iter()
+            .find(|l| l.contains("no-such-command"))
+            .expect("an error line");
+        let expected = if shell == "sh" {
+            ": 2: eval: no-such-command: not found"
+        } else {
+            ": line 2: no-such-command: command not found"
+        };
+        assert!(error.ends_with(expected), "{shell}: {error}");
+        assert_eq!(
+            ran.phase(runner::Phase::PostBuild).contexts[0].message,
+            "Error while executing command: R=2; return 5. Reason: exit status 5",
+            "{shell}"
+        );
+        assert!(ran.said("not run").is_empty(), "{shell}");
+
+        let ran = Fixture::new(&format!(
+            "\
+version: 0.2
+env:
+  shell: {shell}
+phases:
+  build:
+    commands:
+      - V=kept
+      - 'echo \"unterminated'
+      - echo never
+  post_build:
+    commands:
+      - echo post last=$CODEBUILD_LAST_EXIT v=$V
+"
+        ))
+        .persistent()
+        .run();
+        ran.expect(Failed);
+        assert!(ran.said("never").is_empty(), "{shell}");
+        assert_eq!(
+            ran.phase(runner::Phase::Build).contexts[0].message,
+            "Error while executing command: echo \"unterminated. Reason: exit status 2",
+            "{shell}"
+        );
+        assert_eq!(ran.said("post "), ["last=2 v=kept"], "{shell}");
+    }
+}
+
+#[test]
+fn persistent_bash_keeps_arrays_and_parser_options() {
+    // `shopt -s extglob` changes how later commands parse: it works only because each command
+    // is parsed after the one before it ran.
+    let ran = Fixture::new(
+        "\
+version: 0.2
+env:
+  shell: bash
+phases:
+  build:
+    commands:
+      - declare -A M=([k]=v); arr=(a b c); shopt -s extglob; mkdir g; touch g/keep.txt g/drop.log
+      - echo \"map=${M[k]} arr=${arr[2]}\"
+      - cd g; echo matched !(*.log)
+",
+    )
+    .persistent()
+    .run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("map="), ["v arr=c"]);
+    assert_eq!(ran.said("matched "), ["keep.txt"]);
+}
+
 /// The log without its timestamps and its temporary paths.
 fn shape(ran: &crate::Ran) -> Vec<String> {
     let root = ran
