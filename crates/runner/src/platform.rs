@@ -145,9 +145,10 @@ pub(crate) fn borrow<T: AsFd>(fd: &T) -> BorrowedFd<'_> {
 
 /// Makes this process the reaper of its orphaned descendants (Linux), so that a daemon a build
 /// started (`setsid`, a double fork) stays below the runner instead of moving to init.
-pub(crate) fn become_subreaper() {
+/// Returns whether it is.
+pub(crate) fn become_subreaper() -> bool {
     // Best effort: without it, builds still run, and sweeping by environment still works.
-    let _ = nix::sys::prctl::set_child_subreaper(true);
+    nix::sys::prctl::set_child_subreaper(true).is_ok()
 }
 
 /// The processes whose environment holds `marker` (`NAME=value`), other than this one. Every
@@ -220,7 +221,12 @@ pub(crate) fn reap(pgid: u32, pids: &[u32]) {
 
 /// This process's children, from the kernel's per-thread lists.
 fn children() -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    children_of("self")
+}
+
+/// The children of a process (`self`, or a pid), from the kernel's per-thread lists.
+fn children_of(process: &str) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{process}/task")) else {
         return Vec::new();
     };
     tasks
@@ -232,6 +238,26 @@ fn children() -> Vec<u32> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// Every descendant of this process that has not ended, children first. For a subreaper that
+/// runs one build, these are exactly the build's processes, wherever they moved: an orphan
+/// comes back to its subreaper. Walking this tree reads a few files per descendant, where
+/// scanning every process's environment reads two per process of the machine.
+pub(crate) fn live_descendants() -> Vec<u32> {
+    let mut found = children();
+    let mut i = 0;
+    while i < found.len() {
+        let more = children_of(&found[i].to_string());
+        found.extend(
+            more.into_iter()
+                .filter(|p| !found.contains(p))
+                .collect::<Vec<_>>(),
+        );
+        i += 1;
+    }
+    found.retain(|pid| !is_zombie(*pid));
+    found
 }
 
 /// This process's children that have not ended.

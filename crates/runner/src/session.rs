@@ -383,6 +383,26 @@ impl Session {
 /// The runner's own variables, set by the driver from each request.
 const RUNNER_OWNED: [&str; 2] = ["CODEBUILD_BUILD_SUCCEEDING", "CODEBUILD_LAST_EXIT"];
 
+/// The shell's path, looked up once in the build's starting `PATH`: left to the child, the
+/// lookup is one `execve` per directory before the shell's, each costing more than a trivial
+/// command, for every driver the build starts. The name itself when it is not found (the start
+/// then fails as it would have).
+pub(crate) fn resolve_shell(program: &str, path: Option<&str>) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return program.to_owned();
+    }
+    path.unwrap_or_default()
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .map_or_else(|| program.to_owned(), |p| p.display().to_string())
+}
+
 /// A private directory in memory for a build's scripts and state files: under
 /// `$XDG_RUNTIME_DIR`, else `/dev/shm`. `None` when neither can be used.
 pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
@@ -474,6 +494,22 @@ pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shell_is_looked_up_in_path_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("sh");
+        std::fs::write(&fake, "").expect("write");
+        let path = format!("/nonexistent:{}:/bin", dir.path().display());
+        // Not executable: skipped, as execvp would.
+        assert_eq!(resolve_shell("sh", Some(&path)), "/bin/sh");
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        assert_eq!(resolve_shell("sh", Some(&path)), fake.display().to_string());
+        assert_eq!(resolve_shell("/bin/bash", Some(&path)), "/bin/bash");
+        assert_eq!(resolve_shell("no-such-shell", Some(&path)), "no-such-shell");
+        assert_eq!(resolve_shell("sh", None), "sh");
+    }
 
     #[test]
     fn the_command_stands_on_its_buildspec_line() {

@@ -503,6 +503,47 @@ phases:
 }
 
 #[test]
+fn a_stubborn_daemon_and_its_children_end_with_the_build() {
+    // The runner, as its subreaper, finds the build's processes by walking its descendants: a
+    // daemon that ignores SIGTERM gets SIGKILL after the grace period, and its child (which
+    // ignores it too, inherited) is found below it rather than only once it is orphaned.
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - setsid sh -c 'trap \"\" TERM; sleep 600 & echo $! > child.pid; echo $$ > parent.pid; wait' > /dev/null 2>&1 &
+      - while [ ! -s parent.pid ] || [ ! -s child.pid ]; do :; done
+",
+    );
+    let started = std::time::Instant::now();
+    let run = sb.run(&["run", "--grace", "1s"]);
+    run.expect_code(0);
+    assert!(
+        run.stdout
+            .contains("Ending 2 process(es) the build left outside its process group"),
+        "{}",
+        run.stdout
+    );
+    for name in ["parent.pid", "child.pid"] {
+        let pid = std::fs::read_to_string(sb.path().join(name)).expect("pid");
+        let alive = std::process::Command::new("kill")
+            .args(["-0", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(
+            !alive.success(),
+            "{name} survived the build:\n{}",
+            run.stdout
+        );
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
 fn both_region_variables_follow_the_one_given() {
     let sb = Sandbox::new();
     sb.write("buildspec.yml", "version: 0.2\nphases:\n  build:\n    commands:\n      - echo region=$AWS_REGION default=$AWS_DEFAULT_REGION\n");

@@ -215,10 +215,15 @@ impl Build<'_> {
         }
     }
 
-    /// The build's processes still alive: those carrying its `CODEBUILD_BUILD_ID`, and, when the
-    /// build is the only one of this process, every child of the process (an orphan that
-    /// cleared its environment still comes to the runner, its subreaper).
+    /// The build's processes still alive. When the build is the only one of this process and
+    /// the process is their subreaper, they are its descendants (an orphan comes back to the
+    /// runner, even one that cleared its environment), and nothing else is. Otherwise they are
+    /// the processes carrying its `CODEBUILD_BUILD_ID`, found by reading every process's
+    /// environment, and, when the build owns the process's children, those children.
     fn leftovers(&self, marker: &[u8]) -> Vec<u32> {
+        if self.options.owns_children && self.subreaper {
+            return platform::live_descendants();
+        }
         let mut left = platform::processes_with(marker);
         if self.options.owns_children {
             for pid in platform::live_children() {

@@ -221,6 +221,8 @@ struct Build<'r> {
     succeeding: bool,
     last_exit: i32,
     timed_out: bool,
+    /// Whether this process is the subreaper of the build's orphans.
+    subreaper: bool,
 }
 
 impl<'r> Build<'r> {
@@ -289,7 +291,7 @@ impl<'r> Build<'r> {
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
             placement: None,
         };
-        let build = Build {
+        let mut build = Build {
             options,
             stop,
             stopped: None,
@@ -328,10 +330,11 @@ impl<'r> Build<'r> {
             succeeding: true,
             last_exit: 0,
             timed_out: false,
+            subreaper: false,
         };
         build.save(false)?;
         build.state_dir.set_last(&uuid)?;
-        platform::become_subreaper();
+        build.subreaper = platform::become_subreaper();
         Ok(build)
     }
 

@@ -332,7 +332,10 @@ impl Build<'_> {
         );
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.spec = Some(SessionSpec {
-            shell: plan.shell.program().to_owned(),
+            shell: crate::session::resolve_shell(
+                plan.shell.program(),
+                self.state.variables.get("PATH").map(String::as_str),
+            ),
             kind,
             stateless: !plan.session_state,
             scripts: self.scripts.clone(),
