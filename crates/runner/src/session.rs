@@ -71,8 +71,7 @@ shift 2
 trap '[ -z "$__bs_in" ] || { export -p; printf "cwd=%s\n" "$PWD"; } > "$__bs_dir/exit-state"' EXIT
 trap 'exit 143' TERM
 while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
-  CODEBUILD_BUILD_SUCCEEDING=$__bs_ok
-  [ "$__bs_last" = - ] || CODEBUILD_LAST_EXIT=$__bs_last
+  CODEBUILD_BUILD_SUCCEEDING=$__bs_ok CODEBUILD_LAST_EXIT=$__bs_last
   export CODEBUILD_BUILD_SUCCEEDING CODEBUILD_LAST_EXIT
   case $__bs_op in
     u) . "$__bs_dir/update" ;;
@@ -471,10 +470,10 @@ fn batch_script(commands: &[Listed<'_>]) -> String {
     out
 }
 
-/// A command's script (compat). Line 1 sets `-a` (every assignment is exported, as on
-/// CodeBuild); blank lines follow so that the command stands on its own buildspec line, and
-/// shell errors (`buildspec.yml: 14: ...: foo: not found`) name that line. The last line reports
-/// the state to the file `state`.
+/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild); blank
+/// lines follow so that the command stands on its own buildspec line (`line`), and shell errors
+/// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
+/// state to the file `state`. The record's copy is written with `line` 1, without the blanks.
 pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
     let mut out = String::with_capacity(text.len() + 128);
     out.push_str("set -a\n");

@@ -332,12 +332,10 @@ fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
     );
     let run = sb.run(&["run", "--timeout", "1s", "--grace", "1s"]);
     run.expect_code(124);
-    let pid = std::fs::read_to_string(sb.path().join("shell.pid")).expect("pid");
-    let alive = std::process::Command::new("kill")
-        .args(["-0", pid.trim()])
-        .status()
-        .expect("kill");
-    assert!(!alive.success(), "the stubborn command is gone");
+    assert!(
+        !alive(&sb.path().join("shell.pid")),
+        "the stubborn command is gone"
+    );
 }
 
 #[test]
@@ -490,13 +488,8 @@ phases:
     );
     let run = sb.run(&["run", "--grace", "2s"]);
     run.expect_code(0);
-    let pid = std::fs::read_to_string(sb.path().join("orphan.pid")).expect("pid");
-    let alive = std::process::Command::new("kill")
-        .args(["-0", pid.trim()])
-        .status()
-        .expect("kill");
     assert!(
-        !alive.success(),
+        !alive(&sb.path().join("orphan.pid")),
         "the process without the build's id survived it:\n{}",
         run.stdout
     );
@@ -529,13 +522,8 @@ phases:
         run.stdout
     );
     for name in ["parent.pid", "child.pid"] {
-        let pid = std::fs::read_to_string(sb.path().join(name)).expect("pid");
-        let alive = std::process::Command::new("kill")
-            .args(["-0", pid.trim()])
-            .status()
-            .expect("kill");
         assert!(
-            !alive.success(),
+            !alive(&sb.path().join(name)),
             "{name} survived the build:\n{}",
             run.stdout
         );
@@ -600,4 +588,15 @@ fn an_s3_destination_without_credentials_is_refused_before_the_build() {
     let run = sb.run(&["run", "--artifacts", "s3://"]);
     run.expect_code(2);
     run.expect_stderr("--artifacts");
+}
+
+/// Whether the process whose id a build wrote to `pid_file` is still alive.
+fn alive(pid_file: &std::path::Path) -> bool {
+    let pid = std::fs::read_to_string(pid_file).expect("pid file");
+    std::process::Command::new("kill")
+        .args(["-0", pid.trim()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("kill")
+        .success()
 }

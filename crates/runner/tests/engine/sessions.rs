@@ -271,12 +271,15 @@ fn persistent_commands_are_parsed_one_at_a_time() {
     // would be: `return` ends only its command, a syntax error is only its command's (the ones
     // before it ran), and the quotes and newlines of a command reach the shell as written.
     for shell in ["sh", "bash"] {
-        let ran = Fixture::new(&format!(
-            "\
-version: 0.2
-env:
-  shell: {shell}
-phases:
+        let in_shell = |phases: &str| {
+            Fixture::new(&format!(
+                "version: 0.2\nenv:\n  shell: {shell}\nphases:\n{phases}"
+            ))
+            .persistent()
+            .run()
+        };
+        let ran = in_shell(
+            "
   build:
     commands:
       - echo \"it's\" 'a \"quoted\"' word
@@ -289,10 +292,8 @@ phases:
     commands:
       - 'R=2; return 5'
       - echo not run after return 5
-"
-        ))
-        .persistent()
-        .run();
+",
+        );
         ran.expect(Failed);
         assert_eq!(ran.said("it's "), ["a \"quoted\" word"], "{shell}");
         assert!(ran.said("not reached").is_empty(), "{shell}");
@@ -318,12 +319,8 @@ phases:
         );
         assert!(ran.said("not run").is_empty(), "{shell}");
 
-        let ran = Fixture::new(&format!(
-            "\
-version: 0.2
-env:
-  shell: {shell}
-phases:
+        let ran = in_shell(
+            "
   build:
     commands:
       - V=kept
@@ -332,10 +329,8 @@ phases:
   post_build:
     commands:
       - echo post last=$CODEBUILD_LAST_EXIT v=$V
-"
-        ))
-        .persistent()
-        .run();
+",
+        );
         ran.expect(Failed);
         assert!(ran.said("never").is_empty(), "{shell}");
         assert_eq!(
