@@ -82,7 +82,7 @@ while IFS=' ' read -r __bs_op __bs_id __bs_ok __bs_last <&4; do
        __bs_r=$?
        [ -z "$__bs_in" ] || { __bs_s=$__bs_r; __bs_in=; }
        CODEBUILD_LAST_EXIT=$__bs_s
-       { export -p; printf 'cwd=%s\nstatus=%d\n' "$PWD" "$__bs_s"; } >&3 ;;
+       { export -p; printf 'cwd=%s\nat=%s\nstatus=%d\n' "$PWD" "$__bs_at" "$__bs_s"; } >&3 ;;
   esac
 done
 "#;
@@ -127,8 +127,9 @@ pub(crate) struct Session {
 /// What the driver said about a command.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Reply {
-    /// The command ended with this status, and left this state (unless it ended with `exit`).
-    Done(i32, Option<SessionState>),
+    /// The command ended with this status, and left this state (unless it ended with `exit`);
+    /// for a persistent list, the id of the command it stopped at (the last that ran).
+    Done(i32, Option<SessionState>, Option<String>),
     /// The driver itself ended (with this status); a new one is needed.
     DriverExited(i32),
     /// Nothing yet.
@@ -319,14 +320,14 @@ impl Session {
             s
         });
         if self.spec.stateless {
-            return Ok(Reply::Done(code, None));
+            return Ok(Reply::Done(code, None, report.at));
         }
         if self.spec.kind == SessionKind::Persistent
             && let Some(s) = &reported
         {
             self.driver_state = s.clone();
         }
-        Ok(Reply::Done(code, reported))
+        Ok(Reply::Done(code, reported, report.at))
     }
 
     /// The state a persistent driver left in `exit-state` when a command ended it (`exit`, or
@@ -453,7 +454,9 @@ fn batch_script(commands: &[Listed<'_>]) -> String {
         if i > 0 {
             out.push_str("[ \"$__bs_s\" != 0 ] || { CODEBUILD_LAST_EXIT=0; ");
         }
-        out.push_str("printf '\\036bs:%s:%s\\n' \"$__bs_token\" ");
+        out.push_str("__bs_at=");
+        out.push_str(command.id);
+        out.push_str("; printf '\\036bs:%s:%s\\n' \"$__bs_token\" ");
         out.push_str(command.id);
         out.push_str("; __bs_in=1; set -a; eval '");
         for c in command.text.chars() {

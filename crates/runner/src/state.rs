@@ -215,12 +215,14 @@ impl Parser<'_> {
 pub(crate) struct Report {
     pub(crate) state: Option<SessionState>,
     pub(crate) status: Option<i32>,
+    /// The command a persistent list stopped at (`at=<id>`), the one whose status this is.
+    pub(crate) at: Option<String>,
     /// Bytes of the input the report took.
     pub(crate) consumed: usize,
 }
 
-/// Parses `export -p` statements, then `cwd=<dir>` and `status=<code>` lines, either of which may
-/// be absent. `Ok(None)` means the input ends inside the report (more is to come).
+/// Parses `export -p` statements, then `cwd=<dir>`, `at=<id>` and `status=<code>` lines, any of
+/// which may be absent. `Ok(None)` means the input ends inside the report (more is to come).
 pub(crate) fn parse_reply(text: &[u8]) -> Result<Option<Report>, ReportError> {
     match parse(text, true) {
         Err(e) if e.offset >= text.len() => Ok(None),
@@ -232,6 +234,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
     let mut p = Parser { text, pos: 0 };
     let mut variables = BTreeMap::new();
     let mut cwd = None;
+    let mut at = None;
     loop {
         if p.pos >= text.len() {
             if until_status {
@@ -239,7 +242,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
             }
             break;
         }
-        if p.eat(b"cwd=") || p.eat(b"status=") {
+        if p.eat(b"cwd=") || p.eat(b"at=") || p.eat(b"status=") {
             let key_end = p.pos;
             let end = text[p.pos..]
                 .iter()
@@ -255,6 +258,10 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
                 cwd = Some(value);
                 continue;
             }
+            if text[..key_end].ends_with(b"at=") {
+                at = Some(value);
+                continue;
+            }
             let status = value
                 .trim()
                 .parse()
@@ -262,6 +269,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
             return Ok(Report {
                 state: cwd.map(|cwd| SessionState { variables, cwd }),
                 status: Some(status),
+                at,
                 consumed: p.pos,
             });
         }
@@ -279,7 +287,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
             }
         } else {
             let rest = &text[p.pos..];
-            let offset = if [&b"export "[..], b"declare -", b"cwd=", b"status="]
+            let offset = if [&b"export "[..], b"declare -", b"cwd=", b"at=", b"status="]
                 .iter()
                 .any(|k| k.starts_with(rest))
             {
@@ -289,7 +297,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
                 p.pos
             };
             return Err(ReportError {
-                reason: "expected `export`, `cwd=` or `status=`",
+                reason: "expected `export`, `cwd=`, `at=` or `status=`",
                 offset,
             });
         }
@@ -311,6 +319,7 @@ fn parse(text: &[u8], until_status: bool) -> Result<Report, ReportError> {
     Ok(Report {
         state: cwd.map(|cwd| SessionState { variables, cwd }),
         status: None,
+        at,
         consumed: p.pos,
     })
 }
@@ -477,7 +486,7 @@ mod tests {
 
     #[test]
     fn replies_stream_in() {
-        let reply = b"export A='multi\nstatus=9\n'\ncwd=/x\nstatus=3\nexport B='next'\n";
+        let reply = b"export A='multi\nstatus=9\n'\ncwd=/x\nat=build-2\nstatus=3\nexport B='next'\n";
         let whole = reply.len() - b"export B='next'\n".len();
         for cut in 0..whole {
             assert!(
@@ -489,11 +498,12 @@ mod tests {
         }
         let report = parse_reply(reply).expect("ok").expect("complete");
         assert_eq!(report.status, Some(3));
+        assert_eq!(report.at.as_deref(), Some("build-2"));
         let state = report.state.expect("state");
         assert_eq!(state.variables["A"], "multi\nstatus=9\n");
         assert_eq!(state.cwd, "/x");
         assert_eq!(report.consumed, whole);
         let bare = parse_reply(b"status=0\n").expect("ok").expect("complete");
-        assert_eq!((bare.state, bare.status), (None, Some(0)));
+        assert_eq!((bare.state, bare.status, bare.at), (None, Some(0), None));
     }
 }

@@ -14,6 +14,21 @@ use crate::events::{Event, Phase, Status};
 use crate::platform;
 use crate::session::{Listed, Reply, Session, SessionKind};
 
+/// Where a persistent list is.
+struct Progress {
+    /// The first command not started yet.
+    next: usize,
+    /// The command running (started, not finished), and since when.
+    running: Option<(usize, Instant)>,
+}
+
+impl Progress {
+    /// The command running, or else the next one.
+    fn current(&self) -> usize {
+        self.running.map_or(self.next, |(i, _)| i)
+    }
+}
+
 impl Build<'_> {
     /// Makes the next command run as `name` (`run-as`; `None` or the runner's own user: no
     /// switch). A session of another user ends first; its background processes stay, as they
@@ -161,51 +176,47 @@ impl Build<'_> {
                 results.push((next, Err(Status::Fault)));
                 return results;
             }
-            let mut running: Option<(usize, Instant)> = None;
-            // A marker seen while draining the output of the command before it.
-            let mut marker: Option<String> = None;
+            let mut at = Progress {
+                next,
+                running: None,
+            };
             loop {
                 // Output first: up to the next marker, which starts the next command.
-                let id = match marker.take() {
-                    Some(id) => Some(id),
-                    None => self.pump_output().1,
-                };
-                if let Some(id) = id {
-                    if let Some((index, started)) = running.take() {
-                        // A marker follows only a command that exited 0: a failure ends the list
-                        // (and its status comes on the status pipe, with the state).
-                        self.finish_command(phase, &list[index], 0, started);
-                        results.push((index, Ok(0)));
-                    }
-                    let Some(index) =
-                        (next..list.len()).find(|i| script_id(name, finally, *i) == id)
-                    else {
-                        continue;
-                    };
-                    self.start_command(phase, &list[index], finally);
-                    running = Some((index, Instant::now()));
-                    next = index + 1;
+                if let (_, Some(id)) = self.pump_output() {
+                    self.marked(phase, name, list, finally, &id, &mut at, &mut results);
                     continue;
                 }
                 let reply = match self.session.as_mut().map(Session::poll_reply) {
                     Some(Ok(reply)) => reply,
                     Some(Err(e)) => {
                         self.message(&format!("the shell session failed: {e}"));
-                        results.push((running.map_or(next, |(i, _)| i), Err(Status::Fault)));
+                        results.push((at.current(), Err(Status::Fault)));
                         return results;
                     }
                     None => Reply::DriverExited(255),
                 };
                 match reply {
-                    Reply::Done(code, state) => {
+                    Reply::Done(code, state, stopped_at) => {
                         if let Some(state) = state {
                             self.state = state;
                         }
-                        // All of its output is in the pipe; a marker may follow it.
-                        let (_, after) = self.pump_output();
-                        marker = after;
-                        let Some((index, started)) = running.take() else {
-                            continue;
+                        // Every marker of the list is in the pipe once the driver has replied
+                        // (it wrote them first), though some may not have been read yet.
+                        self.drain_markers(phase, name, list, finally, &mut at, &mut results);
+                        // The command the list stopped at. It ran without its marker when a
+                        // command moved the shell's output away (`exec > file`): the ones
+                        // before it ran too, and exited 0.
+                        let stopped_at = stopped_at.and_then(|id| {
+                            (at.current()..list.len()).find(|i| script_id(name, finally, *i) == id)
+                        });
+                        if let Some(last) = stopped_at {
+                            while at.next <= last {
+                                let id = script_id(name, finally, at.next);
+                                self.marked(phase, name, list, finally, &id, &mut at, &mut results);
+                            }
+                        }
+                        let Some((index, started)) = at.running.take() else {
+                            return results;
                         };
                         self.finish_command(phase, &list[index], code, started);
                         results.push((index, Ok(code)));
@@ -219,14 +230,16 @@ impl Build<'_> {
                     Reply::DriverExited(code) => {
                         // The command ended the shell: its status is the shell's. The rest of
                         // the list goes to a new shell, from the last reported state.
+                        self.drain_markers(phase, name, list, finally, &mut at, &mut results);
                         self.read_output();
                         if let Some(session) = self.session.take() {
                             let (mut child, _) = session.close();
                             let _ = child.wait();
                         }
                         self.recover_state();
-                        let (index, started) = running.take().unwrap_or((next, Instant::now()));
-                        if index == next {
+                        let (index, started) =
+                            at.running.take().unwrap_or((at.next, Instant::now()));
+                        if index == at.next {
                             self.start_command(phase, &list[index], finally);
                         }
                         self.finish_command(phase, &list[index], code, started);
@@ -240,12 +253,52 @@ impl Build<'_> {
                     Reply::Pending => {}
                 }
                 if let Some(status) = self.wait_for_output_or_reply() {
-                    results.push((running.map_or(next, |(i, _)| i), Err(status)));
+                    results.push((at.current(), Err(status)));
                     return results;
                 }
             }
         }
         results
+    }
+
+    /// A marker of a persistent list: the command running before it exited 0 (a failure ends
+    /// the list, and its status comes on the status pipe), and the command `id` starts.
+    #[allow(clippy::too_many_arguments)]
+    fn marked(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+        id: &str,
+        at: &mut Progress,
+        results: &mut Vec<(usize, Result<i32, Status>)>,
+    ) {
+        if let Some((index, started)) = at.running.take() {
+            self.finish_command(phase, &list[index], 0, started);
+            results.push((index, Ok(0)));
+        }
+        let Some(index) = (at.next..list.len()).find(|i| script_id(name, finally, *i) == id) else {
+            return;
+        };
+        self.start_command(phase, &list[index], finally);
+        at.running = Some((index, Instant::now()));
+        at.next = index + 1;
+    }
+
+    /// Takes every marker the output pipe holds now, in order.
+    fn drain_markers(
+        &mut self,
+        phase: Phase,
+        name: PhaseName,
+        list: &[Command],
+        finally: bool,
+        at: &mut Progress,
+        results: &mut Vec<(usize, Result<i32, Status>)>,
+    ) {
+        while let (_, Some(id)) = self.pump_output() {
+            self.marked(phase, name, list, finally, &id, at, results);
+        }
     }
 
     /// A command that ended the persistent driver (`exit`, or the SIGTERM of a timeout or a stop)
@@ -446,7 +499,7 @@ impl Build<'_> {
                 None => return Err(Status::Fault),
             };
             match reply {
-                Reply::Done(code, state) => {
+                Reply::Done(code, state, _) => {
                     if let Some(state) = state {
                         self.state = state;
                     }

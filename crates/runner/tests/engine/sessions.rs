@@ -343,6 +343,44 @@ fn persistent_commands_are_parsed_one_at_a_time() {
 }
 
 #[test]
+fn persistent_commands_after_exec_redirecting_the_output_run_once() {
+    // `exec > file` moves the shell's output, and with it the markers that tell the runner
+    // where each command begins: the list's reply still says where it stopped, so each command
+    // is reported once, the failure goes to the command that failed, and nothing runs twice.
+    let fixture = Fixture::new(
+        "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - echo before
+      - exec > moved.txt
+      - echo into the file; echo ran >> count.txt
+      - 'false'
+      - echo never >> count.txt
+",
+    )
+    .persistent();
+    let ran = fixture.run();
+    ran.expect(Failed);
+    assert_eq!(ran.said("before"), [""]);
+    assert_eq!(
+        ran.phase(runner::Phase::Build).contexts[0].message,
+        "Error while executing command: false. Reason: exit status 1"
+    );
+    assert_eq!(
+        ran.events.log.matches("Running command ").count(),
+        4,
+        "{}",
+        ran.events.log
+    );
+    let count = std::fs::read_to_string(fixture.source().join("count.txt")).expect("count");
+    assert_eq!(count, "ran\n");
+    let moved = std::fs::read_to_string(fixture.source().join("moved.txt")).expect("moved");
+    assert!(moved.contains("into the file\n"), "{moved:?}");
+}
+
+#[test]
 fn persistent_bash_keeps_arrays_and_parser_options() {
     // `shopt -s extglob` changes how later commands parse: it works only because each command
     // is parsed after the one before it ran.
