@@ -486,7 +486,8 @@ mod tests {
 
     #[test]
     fn replies_stream_in() {
-        let reply = b"export A='multi\nstatus=9\n'\ncwd=/x\nat=build-2\nstatus=3\nexport B='next'\n";
+        let reply =
+            b"export A='multi\nstatus=9\n'\ncwd=/x\nat=build-2\nstatus=3\nexport B='next'\n";
         let whole = reply.len() - b"export B='next'\n".len();
         for cut in 0..whole {
             assert!(

@@ -15,14 +15,18 @@ use crate::platform;
 use crate::session::{Listed, Reply, Session, SessionKind};
 
 /// Where a persistent list is.
-struct Progress {
+struct Progress<'l> {
+    phase: Phase,
+    name: PhaseName,
+    list: &'l [Command],
+    finally: bool,
     /// The first command not started yet.
     next: usize,
     /// The command running (started, not finished), and since when.
     running: Option<(usize, Instant)>,
 }
 
-impl Progress {
+impl Progress<'_> {
     /// The command running, or else the next one.
     fn current(&self) -> usize {
         self.running.map_or(self.next, |(i, _)| i)
@@ -177,13 +181,17 @@ impl Build<'_> {
                 return results;
             }
             let mut at = Progress {
+                phase,
+                name,
+                list,
+                finally,
                 next,
                 running: None,
             };
             loop {
                 // Output first: up to the next marker, which starts the next command.
                 if let (_, Some(id)) = self.pump_output() {
-                    self.marked(phase, name, list, finally, &id, &mut at, &mut results);
+                    self.marked(&id, &mut at, &mut results);
                     continue;
                 }
                 let reply = match self.session.as_mut().map(Session::poll_reply) {
@@ -202,7 +210,7 @@ impl Build<'_> {
                         }
                         // Every marker of the list is in the pipe once the driver has replied
                         // (it wrote them first), though some may not have been read yet.
-                        self.drain_markers(phase, name, list, finally, &mut at, &mut results);
+                        self.drain_markers(&mut at, &mut results);
                         // The command the list stopped at. It ran without its marker when a
                         // command moved the shell's output away (`exec > file`): the ones
                         // before it ran too, and exited 0.
@@ -212,7 +220,7 @@ impl Build<'_> {
                         if let Some(last) = stopped_at {
                             while at.next <= last {
                                 let id = script_id(name, finally, at.next);
-                                self.marked(phase, name, list, finally, &id, &mut at, &mut results);
+                                self.marked(&id, &mut at, &mut results);
                             }
                         }
                         let Some((index, started)) = at.running.take() else {
@@ -230,7 +238,7 @@ impl Build<'_> {
                     Reply::DriverExited(code) => {
                         // The command ended the shell: its status is the shell's. The rest of
                         // the list goes to a new shell, from the last reported state.
-                        self.drain_markers(phase, name, list, finally, &mut at, &mut results);
+                        self.drain_markers(&mut at, &mut results);
                         self.read_output();
                         if let Some(session) = self.session.take() {
                             let (mut child, _) = session.close();
@@ -263,25 +271,22 @@ impl Build<'_> {
 
     /// A marker of a persistent list: the command running before it exited 0 (a failure ends
     /// the list, and its status comes on the status pipe), and the command `id` starts.
-    #[allow(clippy::too_many_arguments)]
     fn marked(
         &mut self,
-        phase: Phase,
-        name: PhaseName,
-        list: &[Command],
-        finally: bool,
         id: &str,
-        at: &mut Progress,
+        at: &mut Progress<'_>,
         results: &mut Vec<(usize, Result<i32, Status>)>,
     ) {
         if let Some((index, started)) = at.running.take() {
-            self.finish_command(phase, &list[index], 0, started);
+            self.finish_command(at.phase, &at.list[index], 0, started);
             results.push((index, Ok(0)));
         }
-        let Some(index) = (at.next..list.len()).find(|i| script_id(name, finally, *i) == id) else {
+        let Some(index) =
+            (at.next..at.list.len()).find(|i| script_id(at.name, at.finally, *i) == id)
+        else {
             return;
         };
-        self.start_command(phase, &list[index], finally);
+        self.start_command(at.phase, &at.list[index], at.finally);
         at.running = Some((index, Instant::now()));
         at.next = index + 1;
     }
@@ -289,15 +294,11 @@ impl Build<'_> {
     /// Takes every marker the output pipe holds now, in order.
     fn drain_markers(
         &mut self,
-        phase: Phase,
-        name: PhaseName,
-        list: &[Command],
-        finally: bool,
-        at: &mut Progress,
+        at: &mut Progress<'_>,
         results: &mut Vec<(usize, Result<i32, Status>)>,
     ) {
         while let (_, Some(id)) = self.pump_output() {
-            self.marked(phase, name, list, finally, &id, at, results);
+            self.marked(&id, at, results);
         }
     }
 
