@@ -31,6 +31,11 @@ impl Progress<'_> {
     fn current(&self) -> usize {
         self.running.map_or(self.next, |(i, _)| i)
     }
+
+    /// The command whose script id is `id`, from `from` on.
+    fn find(&self, id: &str, from: usize) -> Option<usize> {
+        (from..self.list.len()).find(|i| script_id(self.name, self.finally, *i) == id)
+    }
 }
 
 impl Build<'_> {
@@ -214,13 +219,9 @@ impl Build<'_> {
                         // The command the list stopped at. It ran without its marker when a
                         // command moved the shell's output away (`exec > file`): the ones
                         // before it ran too, and exited 0.
-                        let stopped_at = stopped_at.and_then(|id| {
-                            (at.current()..list.len()).find(|i| script_id(name, finally, *i) == id)
-                        });
-                        if let Some(last) = stopped_at {
+                        if let Some(last) = stopped_at.and_then(|id| at.find(&id, at.current())) {
                             while at.next <= last {
-                                let id = script_id(name, finally, at.next);
-                                self.marked(&id, &mut at, &mut results);
+                                self.advance(Some(at.next), &mut at, &mut results);
                             }
                         }
                         let Some((index, started)) = at.running.take() else {
@@ -239,7 +240,6 @@ impl Build<'_> {
                         // The command ended the shell: its status is the shell's. The rest of
                         // the list goes to a new shell, from the last reported state.
                         self.drain_markers(&mut at, &mut results);
-                        self.read_output();
                         if let Some(session) = self.session.take() {
                             let (mut child, _) = session.close();
                             let _ = child.wait();
@@ -269,21 +269,30 @@ impl Build<'_> {
         results
     }
 
-    /// A marker of a persistent list: the command running before it exited 0 (a failure ends
-    /// the list, and its status comes on the status pipe), and the command `id` starts.
+    /// A marker of a persistent list, `id`: the command running before it exited 0 (a failure
+    /// ends the list, and its status comes on the status pipe), and the command `id` starts.
     fn marked(
         &mut self,
         id: &str,
         at: &mut Progress<'_>,
         results: &mut Vec<(usize, Result<i32, Status>)>,
     ) {
-        if let Some((index, started)) = at.running.take() {
-            self.finish_command(at.phase, &at.list[index], 0, started);
-            results.push((index, Ok(0)));
+        let index = at.find(id, at.next);
+        self.advance(index, at, results);
+    }
+
+    /// The command running exited 0, and the command `index`, if any, starts.
+    fn advance(
+        &mut self,
+        index: Option<usize>,
+        at: &mut Progress<'_>,
+        results: &mut Vec<(usize, Result<i32, Status>)>,
+    ) {
+        if let Some((running, started)) = at.running.take() {
+            self.finish_command(at.phase, &at.list[running], 0, started);
+            results.push((running, Ok(0)));
         }
-        let Some(index) =
-            (at.next..at.list.len()).find(|i| script_id(at.name, at.finally, *i) == id)
-        else {
+        let Some(index) = index else {
             return;
         };
         self.start_command(at.phase, &at.list[index], at.finally);

@@ -291,7 +291,7 @@ impl<'r> Build<'r> {
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
             placement: None,
         };
-        let mut build = Build {
+        let build = Build {
             options,
             stop,
             stopped: None,
@@ -330,11 +330,11 @@ impl<'r> Build<'r> {
             succeeding: true,
             last_exit: 0,
             timed_out: false,
-            subreaper: false,
+            // Before the first child: its orphans must come back to this process.
+            subreaper: platform::become_subreaper(),
         };
         build.save(false)?;
         build.state_dir.set_last(&uuid)?;
-        build.subreaper = platform::become_subreaper();
         Ok(build)
     }
 
