@@ -154,6 +154,16 @@ impl Ran {
             .collect()
     }
 
+    /// The first output line that holds `text`.
+    #[track_caller]
+    pub(crate) fn line_with(&self, text: &str) -> &str {
+        self.events
+            .output
+            .iter()
+            .find(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("no output line holds {text:?}"))
+    }
+
     /// Checks that the log has `text`.
     #[track_caller]
     pub(crate) fn logged(&self, text: &str) -> &Self {

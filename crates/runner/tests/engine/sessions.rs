@@ -256,12 +256,7 @@ fn shell_errors_name_the_buildspec_line() {
         "version: 0.2\nphases:\n  build:\n    commands:\n      - echo fine\n      - no-such-command-here\n",
     );
     ran.expect(Failed);
-    let error = ran
-        .events
-        .output
-        .iter()
-        .find(|l| l.contains("no-such-command-here"))
-        .expect("an error line");
+    let error = ran.line_with("no-such-command-here");
     assert!(error.starts_with("buildspec.yml: 6: "), "{error}");
 }
 
@@ -300,12 +295,7 @@ fn persistent_commands_are_parsed_one_at_a_time() {
         assert_eq!(ran.said("after return "), ["r=1"], "{shell}");
         // Line numbers count from the command's first line, as CodeBuild's always say line 4
         // of its script: dash's `$0: 2: eval: ...`, bash's `...: line 2: ...`.
-        let error = ran
-            .events
-            .output
-            .iter()
-            .find(|l| l.contains("no-such-command"))
-            .expect("an error line");
+        let error = ran.line_with("no-such-command");
         let expected = if shell == "sh" {
             ": 2: eval: no-such-command: not found"
         } else {
