@@ -292,9 +292,18 @@ impl StateDir {
         file.read_to_string(&mut text)
             .map_err(io_error("cannot read", &path))?;
         let number = text.trim().parse::<u64>().unwrap_or(0) + 1;
-        file.set_len(0).map_err(io_error("cannot write", &path))?;
-        file.rewind().map_err(io_error("cannot write", &path))?;
-        file.write_all(format!("{number}\n").as_bytes())
+        // Written over the old number, which is never longer, rather than truncated first:
+        // freeing and allocating the file's block for every build is what costs, not the write.
+        let new = format!("{number}\n");
+        file.rewind()
+            .and_then(|_| file.write_all(new.as_bytes()))
+            .and_then(|()| {
+                if text.len() > new.len() {
+                    file.set_len(new.len() as u64)
+                } else {
+                    Ok(())
+                }
+            })
             .and_then(|()| file.sync_data())
             .map_err(io_error("cannot write", &path))?;
         // The lock is released when the file is closed.

@@ -70,6 +70,7 @@ impl Build<'_> {
         let Some(cache) = self.open_cache() else {
             return;
         };
+        self.save_record();
         // Fallback keys only apply to a keyed cache, as on CodeBuild.
         let mut fallbacks = Vec::new();
         if keyed {
@@ -115,6 +116,7 @@ impl Build<'_> {
         let Some(cache) = self.open_cache() else {
             return;
         };
+        self.save_record();
         let (absolute, relative): (Vec<String>, Vec<String>) = spec
             .paths
             .0

@@ -63,8 +63,16 @@ impl Build<'_> {
             let (mut child, mut status) = session.close();
             // The driver leaves its loop when its request pipe closes; once its status pipe
             // reads end-of-file it is exiting, and is reaped so that it no longer counts as a
-            // member of the group.
-            if wait_eof(&mut status, self.options.grace) {
+            // member of the group. It is usually gone within a few milliseconds; the record is
+            // written first when it is not.
+            let gone = wait_eof(
+                &mut status,
+                Duration::from_millis(20).min(self.options.grace),
+            ) || {
+                self.save_record();
+                wait_eof(&mut status, self.options.grace)
+            };
+            if gone {
                 let _ = child.wait();
             }
             // Background processes the build left behind.

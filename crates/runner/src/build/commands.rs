@@ -73,6 +73,7 @@ impl Build<'_> {
         if let Some(session) = self.session.take() {
             self.retired_groups.push(session.pgid());
             let (mut child, mut status) = session.close();
+            self.save_record();
             if wait_eof(&mut status, self.options.grace) {
                 let _ = child.wait();
             } else {
@@ -419,6 +420,7 @@ impl Build<'_> {
     /// Waits until the output, the driver's status or a stop request is ready, reading nothing
     /// (the caller reads the output, markers included).
     pub(super) fn poll_only(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        self.save_record();
         let Some(output) = self.output_read.as_ref() else {
             return Ok(false);
         };
@@ -552,6 +554,7 @@ impl Build<'_> {
         timeout: Option<Duration>,
         with_status: bool,
     ) -> io::Result<bool> {
+        self.save_record();
         let Some(output) = self.output_read.as_ref() else {
             return Ok(false);
         };

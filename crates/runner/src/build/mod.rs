@@ -223,6 +223,8 @@ struct Build<'r> {
     timed_out: bool,
     /// Whether this process is the subreaper of the build's orphans.
     subreaper: bool,
+    /// Whether the record has changed since it was last written.
+    unsaved: bool,
 }
 
 impl<'r> Build<'r> {
@@ -332,6 +334,7 @@ impl<'r> Build<'r> {
             timed_out: false,
             // Before the first child: its orphans must come back to this process.
             subreaper: platform::become_subreaper(),
+            unsaved: false,
         };
         build.save(false)?;
         build.state_dir.set_last(&uuid)?;
@@ -349,8 +352,22 @@ impl<'r> Build<'r> {
         write_atomic(&self.record_path(), &json, sync)
     }
 
-    /// Saves the record; a failure to save is reported in the log and does not stop the build.
+    /// Notes that the record changed. It is written before the runner next waits on anything
+    /// outside it ([`Self::save_record`]), not at once: the phases a build goes through without
+    /// running anything (an empty `install`, an upload with nothing to upload) then cost one
+    /// write between them, and a runner killed at any moment still leaves a record of what it
+    /// was waiting on.
     fn checkpoint(&mut self) {
+        self.unsaved = true;
+    }
+
+    /// Writes the record if it changed; a failure to write is reported in the log and does not
+    /// stop the build. Called before every wait on a command, a process or a transfer.
+    pub(super) fn save_record(&mut self) {
+        if !self.unsaved {
+            return;
+        }
+        self.unsaved = false;
         if let Err(e) = self.save(false) {
             self.message(&format!("warning: cannot save the build record: {e}"));
         }

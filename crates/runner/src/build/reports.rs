@@ -34,6 +34,7 @@ impl Build<'_> {
         if groups.is_empty() {
             return;
         }
+        self.save_record();
         let root = self
             .options
             .reports

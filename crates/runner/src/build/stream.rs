@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Read};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
@@ -144,14 +144,26 @@ impl Build<'_> {
 
     /// Streams output until `until` or end-of-file.
     pub(super) fn wait_output_until(&mut self, until: Option<Instant>) -> bool {
-        let Some(output) = self.output_read.as_ref() else {
-            return false;
-        };
-        let timeout = until.map(|u| u.saturating_duration_since(Instant::now()));
-        match platform::wait_readable(&[platform::borrow(output)], timeout) {
-            Ok(ready) if ready[0].readable => self.read_output(),
-            _ => true,
+        let mut ready = self.output_ready(Some(Duration::ZERO));
+        if ready == Some(false) {
+            // The output is usually at its end already; the record is written before a wait.
+            self.save_record();
+            ready = self.output_ready(until.map(|u| u.saturating_duration_since(Instant::now())));
         }
+        match ready {
+            None => false,
+            Some(true) => self.read_output(),
+            Some(false) => true,
+        }
+    }
+
+    /// Whether the output can be read within `timeout`; `None` without an output pipe.
+    fn output_ready(&self, timeout: Option<Duration>) -> Option<bool> {
+        let output = self.output_read.as_ref()?;
+        Some(
+            platform::wait_readable(&[platform::borrow(output)], timeout)
+                .is_ok_and(|ready| ready[0].readable),
+        )
     }
 }
 

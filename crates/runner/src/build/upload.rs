@@ -68,6 +68,10 @@ impl Build<'_> {
                     .collect()
             })
             .unwrap_or_default();
+        if !sets.is_empty() {
+            // Collecting and sending files takes time: the record shows the phase meanwhile.
+            self.save_record();
+        }
         let mut failure: Option<String> = None;
         let mut uploader = None;
         if let Destination::S3 { url, config } = &self.options.artifacts
