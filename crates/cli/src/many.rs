@@ -791,8 +791,39 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
     }
-    let work = run_folder(&state_dir, &uuid::Uuid::new_v4().to_string())?;
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let work = run_folder(&state_dir, &run_id)?;
     let exe = std::env::current_exe().map_err(CliError::Output)?;
+    let parallel = parallel(&args.many);
+    // As for `run`: builds side by side each get a copy of their source.
+    let copies = !args.many.in_place && parallel > 1 && records.len() > 1;
+    let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
+    // The batches the builds belong to: a batch's build runs again in its batch, with what the
+    // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
+    let mut batches: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    for id in records.iter().filter_map(|r| r.batch_id.as_ref()) {
+        if !batches.iter().any(|(b, _)| b == id) {
+            batches.push((id.clone(), read_batch_record(&state_dir, id)));
+        }
+    }
+    let planned = |record: &runner::record::BuildRecord| -> Option<PlannedMember> {
+        let (batch, identifier) = (record.batch_id.as_ref()?, record.batch_identifier.as_ref()?);
+        let value = batches.iter().find(|(b, _)| b == batch)?.1.as_ref()?;
+        value["planned"]
+            .as_array()?
+            .iter()
+            .filter_map(|p| serde_json::from_value::<PlannedMember>(p.clone()).ok())
+            .find(|p| &p.identifier == identifier)
+    };
+    let fast_fail = records.iter().all(|r| {
+        r.batch_id.as_ref().is_some_and(|b| {
+            batches
+                .iter()
+                .find(|(id, _)| id == b)
+                .and_then(|(_, v)| v.as_ref())
+                .is_some_and(|v| v["fast_fail"] == true)
+        })
+    });
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
     for (i, record) in records.iter().enumerate() {
@@ -803,41 +834,191 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             .batch_identifier
             .clone()
             .unwrap_or_else(|| record.buildspec.clone());
+        let plan = planned(record);
+        // Dependencies count among the builds run again in the same batch; the others
+        // succeeded already (or their failure is ignored).
+        let depend_on = plan.as_ref().map_or_else(Vec::new, |p| {
+            p.depend_on
+                .iter()
+                .filter(|dep| {
+                    records.iter().any(|r| {
+                        r.batch_id == record.batch_id && r.batch_identifier.as_ref() == Some(*dep)
+                    })
+                })
+                .cloned()
+                .collect()
+        });
+        let mut argv = invocation.args.clone();
+        if let (Some(batch), Some(identifier)) = (&record.batch_id, &record.batch_identifier) {
+            argv.extend([
+                "--batch-member".to_owned(),
+                batch.clone(),
+                identifier.clone(),
+            ]);
+        }
+        let cwd = PathBuf::from(&invocation.cwd);
+        let before: Option<runner::many::Before> = if copies {
+            let source = cwd.join(given_source(&argv));
+            let copy = copies_root.join(format!("src-{i}"));
+            set_source(&mut argv, &copy);
+            argv.push("--rerun-source".to_owned());
+            argv.push(source.display().to_string());
+            let skip = [Some(state_dir.clone())];
+            Some(Box::new(move || copy_tree(&source, &copy, &skip)))
+        } else {
+            None
+        };
         let record_file = work.join(format!("{i}.json"));
         let mut command = Command::new(&exe);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
-            .args(&invocation.args)
+            .args(&argv)
             .arg("--record-file")
             .arg(&record_file)
-            .current_dir(&invocation.cwd);
+            .current_dir(&cwd);
         ids.push(id.clone());
         jobs.push(Job {
             id,
-            depend_on: Vec::new(),
-            ignore_failure: false,
+            depend_on,
+            ignore_failure: plan.is_some_and(|p| p.ignore_failure),
             command,
             record_file,
-            before: None,
+            before,
             record: None,
             resume: None,
             ended: None,
         });
     }
-    let parallel = parallel(&args.many);
     let ran = execute(
         jobs,
         &ids,
         parallel,
-        false,
+        fast_fail,
         false,
         &runner::many::Local,
         &mut |_| {},
     )?;
     let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_dir_all(&copies_root);
+    // A batch whose builds ran again says how they ended now, as a retried batch does on
+    // CodeBuild.
+    for (batch, value) in batches {
+        let Some(mut value) = value else { continue };
+        let mine: Vec<&JobResult> = records
+            .iter()
+            .zip(&ran.results)
+            .filter(|(r, _)| r.batch_id.as_ref() == Some(&batch))
+            .map(|(_, result)| result)
+            .collect();
+        if update_batch(&mut value, &mine, ran.stopped.is_some()) {
+            let id = batch.trim_start_matches("batch:");
+            let mut json = serde_json::to_vec_pretty(&value).unwrap_or_default();
+            json.push(b'\n');
+            runner::record::write_atomic(&batch_path(&state_dir, id), &json, false)
+                .map_err(CliError::State)?;
+        }
+    }
     crate::write_stdout(&summary(&ran.results))?;
-    let failed = ran.results.iter().any(|r| r.outcome != Outcome::Succeeded);
+    let failed = ran
+        .results
+        .iter()
+        .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
     Ok(exit_code(&ran, failed))
+}
+
+/// What `rerun` reads of a build a batch record plans.
+#[derive(Debug, serde::Deserialize)]
+struct PlannedMember {
+    identifier: String,
+    #[serde(default)]
+    depend_on: Vec<String>,
+    #[serde(default)]
+    ignore_failure: bool,
+}
+
+/// A batch record, by the batch's id (`batch:<uuid>`), as JSON: `rerun` keeps what it does
+/// not change as it was.
+fn read_batch_record(state_dir: &Path, id: &str) -> Option<serde_json::Value> {
+    let bytes = std::fs::read(batch_path(state_dir, id.trim_start_matches("batch:"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+fn batch_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("batches").join(format!("{run_id}.json"))
+}
+
+/// Puts the new results of a batch's builds in its record, and its status after them; false
+/// when the record is not to be changed (its batch is still being dispatched).
+fn update_batch(value: &mut serde_json::Value, results: &[&JobResult], stopped: bool) -> bool {
+    let dispatching = value["status"] == "IN_PROGRESS"
+        && value["dispatcher_pid"]
+            .as_u64()
+            .and_then(|p| u32::try_from(p).ok())
+            .is_some_and(runner::many::process_alive);
+    let Some(builds) = value["builds"].as_array_mut() else {
+        return false;
+    };
+    if dispatching {
+        return false;
+    }
+    for result in results {
+        let Ok(new) = serde_json::to_value(result) else {
+            continue;
+        };
+        match builds.iter_mut().find(|b| b["id"] == result.id.as_str()) {
+            Some(old) => *old = new,
+            None => builds.push(new),
+        }
+    }
+    let failed = builds
+        .iter()
+        .any(|b| b["outcome"] != "SUCCEEDED" && b["ignore_failure"] != true);
+    value["status"] = match (stopped, failed) {
+        (true, _) => "STOPPED",
+        (false, true) => "FAILED",
+        (false, false) => "SUCCEEDED",
+    }
+    .into();
+    value["end_time"] = serde_json::to_value(jiff::Timestamp::now()).unwrap_or_default();
+    true
+}
+
+/// The `--source` of recorded arguments (`.` when there is none).
+fn given_source(argv: &[String]) -> PathBuf {
+    let mut source = PathBuf::from(".");
+    let mut args = argv.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--source" {
+            if let Some(value) = args.next() {
+                source = PathBuf::from(value);
+            }
+        } else if let Some(value) = arg.strip_prefix("--source=") {
+            source = PathBuf::from(value);
+        }
+    }
+    source
+}
+
+/// Points recorded arguments at another source: their `--source`, or one more.
+fn set_source(argv: &mut Vec<String>, to: &Path) {
+    let to = to.display().to_string();
+    let mut found = false;
+    let mut i = 0;
+    while i < argv.len() {
+        if argv[i] == "--source" && i + 1 < argv.len() {
+            argv[i + 1].clone_from(&to);
+            found = true;
+            i += 1;
+        } else if argv[i].starts_with("--source=") {
+            argv[i] = format!("--source={to}");
+            found = true;
+        }
+        i += 1;
+    }
+    if !found {
+        argv.push("--source".to_owned());
+        argv.push(to);
+    }
 }
 
 /// A folder for one run's per-build files (their records as they end).
@@ -858,8 +1039,8 @@ fn parallel(many: &ManyArgs) -> usize {
 }
 
 fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<(), CliError> {
+    let path = batch_path(state, id);
     let dir = state.join("batches");
-    let path = dir.join(format!("{id}.json"));
     let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
     json.push(b'\n');
     std::fs::create_dir_all(&dir).map_err(|source| CliError::WriteFile {
@@ -1058,4 +1239,43 @@ fn summary(results: &[JobResult]) -> String {
         let _ = writeln!(out, "{:<width$}  {status:<10}  {time:>8}  {place}", r.id);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{given_source, set_source};
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn recorded_arguments_are_pointed_at_a_copy_of_their_source() {
+        let table: &[(&[&str], &str, &[&str])] = &[
+            (
+                &["run", "a.yml", "--source", "src"],
+                "src",
+                &["run", "a.yml", "--source", "/copy"],
+            ),
+            (
+                &["run", "--source=src", "a.yml"],
+                "src",
+                &["run", "--source=/copy", "a.yml"],
+            ),
+            (
+                &["run", "a.yml"],
+                ".",
+                &["run", "a.yml", "--source", "/copy"],
+            ),
+            // A value that looks like the flag is not taken for it.
+            (
+                &["run", "--env", "X=--source", "--source", "s"],
+                "s",
+                &["run", "--env", "X=--source", "--source", "/copy"],
+            ),
+        ];
+        for (given, source, pointed) in table {
+            let mut argv: Vec<String> = given.iter().map(|s| (*s).to_owned()).collect();
+            assert_eq!(given_source(&argv), PathBuf::from(source), "{given:?}");
+            set_source(&mut argv, Path::new("/copy"));
+            assert_eq!(argv, *pointed, "{given:?}");
+        }
+    }
 }

@@ -347,11 +347,11 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
     let sb = Sandbox::new();
     sb.write(
         "specs/ok.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"fine $GREETING\"\n",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - touch ok.mark\n      - echo \"fine $GREETING\"\n",
     );
     sb.write(
         "specs/needs-file.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - cat ready.txt\n",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - touch needs.mark\n      - cat ready.txt\n",
     );
     let first = sb.run(&["run", "specs", "--jobs", "2", "--env", "GREETING=hello"]);
     first.expect_code(1);
@@ -364,8 +364,12 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
         "{}",
         again.stdout
     );
-    // The latest runs all succeeded now; the other build keeps its arguments too.
-    let all = sb.run(&["rerun"]);
+    // Alone, it ran in place, as one build does.
+    assert!(sb.path().join("needs.mark").exists());
+    std::fs::remove_file(sb.path().join("needs.mark")).expect("remove");
+    // The latest runs all succeeded now; the other build keeps its arguments too. Side by
+    // side, each runs on a copy of the source, as in the first run.
+    let all = sb.run(&["rerun", "--jobs", "2"]);
     all.expect_code(0);
     assert!(
         said(&all.stdout, "specs/ok.yml").contains(&"fine hello"),
@@ -373,10 +377,117 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
         all.stdout
     );
     assert!(
+        said(&all.stdout, "specs/needs-file.yml").contains(&"now ready"),
+        "{}",
+        all.stdout
+    );
+    let marks: Vec<String> = sb
+        .listing()
+        .into_iter()
+        .filter(|f| f.ends_with(".mark"))
+        .collect();
+    assert!(
+        marks.is_empty(),
+        "the builds wrote into the source: {marks:?}"
+    );
+    assert!(
         sb.run(&["rerun", "--failed"])
             .stdout
             .contains("Nothing to run again.")
     );
+}
+
+#[test]
+fn rerun_runs_a_batch_build_again_in_its_batch() {
+    let sb = Sandbox::new();
+    // `first` fails for good, and its failure is ignored; `second` needs it done and a file
+    // that is written between the runs; `fine` succeeds at once.
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+      ignore-failure: true
+    - identifier: second
+      depend-on:
+        - first
+    - identifier: fine
+phases:
+  build:
+    commands:
+      - echo \"start $CODEBUILD_BATCH_BUILD_IDENTIFIER\"
+      - if [ \"$CODEBUILD_BATCH_BUILD_IDENTIFIER\" = first ]; then sleep 0.5; exit 3; fi
+      - test \"$CODEBUILD_BATCH_BUILD_IDENTIFIER\" = fine || cat ready.txt
+      - echo \"end $CODEBUILD_BATCH_BUILD_IDENTIFIER\"
+    finally:
+      - echo \"done $CODEBUILD_BATCH_BUILD_IDENTIFIER\"
+",
+    );
+    sb.run(&["batch", "--jobs", "2"]).expect_code(1);
+    let before = batch_record(&sb);
+    assert_eq!(before["status"], "FAILED");
+    let batch_id = before["id"].as_str().expect("an id").to_owned();
+    sb.write("ready.txt", "ready\n");
+
+    let again = sb.run(&["rerun", "--failed", "--jobs", "2"]);
+    // `first` failed again, and that is ignored, as in its batch.
+    again.expect_code(0);
+    again.expect_stdout("2 build(s): 1 succeeded, 1 failed");
+    assert!(
+        row(&again.stdout, "first").contains("FAILED"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        row(&again.stdout, "second").contains("SUCCEEDED"),
+        "{}",
+        again.stdout
+    );
+    assert!(said(&again.stdout, "fine").is_empty(), "{}", again.stdout);
+    // Each build knows its identifier, and `second` waited for `first` to end.
+    assert!(said(&again.stdout, "second").contains(&"start second"));
+    let line = |text: &str| {
+        again
+            .stdout
+            .lines()
+            .position(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("no `{text}`:\n{}", again.stdout))
+    };
+    assert!(
+        line("| done first") < line("| start second"),
+        "{}",
+        again.stdout
+    );
+
+    // The new records belong to the batch, and the batch says how its builds ended now.
+    let report = sb.run(&[
+        "report",
+        "--filter",
+        &format!("batch={batch_id}"),
+        "--latest",
+        "--format",
+        "identifier,status",
+        "--terse",
+        "--no-header",
+    ]);
+    report.expect_code(0);
+    let mut rows: Vec<&str> = report.stdout.lines().collect();
+    rows.sort_unstable();
+    assert_eq!(rows, ["fine|SUCCEEDED", "first|FAILED", "second|SUCCEEDED"]);
+    let after = batch_record(&sb);
+    assert_eq!(after["status"], "SUCCEEDED", "{after:#}");
+    let outcome = |id: &str| {
+        after["builds"]
+            .as_array()
+            .expect("builds")
+            .iter()
+            .find(|b| b["id"] == id)
+            .map(|b| b["outcome"].clone())
+    };
+    assert_eq!(outcome("second"), Some("SUCCEEDED".into()));
+    assert_eq!(outcome("first"), Some("FAILED".into()));
+    assert_eq!(outcome("fine"), Some("SUCCEEDED".into()));
 }
 
 fn sigterm_stops_every_running_build_and_the_batch_exits_143(executor: Executor) {
