@@ -36,6 +36,11 @@ pub(crate) fn row<'a>(stdout: &'a str, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no summary row for {id}:\n{stdout}"))
 }
 
+/// Checks that a build's summary row says `text`.
+fn expect_row(stdout: &str, id: &str, text: &str) {
+    assert!(row(stdout, id).contains(text), "{id}: no {text}:\n{stdout}");
+}
+
 /// The lines a build printed, without their prefix.
 fn said<'a>(stdout: &'a str, id: &str) -> Vec<&'a str> {
     stdout
@@ -237,16 +242,8 @@ fn ignore_failure_keeps_the_batch_green_and_only_runs_one_build(executor: Execut
     );
     let run = sb.run(&on.args(&["batch"]));
     run.expect_code(0);
-    assert!(
-        row(&run.stdout, "middle").contains("FAILED (ignored)"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        row(&run.stdout, "last").contains("SUCCEEDED"),
-        "{}",
-        run.stdout
-    );
+    expect_row(&run.stdout, "middle", "FAILED (ignored)");
+    expect_row(&run.stdout, "last", "SUCCEEDED");
 
     let only = sb.run(&on.args(&["batch", "--only", "last"]));
     only.expect_code(0);
@@ -294,16 +291,8 @@ phases:
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        row(&run.stdout, "fails").contains("FAILED"),
-        "{}",
-        run.stdout
-    );
-    assert!(
-        row(&run.stdout, "slow").contains("STOPPED"),
-        "{}",
-        run.stdout
-    );
+    expect_row(&run.stdout, "fails", "FAILED");
+    expect_row(&run.stdout, "slow", "STOPPED");
     let later = row(&run.stdout, "later");
     assert!(
         later.contains("NOT_RUN") && later.contains("fast-fail: fails failed"),
@@ -434,16 +423,8 @@ phases:
     // `first` failed again, and that is ignored, as in its batch.
     again.expect_code(0);
     again.expect_stdout("2 build(s): 1 succeeded, 1 failed");
-    assert!(
-        row(&again.stdout, "first").contains("FAILED"),
-        "{}",
-        again.stdout
-    );
-    assert!(
-        row(&again.stdout, "second").contains("SUCCEEDED"),
-        "{}",
-        again.stdout
-    );
+    expect_row(&again.stdout, "first", "FAILED (ignored)");
+    expect_row(&again.stdout, "second", "SUCCEEDED");
     assert!(said(&again.stdout, "fine").is_empty(), "{}", again.stdout);
     // Each build knows its identifier, and `second` waited for `first` to end.
     assert!(said(&again.stdout, "second").contains(&"start second"));
