@@ -65,12 +65,10 @@ impl Build<'_> {
             // reads end-of-file it is exiting, and is reaped so that it no longer counts as a
             // member of the group. It is usually gone within a few milliseconds; the record is
             // written first when it is not.
-            let gone = wait_eof(
-                &mut status,
-                Duration::from_millis(20).min(self.options.grace),
-            ) || {
+            let first = Duration::from_millis(20).min(self.options.grace);
+            let gone = wait_eof(&mut status, first) || {
                 self.save_record();
-                wait_eof(&mut status, self.options.grace)
+                wait_eof(&mut status, self.options.grace - first)
             };
             if gone {
                 let _ = child.wait();
