@@ -105,6 +105,10 @@ struct MemberState {
     build_uuid: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     handle: Option<String>,
+    /// How the build is started, as its record would say: `rerun` starts a build that never
+    /// ran (and so has no record) from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    invocation: Option<runner::record::Invocation>,
 }
 
 /// What `--resume` reads of a batch record.
@@ -374,6 +378,9 @@ fn run_members(
             id: member.id.clone(),
             build_uuid: uuid.clone(),
             handle: handle.clone(),
+            invocation: member
+                .batch
+                .then(|| member_invocation(options, &state_dir, &source, &project, &member)),
         });
         jobs.push(Job {
             record: Some(runner::many::RecordPlace {
@@ -759,6 +766,18 @@ impl Progress {
     }
 }
 
+/// A build `rerun` starts again: from its latest record, or, for a batch's build that never
+/// ran, from its batch record.
+struct Target {
+    /// Its identifier in the summary.
+    id: String,
+    /// Its batch's id and its identifier there.
+    batch: Option<(String, String)>,
+    invocation: runner::record::Invocation,
+    /// How messages name it.
+    name: String,
+}
+
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let state_dir = crate::run::state_dir(args.state_dir.as_ref())?;
     let state = runner::record::StateDir::open(&state_dir)?;
@@ -766,28 +785,49 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         latest: true,
         ..runner::query::Query::default()
     };
-    let mut records =
-        runner::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
-    if args.failed {
-        records.retain(|r| r.status != runner::Status::Succeeded);
+    let latest = runner::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
+    let selected: Vec<&runner::record::BuildRecord> = latest
+        .iter()
+        .filter(|r| !args.failed || r.status != runner::Status::Succeeded)
+        .collect();
+    // The batches the builds belong to: a batch's build runs again in its batch, with what the
+    // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
+    let mut batches: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    for id in selected.iter().filter_map(|r| r.batch_id.as_ref()) {
+        if !batches.iter().any(|(b, _)| b == id) {
+            batches.push((id.clone(), read_batch_record(&state_dir, id)));
+        }
     }
-    records.retain(|r| r.invocation.is_some());
+    let mut targets: Vec<Target> = selected
+        .iter()
+        .filter_map(|r| {
+            Some(Target {
+                id: r
+                    .batch_identifier
+                    .clone()
+                    .unwrap_or_else(|| r.buildspec.clone()),
+                batch: r.batch_id.clone().zip(r.batch_identifier.clone()),
+                invocation: r.invocation.clone()?,
+                name: format!("{} ({})", r.buildspec, r.id),
+            })
+        })
+        .collect();
+    targets.extend(never_ran(&batches, &latest, &targets));
     // A build whose arguments held values to mask cannot be run again from its record.
     let mut skipped = String::new();
-    records.retain(|r| {
-        let masked = r.invocation.as_ref().is_some_and(|i| i.masked);
-        if masked {
+    targets.retain(|t| {
+        if t.invocation.masked {
             skipped.push_str(&format!(
-                "Not run again: {} ({}): its arguments held values to mask (--mask); run it again by hand\n",
-                r.buildspec, r.id
+                "Not run again: {}: its arguments held values to mask (--mask); run it again by hand\n",
+                t.name
             ));
         }
-        !masked
+        !t.invocation.masked
     });
     if !skipped.is_empty() {
         crate::write_stdout(&skipped)?;
     }
-    if records.is_empty() {
+    if targets.is_empty() {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
     }
@@ -796,67 +836,57 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let exe = std::env::current_exe().map_err(CliError::Output)?;
     let parallel = parallel(&args.many);
     // As for `run`: builds side by side each get a copy of their source.
-    let copies = !args.many.in_place && parallel > 1 && records.len() > 1;
+    let copies = !args.many.in_place && parallel > 1 && targets.len() > 1;
     let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
-    // The batches the builds belong to: a batch's build runs again in its batch, with what the
-    // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
-    let mut batches: Vec<(String, Option<serde_json::Value>)> = Vec::new();
-    for id in records.iter().filter_map(|r| r.batch_id.as_ref()) {
-        if !batches.iter().any(|(b, _)| b == id) {
-            batches.push((id.clone(), read_batch_record(&state_dir, id)));
-        }
-    }
-    let planned = |record: &runner::record::BuildRecord| -> Option<PlannedMember> {
-        let (batch, identifier) = (record.batch_id.as_ref()?, record.batch_identifier.as_ref()?);
-        let value = batches.iter().find(|(b, _)| b == batch)?.1.as_ref()?;
-        value["planned"]
+    let batch_of = |id: &str| {
+        batches
+            .iter()
+            .find(|(b, _)| b == id)
+            .and_then(|(_, v)| v.as_ref())
+    };
+    let planned = |(batch, identifier): &(String, String)| -> Option<PlannedMember> {
+        batch_of(batch)?["planned"]
             .as_array()?
             .iter()
             .filter_map(|p| serde_json::from_value::<PlannedMember>(p.clone()).ok())
             .find(|p| &p.identifier == identifier)
     };
-    let fast_fail = records.iter().all(|r| {
-        r.batch_id.as_ref().is_some_and(|b| {
-            batches
-                .iter()
-                .find(|(id, _)| id == b)
-                .and_then(|(_, v)| v.as_ref())
-                .is_some_and(|v| v["fast_fail"] == true)
-        })
+    let fast_fail = targets.iter().all(|t| {
+        t.batch
+            .as_ref()
+            .and_then(|(b, _)| batch_of(b))
+            .is_some_and(|v| v["fast_fail"] == true)
     });
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
-    for (i, record) in records.iter().enumerate() {
-        let Some(invocation) = &record.invocation else {
-            continue;
-        };
-        let id = record
-            .batch_identifier
-            .clone()
-            .unwrap_or_else(|| record.buildspec.clone());
-        let plan = planned(record);
+    for (i, target) in targets.iter().enumerate() {
+        let plan = target.batch.as_ref().and_then(planned);
         // Dependencies count among the builds run again in the same batch; the others
         // succeeded already (or their failure is ignored).
-        let depend_on = plan.as_ref().map_or_else(Vec::new, |p| {
-            p.depend_on
+        let depend_on = match (&plan, &target.batch) {
+            (Some(p), Some((batch, _))) => p
+                .depend_on
                 .iter()
                 .filter(|dep| {
-                    records.iter().any(|r| {
-                        r.batch_id == record.batch_id && r.batch_identifier.as_ref() == Some(*dep)
+                    targets.iter().any(|t| {
+                        t.batch
+                            .as_ref()
+                            .is_some_and(|(b, identifier)| b == batch && identifier == *dep)
                     })
                 })
                 .cloned()
-                .collect()
-        });
-        let mut argv = invocation.args.clone();
-        if let (Some(batch), Some(identifier)) = (&record.batch_id, &record.batch_identifier) {
+                .collect(),
+            _ => Vec::new(),
+        };
+        let mut argv = target.invocation.args.clone();
+        if let Some((batch, identifier)) = &target.batch {
             argv.extend([
                 "--batch-member".to_owned(),
                 batch.clone(),
                 identifier.clone(),
             ]);
         }
-        let cwd = PathBuf::from(&invocation.cwd);
+        let cwd = PathBuf::from(&target.invocation.cwd);
         let before: Option<runner::many::Before> = if copies {
             let source = cwd.join(given_source(&argv));
             let copy = copies_root.join(format!("src-{i}"));
@@ -876,9 +906,9 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             .arg("--record-file")
             .arg(&record_file)
             .current_dir(&cwd);
-        ids.push(id.clone());
+        ids.push(target.id.clone());
         jobs.push(Job {
-            id,
+            id: target.id.clone(),
             depend_on,
             ignore_failure: plan.is_some_and(|p| p.ignore_failure),
             command,
@@ -904,10 +934,10 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     // CodeBuild.
     for (batch, value) in batches {
         let Some(mut value) = value else { continue };
-        let mine: Vec<&JobResult> = records
+        let mine: Vec<&JobResult> = targets
             .iter()
             .zip(&ran.results)
-            .filter(|(r, _)| r.batch_id.as_ref() == Some(&batch))
+            .filter(|(t, _)| t.batch.as_ref().is_some_and(|(b, _)| *b == batch))
             .map(|(_, result)| result)
             .collect();
         if update_batch(&mut value, &mine, ran.stopped.is_some()) {
@@ -924,6 +954,64 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         .iter()
         .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
     Ok(exit_code(&ran, failed))
+}
+
+/// The builds of these batches that never ran (a dependency failed, or the batch stopped
+/// first), and so have no record: each runs again from the invocation its batch record keeps,
+/// unless it is among `targets` already or has run since in another batch.
+fn never_ran(
+    batches: &[(String, Option<serde_json::Value>)],
+    latest: &[runner::record::BuildRecord],
+    targets: &[Target],
+) -> Vec<Target> {
+    let mut found = Vec::new();
+    for (batch, value) in batches {
+        let Some(value) = value else { continue };
+        let started: Option<jiff::Timestamp> =
+            serde_json::from_value(value["start_time"].clone()).ok();
+        let members = value["members"].as_array();
+        for build in value["builds"].as_array().into_iter().flatten() {
+            let Some(identifier) = build["id"].as_str() else {
+                continue;
+            };
+            if build["outcome"] != "NOT_RUN"
+                || targets.iter().any(|t| {
+                    t.batch
+                        .as_ref()
+                        .is_some_and(|(b, i)| b == batch && i == identifier)
+                })
+            {
+                continue;
+            }
+            let Some(invocation) = members
+                .into_iter()
+                .flatten()
+                .find(|m| m["id"] == identifier)
+                .and_then(|m| {
+                    serde_json::from_value::<runner::record::Invocation>(m["invocation"].clone())
+                        .ok()
+                })
+            else {
+                continue;
+            };
+            let buildspec = invocation.args.get(1).cloned().unwrap_or_default();
+            let ran_since = latest.iter().any(|r| {
+                r.batch_identifier.as_deref() == Some(identifier)
+                    && r.buildspec == buildspec
+                    && started.is_some_and(|s| r.start_time > s)
+            });
+            if ran_since {
+                continue;
+            }
+            found.push(Target {
+                id: identifier.to_owned(),
+                batch: Some((batch.clone(), identifier.to_owned())),
+                invocation,
+                name: format!("{buildspec} ({identifier} of {batch})"),
+            });
+        }
+    }
+    found
 }
 
 /// What `rerun` reads of a build a batch record plans.
@@ -1081,6 +1169,31 @@ fn copy_tree(from: &Path, to: &Path, skip: &[Option<PathBuf>]) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+/// The arguments a batch's build records as its `invocation`: its `buildspec run` on the
+/// original source, without the arguments that belong to one run.
+fn member_invocation(
+    options: &RunOptions,
+    state_dir: &Path,
+    source: &Path,
+    project: &str,
+    member: &Member,
+) -> runner::record::Invocation {
+    let mut args = vec!["run".to_owned(), member.buildspec.display().to_string()];
+    args.extend(
+        child_args(options, state_dir, source, project, member)
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned()),
+    );
+    let masked = crate::run::mask_args(&mut args, &options.mask);
+    runner::record::Invocation {
+        cwd: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        args,
+        masked,
+    }
 }
 
 fn duration_arg(d: Duration) -> String {

@@ -227,16 +227,7 @@ fn invocation(args: &RunOptions, file: Option<&std::path::Path>) -> runner::reco
             _ => out.push(arg),
         }
     }
-    // The record never holds a value to mask in clear, the command line included.
-    let mut masked = false;
-    for arg in &mut out {
-        for value in args.mask.iter().filter(|v| !v.is_empty()) {
-            if arg.contains(value.as_str()) {
-                *arg = arg.replace(value.as_str(), runner::mask::MASK);
-                masked = true;
-            }
-        }
-    }
+    let masked = mask_args(&mut out, &args.mask);
     runner::record::Invocation {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
@@ -244,6 +235,21 @@ fn invocation(args: &RunOptions, file: Option<&std::path::Path>) -> runner::reco
         args: out,
         masked,
     }
+}
+
+/// Replaces the values to mask wherever they stand in `args`: a record never holds them in
+/// clear, its command line included. True when there was one.
+pub(crate) fn mask_args(args: &mut [String], mask: &[String]) -> bool {
+    let mut masked = false;
+    for arg in args {
+        for value in mask.iter().filter(|v| !v.is_empty()) {
+            if arg.contains(value.as_str()) {
+                *arg = arg.replace(value.as_str(), runner::mask::MASK);
+                masked = true;
+            }
+        }
+    }
+    masked
 }
 
 /// `--artifacts`: a folder, or `s3://bucket/prefix` with the AWS settings of this process's

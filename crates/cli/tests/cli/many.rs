@@ -471,6 +471,50 @@ phases:
     assert_eq!(outcome("fine"), Some("SUCCEEDED".into()));
 }
 
+#[test]
+fn rerun_runs_the_builds_a_failed_dependency_left_not_run() {
+    let sb = Sandbox::new();
+    // `middle` fails until ready.txt exists; `last` waits on it.
+    sb.write(
+        "buildspec.yml",
+        &GRAPH.replace(
+            "'[ \"$FAIL\" != yes ]'",
+            "'[ \"$FAIL\" != yes ] || cat ready.txt'",
+        ),
+    );
+    let first = sb.run(&["batch", "--jobs", "2"]);
+    first.expect_code(1);
+    expect_row(&first.stdout, "last", "NOT_RUN");
+    sb.write("ready.txt", "ready\n");
+
+    let again = sb.run(&["rerun", "--failed", "--jobs", "2"]);
+    again.expect_code(0);
+    again.expect_stdout("2 build(s): 2 succeeded");
+    expect_row(&again.stdout, "middle", "SUCCEEDED");
+    expect_row(&again.stdout, "last", "SUCCEEDED");
+    // `last` ran in its batch, after `middle`.
+    assert!(
+        said(&again.stdout, "last").contains(&"running last"),
+        "{}",
+        again.stdout
+    );
+    let at = |text: &str| {
+        again
+            .stdout
+            .lines()
+            .position(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("no `{text}`:\n{}", again.stdout))
+    };
+    assert!(at("| ready") < at("| running last"), "{}", again.stdout);
+    let after = batch_record(&sb);
+    assert_eq!(after["status"], "SUCCEEDED", "{after:#}");
+    assert!(
+        sb.run(&["rerun", "--failed"])
+            .stdout
+            .contains("Nothing to run again.")
+    );
+}
+
 fn sigterm_stops_every_running_build_and_the_batch_exits_143(executor: Executor) {
     use std::io::BufRead;
     let sb = Sandbox::new();
