@@ -41,6 +41,20 @@ fn expect_row(stdout: &str, id: &str, text: &str) {
     assert!(row(stdout, id).contains(text), "{id}: no {text}:\n{stdout}");
 }
 
+/// Checks that the line ending with `earlier` comes before the one ending with `later`.
+fn expect_before(stdout: &str, earlier: &str, later: &str) {
+    let at = |text: &str| {
+        stdout
+            .lines()
+            .position(|l| l.ends_with(text))
+            .unwrap_or_else(|| panic!("no `{text}`:\n{stdout}"))
+    };
+    assert!(
+        at(earlier) < at(later),
+        "`{earlier}` after `{later}`:\n{stdout}"
+    );
+}
+
 /// The lines a build printed, without their prefix.
 fn said<'a>(stdout: &'a str, id: &str) -> Vec<&'a str> {
     stdout
@@ -428,18 +442,7 @@ phases:
     assert!(said(&again.stdout, "fine").is_empty(), "{}", again.stdout);
     // Each build knows its identifier, and `second` waited for `first` to end.
     assert!(said(&again.stdout, "second").contains(&"start second"));
-    let line = |text: &str| {
-        again
-            .stdout
-            .lines()
-            .position(|l| l.ends_with(text))
-            .unwrap_or_else(|| panic!("no `{text}`:\n{}", again.stdout))
-    };
-    assert!(
-        line("| done first") < line("| start second"),
-        "{}",
-        again.stdout
-    );
+    expect_before(&again.stdout, "| done first", "| start second");
 
     // The new records belong to the batch, and the batch says how its builds ended now.
     let report = sb.run(&[
@@ -498,14 +501,7 @@ fn rerun_runs_the_builds_a_failed_dependency_left_not_run() {
         "{}",
         again.stdout
     );
-    let at = |text: &str| {
-        again
-            .stdout
-            .lines()
-            .position(|l| l.ends_with(text))
-            .unwrap_or_else(|| panic!("no `{text}`:\n{}", again.stdout))
-    };
-    assert!(at("| ready") < at("| running last"), "{}", again.stdout);
+    expect_before(&again.stdout, "| ready", "| running last");
     let after = batch_record(&sb);
     assert_eq!(after["status"], "SUCCEEDED", "{after:#}");
     assert!(
