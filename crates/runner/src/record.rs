@@ -1,7 +1,7 @@
 //! The build record (`build.json`) and the state directory that holds one folder per build.
 //!
 //! ```text
-//! <state>/builds/<uuid>/build.json    the record, replaced atomically at every phase change
+//! <state>/builds/<uuid>/build.json    the record, replaced atomically as the phases change
 //!                      /build.log     CodeBuild's log format
 //!                      /buildspec.yml the buildspec as run
 //!                      /scripts.sh    the generated command scripts, one after the other
