@@ -111,7 +111,7 @@ struct MemberState {
     invocation: Option<runner::record::Invocation>,
 }
 
-/// What `--resume` reads of a batch record.
+/// What `--resume` and `rerun` read of a batch record.
 #[derive(Debug, serde::Deserialize)]
 struct Journal {
     id: String,
@@ -123,9 +123,33 @@ struct Journal {
     #[serde(default)]
     dispatcher_pid: u32,
     #[serde(default)]
+    fast_fail: bool,
+    #[serde(default)]
     builds: Vec<JobResult>,
     #[serde(default)]
     members: Vec<MemberState>,
+    #[serde(default)]
+    planned: Vec<PlannedMember>,
+}
+
+impl Journal {
+    /// Whether the batch is still being dispatched: it is not over, and the process that
+    /// dispatches it is there.
+    fn dispatching(&self) -> bool {
+        self.status == "IN_PROGRESS"
+            && self.dispatcher_pid != 0
+            && runner::many::process_alive(self.dispatcher_pid)
+    }
+}
+
+/// A batch's status once its builds are over: STOPPED after a stop request, else FAILED when a
+/// build without `ignore-failure` did not succeed.
+fn batch_status(stopped: bool, failed: bool) -> &'static str {
+    match (stopped, failed) {
+        (true, _) => "STOPPED",
+        (false, true) => "FAILED",
+        (false, false) => "SUCCEEDED",
+    }
 }
 
 /// What a batch's record says of the batch itself.
@@ -287,6 +311,10 @@ fn run_members(
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut jobs = Vec::with_capacity(members.len());
     let mut journal_members = Vec::with_capacity(members.len());
+    // Where each batch build's `invocation` starts it from.
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
     for (i, member) in members.into_iter().enumerate() {
         let record_file = work.join(format!("{i}.json"));
         let build_source = if copies {
@@ -380,7 +408,7 @@ fn run_members(
             handle: handle.clone(),
             invocation: member
                 .batch
-                .then(|| member_invocation(options, &state_dir, &source, &project, &member)),
+                .then(|| member_invocation(options, &state_dir, &source, &project, &member, &cwd)),
         });
         jobs.push(Job {
             record: Some(runner::many::RecordPlace {
@@ -466,11 +494,7 @@ fn run_members(
         .iter()
         .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
     if let Some(mut record) = record {
-        record.status = match (ran.stopped, failed) {
-            (Some(_), _) => "STOPPED",
-            (None, true) => "FAILED",
-            (None, false) => "SUCCEEDED",
-        };
+        record.status = batch_status(ran.stopped.is_some(), failed);
         record.end_time = Some(jiff::Timestamp::now());
         record.builds = results.clone();
         write_batch_record(&state_dir, &run_id, &record)?;
@@ -604,7 +628,7 @@ fn interrupted_batch(state_dir: &Path, buildspec: &str) -> Result<Journal, CliEr
             dir.display()
         ))
     })?;
-    if journal.dispatcher_pid != 0 && runner::many::process_alive(journal.dispatcher_pid) {
+    if journal.dispatching() {
         return Err(CliError::Query(format!(
             "{} is still being dispatched by process {}",
             journal.id, journal.dispatcher_pid
@@ -792,10 +816,12 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         .collect();
     // The batches the builds belong to: a batch's build runs again in its batch, with what the
     // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
-    let mut batches: Vec<(String, Option<serde_json::Value>)> = Vec::new();
+    let mut batches: Vec<Batch> = Vec::new();
     for id in selected.iter().filter_map(|r| r.batch_id.as_ref()) {
-        if !batches.iter().any(|(b, _)| b == id) {
-            batches.push((id.clone(), read_batch_record(&state_dir, id)));
+        if !batches.iter().any(|b| &b.journal.id == id)
+            && let Some(batch) = Batch::read(&state_dir, id)
+        {
+            batches.push(batch);
         }
     }
     let mut targets: Vec<Target> = selected
@@ -838,24 +864,19 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     // As for `run`: builds side by side each get a copy of their source.
     let copies = !args.many.in_place && parallel > 1 && targets.len() > 1;
     let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
-    let batch_of = |id: &str| {
-        batches
+    let batch_of = |id: &str| batches.iter().find(|b| b.journal.id == id);
+    let planned = |(batch, identifier): &(String, String)| {
+        batch_of(batch)?
+            .journal
+            .planned
             .iter()
-            .find(|(b, _)| b == id)
-            .and_then(|(_, v)| v.as_ref())
-    };
-    let planned = |(batch, identifier): &(String, String)| -> Option<PlannedMember> {
-        batch_of(batch)?["planned"]
-            .as_array()?
-            .iter()
-            .filter_map(|p| serde_json::from_value::<PlannedMember>(p.clone()).ok())
             .find(|p| &p.identifier == identifier)
     };
     let fast_fail = targets.iter().all(|t| {
         t.batch
             .as_ref()
             .and_then(|(b, _)| batch_of(b))
-            .is_some_and(|v| v["fast_fail"] == true)
+            .is_some_and(|b| b.journal.fast_fail)
     });
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
@@ -932,21 +953,27 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let _ = std::fs::remove_dir_all(&copies_root);
     // A batch whose builds ran again says how they ended now, as a retried batch does on
     // CodeBuild.
-    for (batch, value) in batches {
-        let Some(mut value) = value else { continue };
+    for mut batch in batches {
+        // A batch still being dispatched keeps the record its dispatcher writes.
+        if batch.journal.dispatching() {
+            continue;
+        }
         let mine: Vec<&JobResult> = targets
             .iter()
             .zip(&ran.results)
-            .filter(|(t, _)| t.batch.as_ref().is_some_and(|(b, _)| *b == batch))
+            .filter(|(t, _)| {
+                t.batch
+                    .as_ref()
+                    .is_some_and(|(b, _)| *b == batch.journal.id)
+            })
             .map(|(_, result)| result)
             .collect();
-        if update_batch(&mut value, &mine, ran.stopped.is_some()) {
-            let id = batch.trim_start_matches("batch:");
-            let mut json = serde_json::to_vec_pretty(&value).unwrap_or_default();
-            json.push(b'\n');
-            runner::record::write_atomic(&batch_path(&state_dir, id), &json, false)
-                .map_err(CliError::State)?;
-        }
+        batch.update(&mine, ran.stopped.is_some());
+        let mut json = serde_json::to_vec_pretty(&batch.value).unwrap_or_default();
+        json.push(b'\n');
+        let id = batch.journal.id.trim_start_matches("batch:");
+        runner::record::write_atomic(&batch_path(&state_dir, id), &json, false)
+            .map_err(CliError::State)?;
     }
     crate::write_stdout(&summary(&ran.results))?;
     let failed = ran
@@ -960,54 +987,44 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
 /// first), and so have no record: each runs again from the invocation its batch record keeps,
 /// unless it is among `targets` already or has run since in another batch.
 fn never_ran(
-    batches: &[(String, Option<serde_json::Value>)],
+    batches: &[Batch],
     latest: &[runner::record::BuildRecord],
     targets: &[Target],
 ) -> Vec<Target> {
     let mut found = Vec::new();
-    for (batch, value) in batches {
-        let Some(value) = value else { continue };
-        let started: Option<jiff::Timestamp> =
-            serde_json::from_value(value["start_time"].clone()).ok();
-        let members = value["members"].as_array();
-        for build in value["builds"].as_array().into_iter().flatten() {
-            let Some(identifier) = build["id"].as_str() else {
-                continue;
-            };
-            if build["outcome"] != "NOT_RUN"
-                || targets.iter().any(|t| {
-                    t.batch
-                        .as_ref()
-                        .is_some_and(|(b, i)| b == batch && i == identifier)
-                })
-            {
+    for Batch { journal, .. } in batches {
+        for build in &journal.builds {
+            let identifier = &build.id;
+            let listed = targets.iter().any(|t| {
+                t.batch
+                    .as_ref()
+                    .is_some_and(|(b, i)| *b == journal.id && i == identifier)
+            });
+            if build.outcome != Outcome::NotRun || listed {
                 continue;
             }
-            let Some(invocation) = members
-                .into_iter()
-                .flatten()
-                .find(|m| m["id"] == identifier)
-                .and_then(|m| {
-                    serde_json::from_value::<runner::record::Invocation>(m["invocation"].clone())
-                        .ok()
-                })
+            let Some(invocation) = journal
+                .members
+                .iter()
+                .find(|m| &m.id == identifier)
+                .and_then(|m| m.invocation.clone())
             else {
                 continue;
             };
             let buildspec = invocation.args.get(1).cloned().unwrap_or_default();
             let ran_since = latest.iter().any(|r| {
-                r.batch_identifier.as_deref() == Some(identifier)
+                r.batch_identifier.as_ref() == Some(identifier)
                     && r.buildspec == buildspec
-                    && started.is_some_and(|s| r.start_time > s)
+                    && r.start_time > journal.start_time
             });
             if ran_since {
                 continue;
             }
             found.push(Target {
-                id: identifier.to_owned(),
-                batch: Some((batch.clone(), identifier.to_owned())),
+                id: identifier.clone(),
+                batch: Some((journal.id.clone(), identifier.clone())),
                 invocation,
-                name: format!("{buildspec} ({identifier} of {batch})"),
+                name: format!("{buildspec} ({identifier} of {})", journal.id),
             });
         }
     }
@@ -1024,51 +1041,42 @@ struct PlannedMember {
     ignore_failure: bool,
 }
 
-/// A batch record, by the batch's id (`batch:<uuid>`), as JSON: `rerun` keeps what it does
-/// not change as it was.
-fn read_batch_record(state_dir: &Path, id: &str) -> Option<serde_json::Value> {
-    let bytes = std::fs::read(batch_path(state_dir, id.trim_start_matches("batch:"))).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// A batch record as `rerun` reads it, and as JSON, so that what it does not change is written
+/// back as it was.
+struct Batch {
+    journal: Journal,
+    value: serde_json::Value,
+}
+
+impl Batch {
+    /// The record of a batch, by its id (`batch:<uuid>`).
+    fn read(state_dir: &Path, id: &str) -> Option<Batch> {
+        let bytes = std::fs::read(batch_path(state_dir, id.trim_start_matches("batch:"))).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        let journal = serde_json::from_value(value.clone()).ok()?;
+        Some(Batch { journal, value })
+    }
+
+    /// Puts the new results of its builds in the record, and the batch's status after them.
+    fn update(&mut self, results: &[&JobResult], stopped: bool) {
+        let builds = &mut self.journal.builds;
+        for result in results {
+            match builds.iter_mut().find(|b| b.id == result.id) {
+                Some(old) => *old = (*result).clone(),
+                None => builds.push((*result).clone()),
+            }
+        }
+        let failed = builds
+            .iter()
+            .any(|b| b.outcome != Outcome::Succeeded && !b.ignore_failure);
+        self.value["builds"] = serde_json::to_value(&*builds).unwrap_or_default();
+        self.value["status"] = batch_status(stopped, failed).into();
+        self.value["end_time"] = serde_json::to_value(jiff::Timestamp::now()).unwrap_or_default();
+    }
 }
 
 fn batch_path(state_dir: &Path, run_id: &str) -> PathBuf {
     state_dir.join("batches").join(format!("{run_id}.json"))
-}
-
-/// Puts the new results of a batch's builds in its record, and its status after them; false
-/// when the record is not to be changed (its batch is still being dispatched).
-fn update_batch(value: &mut serde_json::Value, results: &[&JobResult], stopped: bool) -> bool {
-    let dispatching = value["status"] == "IN_PROGRESS"
-        && value["dispatcher_pid"]
-            .as_u64()
-            .and_then(|p| u32::try_from(p).ok())
-            .is_some_and(runner::many::process_alive);
-    let Some(builds) = value["builds"].as_array_mut() else {
-        return false;
-    };
-    if dispatching {
-        return false;
-    }
-    for result in results {
-        let Ok(new) = serde_json::to_value(result) else {
-            continue;
-        };
-        match builds.iter_mut().find(|b| b["id"] == result.id.as_str()) {
-            Some(old) => *old = new,
-            None => builds.push(new),
-        }
-    }
-    let failed = builds
-        .iter()
-        .any(|b| b["outcome"] != "SUCCEEDED" && b["ignore_failure"] != true);
-    value["status"] = match (stopped, failed) {
-        (true, _) => "STOPPED",
-        (false, true) => "FAILED",
-        (false, false) => "SUCCEEDED",
-    }
-    .into();
-    value["end_time"] = serde_json::to_value(jiff::Timestamp::now()).unwrap_or_default();
-    true
 }
 
 /// The `--source` of recorded arguments (`.` when there is none).
@@ -1179,6 +1187,7 @@ fn member_invocation(
     source: &Path,
     project: &str,
     member: &Member,
+    cwd: &str,
 ) -> runner::record::Invocation {
     let mut args = vec!["run".to_owned(), member.buildspec.display().to_string()];
     args.extend(
@@ -1188,9 +1197,7 @@ fn member_invocation(
     );
     let masked = crate::run::mask_args(&mut args, &options.mask);
     runner::record::Invocation {
-        cwd: std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
+        cwd: cwd.to_owned(),
         args,
         masked,
     }
