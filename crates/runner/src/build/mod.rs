@@ -357,7 +357,7 @@ impl<'r> Build<'r> {
     /// running anything (an empty `install`, an upload with nothing to upload) then cost one
     /// write between them, and a runner killed at any moment still leaves a record of what it
     /// was waiting on.
-    fn checkpoint(&mut self) {
+    fn record_changed(&mut self) {
         self.unsaved = true;
     }
 
@@ -482,7 +482,7 @@ impl<'r> Build<'r> {
         }
         self.attempt_started = Instant::now();
         self.emit(&Event::PhaseStarted { phase, attempt });
-        self.checkpoint();
+        self.record_changed();
     }
 
     fn end_phase(
@@ -517,7 +517,7 @@ impl<'r> Build<'r> {
             duration,
         });
         self.flush();
-        self.checkpoint();
+        self.record_changed();
     }
 
     fn run(&mut self) {
