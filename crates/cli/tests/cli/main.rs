@@ -74,6 +74,15 @@ impl Sandbox {
         command
     }
 
+    /// Makes a FIFO in the sandbox: a build writes to it and the test, reading, knows where the
+    /// build is without sleeping.
+    pub(crate) fn mkfifo(&self, name: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+        assert!(made.success());
+        path
+    }
+
     /// Every file below the sandbox, relative, sorted.
     pub(crate) fn listing(&self) -> Vec<String> {
         fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
@@ -149,3 +158,14 @@ pub(crate) fn workspace() -> PathBuf {
 }
 
 pub(crate) const VALID: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n";
+
+/// Blocks until a build has written `started` to the FIFO and closed it: its command runs.
+pub(crate) fn wait_for_start(fifo: &Path) {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(fifo)
+        .expect("open the fifo")
+        .read_to_string(&mut text)
+        .expect("read the fifo");
+    assert_eq!(text.trim(), "started");
+}

@@ -292,11 +292,7 @@ phases:
     );
     // `fails` fails once `slow` runs (a FIFO joins them, no timing involved); `later` waits for
     // a slot that fast-fail never gives it.
-    let made = std::process::Command::new("mkfifo")
-        .arg(sb.path().join("go.fifo"))
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
+    sb.mkfifo("go.fifo");
     let started = Instant::now();
     let run = sb.run(&on.args(&["batch", "--jobs", "2", "--grace", "2s", "--in-place"]));
     run.expect_code(1);

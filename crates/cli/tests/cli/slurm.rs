@@ -2,13 +2,11 @@
 //! `.ci/run` does, so that these tests always run in CI). Where no cluster answers, each test
 //! says so on stderr and passes without running; under CI it fails instead.
 
-use std::io::Read as _;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::Sandbox;
+use crate::{Sandbox, wait_for_start};
 
 /// Where a test's builds run.
 #[derive(Debug, Clone, Copy)]
@@ -112,26 +110,6 @@ fn log_of(record: &serde_json::Value) -> String {
     std::fs::read_to_string(record["log_path"].as_str().expect("a log path")).expect("the log")
 }
 
-fn mkfifo(sb: &Sandbox, name: &str) -> PathBuf {
-    let path = sb.path().join(name);
-    let made = std::process::Command::new("mkfifo")
-        .arg(&path)
-        .status()
-        .expect("mkfifo");
-    assert!(made.success());
-    path
-}
-
-/// Blocks until a build writes to the FIFO: its command is running.
-fn wait_for(fifo: &PathBuf) {
-    let mut text = String::new();
-    std::fs::File::open(fifo)
-        .expect("open the fifo")
-        .read_to_string(&mut text)
-        .expect("read the fifo");
-    assert_eq!(text.trim(), "started");
-}
-
 /// The one batch record of the sandbox, as it is now.
 fn journal(sb: &Sandbox) -> serde_json::Value {
     crate::many::batch_record(sb)
@@ -176,10 +154,10 @@ fn a_job_cancelled_on_the_cluster_ends_its_build_stopped_with_a_record_of_where_
         return;
     };
     sb.write("buildspec.yml", &one_build("victim", WAITS));
-    let fifo = mkfifo(&sb, "started.fifo");
+    let fifo = sb.mkfifo("started.fifo");
     let started = Instant::now();
     let child = dispatch(&sb, &on, &[]);
-    wait_for(&fifo);
+    wait_for_start(&fifo);
     let member = &journal(&sb)["members"][0];
     let job = member["handle"].as_str().expect("a job id").to_owned();
     scancel(&job);
@@ -208,9 +186,9 @@ fn a_runner_killed_on_the_node_ends_its_build_failed_and_its_record_completed() 
         return;
     };
     sb.write("buildspec.yml", &one_build("victim", WAITS));
-    let fifo = mkfifo(&sb, "started.fifo");
+    let fifo = sb.mkfifo("started.fifo");
     let child = dispatch(&sb, &on, &[]);
-    wait_for(&fifo);
+    wait_for_start(&fifo);
     let uuid = first_uuid(&sb);
     // The runner's own record, IN_PROGRESS while its command runs, names its process.
     let running = record(&sb, &uuid);
@@ -305,9 +283,9 @@ phases:
       - echo \"done $CODEBUILD_BATCH_BUILD_IDENTIFIER\"
 ",
     );
-    let fifo = mkfifo(&sb, "started.fifo");
+    let fifo = sb.mkfifo("started.fifo");
     let mut child = dispatch(&sb, &on, &[]);
-    wait_for(&fifo);
+    wait_for_start(&fifo);
     // `quick` ended and `slow` runs: the dispatcher dies without a word.
     child.kill().expect("kill the dispatcher");
     let _ = child.wait();

@@ -86,6 +86,14 @@ impl Build<'_> {
         }
     }
 
+    /// A command that runs can be seen outside the build (the files it writes, a FIFO, output
+    /// sent elsewhere), so from then on a runner killed at any moment must leave a record that
+    /// names the phase and a log up to the command. Each is written only if it changed.
+    fn write_before_commands(&mut self) {
+        self.save_record();
+        let _ = std::io::Write::flush(&mut self.log);
+    }
+
     pub(super) fn ensure_session(&mut self) -> io::Result<()> {
         if self.session.is_some() {
             return Ok(());
@@ -159,6 +167,7 @@ impl Build<'_> {
                 results.push((next, Err(Status::Stopped)));
                 return results;
             }
+            self.write_before_commands();
             if let Err(e) = self.ensure_session() {
                 self.message(&format!("cannot start the shell: {e}"));
                 results.push((next, Err(Status::Fault)));
@@ -456,6 +465,7 @@ impl Build<'_> {
         });
         self.tail.clear();
         let started = Instant::now();
+        self.write_before_commands();
         if let Err(e) = self.ensure_session() {
             self.message(&format!("cannot start the shell: {e}"));
             self.emit(&Event::CommandFinished {

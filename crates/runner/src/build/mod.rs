@@ -352,17 +352,18 @@ impl<'r> Build<'r> {
         write_atomic(&self.record_path(), &json, sync)
     }
 
-    /// Notes that the record changed. It is written before the runner next waits on anything
-    /// outside it ([`Self::save_record`]), not at once: the phases a build goes through without
-    /// running anything (an empty `install`, an upload with nothing to upload) then cost one
-    /// write between them, and a runner killed at any moment still leaves a record of what it
-    /// was waiting on.
+    /// Notes that the record changed. It is written before the runner next starts or waits on
+    /// anything outside it ([`Self::save_record`]), not at once: the phases a build goes through
+    /// without running anything (an empty `install`, an upload with nothing to upload) then cost
+    /// one write between them, and a runner killed at any moment still leaves a record of what
+    /// it was running or waiting on.
     fn record_changed(&mut self) {
         self.unsaved = true;
     }
 
     /// Writes the record if it changed; a failure to write is reported in the log and does not
-    /// stop the build. Called before every wait on a command, a process or a transfer.
+    /// stop the build. Called before a command is started and before every wait on a command,
+    /// a process or a transfer.
     pub(super) fn save_record(&mut self) {
         if !self.unsaved {
             return;
