@@ -438,48 +438,64 @@ fn record_file_and_private_state() {
 }
 
 #[test]
-fn as_pid_1_the_runner_reaps_orphans() {
-    // A container's entrypoint is PID 1: orphans are reparented to it and their zombies are its
-    // to collect. `unshare --pid` gives the runner a PID namespace of its own; it needs root.
-    if !nix::unistd::Uid::effective().is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root and must run this test"
-        );
-        eprintln!("skipped: a PID namespace needs root (CI runs this test as root)");
-        return;
-    }
-    let sb = Sandbox::new();
-    sb.write(
-        "buildspec.yml",
-        "\
+fn the_runner_reaps_the_orphans_that_end_after_their_parent() {
+    // Orphans come back to the runner, as a subreaper or as a container's PID 1 (`unshare
+    // --pid` gives it a PID namespace of its own; that needs root), and their zombies are its
+    // to collect. `cat` outlives the shell that started it, waiting on a FIFO, and ends only
+    // when the next command writes to it: a zombie that only the runner can collect.
+    const SPEC: &str = "\
 version: 0.2
 phases:
   build:
     commands:
-      - echo pid $$ parent $PPID; [ \"$(cut -d' ' -f1 /proc/1/stat)\" = 1 ]
-      - sh -c 'true & echo $! > orphan.pid'
+      - mkfifo go.fifo
+      - sh -c 'cat go.fifo > /dev/null & echo $! > orphan.pid'
+      - echo go > go.fifo
       - while grep -q '^State:.[RSD]' /proc/$(cat orphan.pid)/status 2>/dev/null; do :; done
+      - grep -q '^State:.Z' /proc/$(cat orphan.pid)/status && echo the orphan is a zombie
   post_build:
     commands:
       - test ! -e /proc/$(cat orphan.pid) && echo the orphan was reaped
-",
-    );
-    let output = std::process::Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
-        .arg(env!("CARGO_BIN_EXE_buildspec"))
-        .args(["run", "--state-dir", ".state"])
-        .current_dir(sb.path())
-        .output()
-        .expect("unshare runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains("the orphan was reaped"), "{stdout}");
+";
+    let root = nix::unistd::Uid::effective().is_root();
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test as PID 1"
+        );
+        eprintln!("as PID 1: skipped, a PID namespace needs root (CI runs it as root)");
+    }
+    let launchers: &[(&str, &[&str])] = &[
+        ("a subreaper", &[]),
+        ("PID 1", &["unshare", "--pid", "--fork", "--mount-proc"]),
+    ];
+    for (as_what, launcher) in launchers {
+        if !root && !launcher.is_empty() {
+            continue;
+        }
+        let sb = Sandbox::new();
+        sb.write("buildspec.yml", SPEC);
+        let binary = env!("CARGO_BIN_EXE_buildspec");
+        let mut words: Vec<&str> = launcher.to_vec();
+        words.extend([binary, "run", "--state-dir", ".state"]);
+        let output = std::process::Command::new(words[0])
+            .args(&words[1..])
+            .current_dir(sb.path())
+            .output()
+            .expect("the runner starts");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "as {as_what}:\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains("the orphan is a zombie\n")
+                && stdout.contains("the orphan was reaped\n"),
+            "as {as_what}:\n{stdout}"
+        );
+    }
 }
 
 #[test]
