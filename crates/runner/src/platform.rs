@@ -196,6 +196,9 @@ pub(crate) fn signal_each(pids: &[u32], signal: Signal) {
 /// are its own business.
 pub(crate) fn reap(pgid: u32, pids: &[u32]) {
     use nix::sys::wait::{WaitPidFlag, waitpid};
+    if pids.is_empty() && !any_child_ended() {
+        return;
+    }
     let mut zombies: Vec<u32> = pids.to_vec();
     // The kernel lists each thread's children; reading them is far cheaper than scanning /proc.
     if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
@@ -272,6 +275,9 @@ pub(crate) fn live_children() -> Vec<u32> {
 /// are all the build's).
 pub(crate) fn reap_all_children(keep: &[u32]) {
     use nix::sys::wait::{WaitPidFlag, waitpid};
+    if !any_child_ended() {
+        return;
+    }
     for pid in children()
         .into_iter()
         .filter(|pid| !keep.contains(pid) && is_zombie(*pid))
@@ -280,6 +286,21 @@ pub(crate) fn reap_all_children(keep: &[u32]) {
             let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }
+}
+
+/// Whether a child of this process (of any of its threads) has ended and waits to be collected.
+/// One `waitid` that collects nothing answers; the lists in /proc take several reads, and the
+/// runner asks at every phase's end, where there is usually nothing to collect. An error other
+/// than having no children at all answers yes, so that the caller looks.
+fn any_child_ended() -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+    !matches!(
+        waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ),
+        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD)
+    )
 }
 
 /// The process group of a zombie; `None` for a live process.
