@@ -383,6 +383,9 @@ pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
         let _ = writeln!(out, "ended      {end}");
     }
     let _ = writeln!(out, "log        {}", record.log_path);
+    if let Some(why) = &record.log_incomplete {
+        let _ = writeln!(out, "           incomplete: {why}");
+    }
     if let Some(p) = &record.placement {
         let mut line = format!("{} job {}", p.executor, p.job_id);
         for (what, value) in [

@@ -142,6 +142,9 @@ pub struct BuildRecord {
     pub exported_variables: IndexMap<String, String>,
     /// The log file.
     pub log_path: String,
+    /// Why lines are missing from the log (the first write that failed, such as a full disk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_incomplete: Option<String>,
     /// The exit code the CLI ended with, once the build is over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -229,6 +232,17 @@ pub enum StateError {
         /// What it matches.
         matches: Vec<String>,
     },
+}
+
+impl StateError {
+    /// Whether the disk (or the user's quota) is full.
+    pub fn is_out_of_space(&self) -> bool {
+        matches!(
+            self,
+            StateError::Io { source, .. }
+                if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+        )
+    }
 }
 
 fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StateError + 'p {
@@ -410,6 +424,7 @@ impl StateDir {
                     invocation: None,
                     exported_variables: IndexMap::new(),
                     log_path: log_path.display().to_string(),
+                    log_incomplete: None,
                     exit_code: None,
                     runner_pid: 0,
                     runner_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -524,6 +539,24 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateEr
             source,
         }
     })
+}
+
+/// Writes `bytes` over an existing file's own blocks: the last resort for a record when the disk
+/// has no room for a new copy. Only when they fit in what the file already has (so no block is
+/// allocated), and not atomic: a reader at that moment can see part of it.
+pub fn overwrite_in_place(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    let file = OpenOptions::new().write(true).open(path)?;
+    let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if len > file.metadata()?.blocks().saturating_mul(512) {
+        return Err(io::ErrorKind::StorageFull.into());
+    }
+    file.write_all_at(bytes, 0)?;
+    file.set_len(len)?;
+    if sync {
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 /// Creates a directory (and its parents) that only its owner can read: records and logs may

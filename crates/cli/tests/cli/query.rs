@@ -68,6 +68,7 @@ fn record(i: u64) -> BuildRecord {
         invocation: None,
         exported_variables: IndexMap::new(),
         log_path: "/dev/null".to_owned(),
+        log_incomplete: None,
         exit_code: Some(if status == Status::Succeeded { 0 } else { 1 }),
         runner_pid: 1,
         runner_version: "0.1.0".to_owned(),

@@ -90,8 +90,8 @@ impl Build<'_> {
     /// sent elsewhere), so from then on a runner killed at any moment must leave a record that
     /// names the phase and a log up to the command. Each is written only if it changed.
     fn write_before_commands(&mut self) {
+        self.flush_log();
         self.save_record();
-        let _ = std::io::Write::flush(&mut self.log);
     }
 
     pub(super) fn ensure_session(&mut self) -> io::Result<()> {

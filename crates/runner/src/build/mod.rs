@@ -13,6 +13,7 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
 
+use self::log_file::LogFile;
 use crate::env::Layers;
 use crate::events::{Context, Event, Phase, Reporter, Status};
 use crate::mask::{MaskedStream, Masker};
@@ -27,6 +28,7 @@ use crate::stop::Stop;
 mod cache;
 mod cleanup;
 mod commands;
+mod log_file;
 mod reports;
 mod source;
 mod stream;
@@ -182,7 +184,7 @@ struct Build<'r> {
     state_dir: StateDir,
     dir: PathBuf,
     scripts: PathBuf,
-    log: BufWriter<File>,
+    log: BufWriter<LogFile>,
     log_path: PathBuf,
     record: BuildRecord,
     started: Instant,
@@ -288,6 +290,7 @@ impl<'r> Build<'r> {
             invocation: options.invocation.clone(),
             exported_variables: IndexMap::new(),
             log_path: log_path.display().to_string(),
+            log_incomplete: None,
             exit_code: None,
             runner_pid: std::process::id(),
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -302,7 +305,7 @@ impl<'r> Build<'r> {
             state_dir,
             dir,
             scripts,
-            log: BufWriter::with_capacity(64 * 1024, log),
+            log: BufWriter::with_capacity(64 * 1024, LogFile::new(log)),
             log_path,
             record,
             started: Instant::now(),
@@ -349,7 +352,17 @@ impl<'r> Build<'r> {
     fn save(&self, sync: bool) -> Result<(), StateError> {
         let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
         json.push(b'\n');
-        write_atomic(&self.record_path(), &json, sync)
+        match write_atomic(&self.record_path(), &json, sync) {
+            // A full disk has no room for a new copy, but the record's own blocks can hold a
+            // compact one: a record left IN_PROGRESS would say the build never ended.
+            Err(e) if e.is_out_of_space() => {
+                let mut compact = serde_json::to_vec(&self.record).unwrap_or_default();
+                compact.push(b'\n');
+                crate::record::overwrite_in_place(&self.record_path(), &compact, sync)
+                    .map_err(|_| e)
+            }
+            written => written,
+        }
     }
 
     /// Notes that the record changed. It is written before the runner next starts or waits on
@@ -463,8 +476,24 @@ impl<'r> Build<'r> {
     }
 
     fn flush(&mut self) {
-        let _ = self.log.flush();
+        self.flush_log();
         self.reporter.flush();
+    }
+
+    /// Writes out what the log holds; the first write that failed is said on the console (the
+    /// log cannot hold it) and kept in the record.
+    fn flush_log(&mut self) {
+        let _ = self.log.flush();
+        if let Some(e) = self.log.get_mut().take_failure() {
+            let text = format!(
+                "warning: cannot write the log {}: {e}; lines are missing from it",
+                self.log_path.display()
+            );
+            self.reporter
+                .report(Timestamp::now(), &Event::Message { text: &text });
+            self.record.log_incomplete = Some(e.to_string());
+            self.record_changed();
+        }
     }
 
     fn begin_phase(&mut self, phase: Phase, attempt: u32) {

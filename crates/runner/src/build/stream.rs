@@ -2,7 +2,6 @@
 //! masked as a stream, split into lines, and passed to the log, the console and the RETRY tail.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, BufWriter, Read};
 use std::time::{Duration, Instant};
 
@@ -170,7 +169,7 @@ impl Build<'_> {
 /// One line of the build's output (masked already) to the log, the reporter and the tail kept for RETRY
 /// patterns.
 pub(super) fn output_line(
-    log: &mut BufWriter<File>,
+    log: &mut BufWriter<super::log_file::LogFile>,
     reporter: &mut dyn Reporter,
     tail: &mut VecDeque<Vec<u8>>,
     time: Timestamp,
