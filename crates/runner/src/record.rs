@@ -517,7 +517,9 @@ pub struct FreshRecord {
 /// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or
 /// a crashed or killed runner) sees the old content or the new, never half of it. With `sync`,
 /// the content is on the disk before the rename, so that it survives a power loss too: that costs
-/// a disk flush (milliseconds on a real disk), kept for the final record.
+/// a disk flush (milliseconds on a real disk), kept for the final record. On a full disk, the
+/// content is written over the file's own blocks when it fits in them
+/// ([`overwrite_in_place`]): not atomic, but a record that stayed as it was would be wrong.
 pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateError> {
     // Unique per process and per call: threads of one runner may write the same file at once.
     static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -531,13 +533,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateEr
         }
         fs::rename(&tmp, path)
     })();
-    result.map_err(|source| {
+    result.or_else(|source| {
         let _ = fs::remove_file(&tmp);
-        StateError::Io {
+        // A full disk has no room for the new copy; the file's own blocks may hold it.
+        let full = matches!(
+            source.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        );
+        if full && overwrite_in_place(path, bytes, sync).is_ok() {
+            return Ok(());
+        }
+        Err(StateError::Io {
             action: "cannot write",
             path: path.display().to_string(),
             source,
-        }
+        })
     })
 }
 

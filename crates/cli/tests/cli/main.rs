@@ -169,3 +169,33 @@ pub(crate) fn wait_for_start(fifo: &Path) {
         .expect("read the fifo");
     assert_eq!(text.trim(), "started");
 }
+
+/// Runs `script` (`$0` is the binary) with `full/` in the sandbox a 256 KiB tmpfs, mounted in a
+/// mount namespace of its own, gone with its last process; `false` when that needs root and the
+/// test is not root (CI is, and must run it).
+pub(crate) fn on_a_small_disk(sb: &Sandbox, script: &str) -> bool {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must run this test"
+        );
+        eprintln!("skipped: mounting a small filesystem needs root (CI runs this test as root)");
+        return false;
+    }
+    std::fs::create_dir(sb.path().join("full")).expect("mkdir");
+    let script = format!("mount -t tmpfs -o size=256k tmpfs full || exit 99\n{script}");
+    let ran = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "sh",
+            "-c",
+            &script,
+            env!("CARGO_BIN_EXE_buildspec"),
+        ])
+        .current_dir(sb.path())
+        .env("BUILDSPEC_STATE_DIR", sb.path().join(".state"))
+        .status()
+        .expect("unshare runs");
+    assert!(ran.success(), "{ran:?}");
+    true
+}

@@ -631,3 +631,41 @@ fn masked_values_stay_out_of_the_recorded_arguments_and_such_builds_are_not_reru
         .expect_code(0)
         .expect_stdout("its arguments held values to mask");
 }
+
+#[test]
+fn a_batch_whose_first_build_fills_the_disk_still_ends_with_a_final_batch_record() {
+    // `noisy` fills the disk; `quiet` cannot even open its log. The batch record, replaced
+    // until then, must still end FAILED rather than stay IN_PROGRESS.
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "\
+version: 0.2
+batch:
+  build-list:
+    - identifier: noisy
+    - identifier: quiet
+      env:
+        variables:
+          QUIET: '1'
+phases:
+  build:
+    commands:
+      - if [ -z \"$QUIET\" ]; then seq 1 200000; fi
+",
+    );
+    let script = r#""$0" batch --jobs 1 --in-place --state-dir full/state > console.txt 2>&1
+echo $? > exit.txt
+cat full/state/batches/*.json > batch.json"#;
+    if !crate::on_a_small_disk(&sb, script) {
+        return;
+    }
+    let read = |name: &str| std::fs::read_to_string(sb.path().join(name)).expect(name);
+    let console = read("console.txt");
+    assert_eq!(read("exit.txt").trim(), "1", "{console}");
+    expect_row(&console, "noisy", "SUCCEEDED");
+    expect_row(&console, "quiet", "FAILED");
+    assert!(console.contains("No space left on device"), "{console}");
+    let batch: serde_json::Value = serde_json::from_str(&read("batch.json")).expect("json");
+    assert_eq!(batch["status"], "FAILED", "{batch:#}");
+}
