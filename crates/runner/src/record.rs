@@ -239,10 +239,16 @@ impl StateError {
     pub fn is_out_of_space(&self) -> bool {
         matches!(
             self,
-            StateError::Io { source, .. }
-                if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+            StateError::Io { source, .. } if out_of_space(source)
         )
     }
+}
+
+fn out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> StateError + 'p {
@@ -536,11 +542,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateEr
     result.or_else(|source| {
         let _ = fs::remove_file(&tmp);
         // A full disk has no room for the new copy; the file's own blocks may hold it.
-        let full = matches!(
-            source.kind(),
-            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-        );
-        if full && overwrite_in_place(path, bytes, sync).is_ok() {
+        if out_of_space(&source) && overwrite_in_place(path, bytes, sync).is_ok() {
             return Ok(());
         }
         Err(StateError::Io {

@@ -353,8 +353,8 @@ impl<'r> Build<'r> {
         let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
         json.push(b'\n');
         match write_atomic(&self.record_path(), &json, sync) {
-            // A full disk has no room for a new copy, but the record's own blocks can hold a
-            // compact one: a record left IN_PROGRESS would say the build never ended.
+            // Nor did it fit over the old record's blocks (a record grows as phases end): a
+            // compact one may. A record left IN_PROGRESS would say the build never ended.
             Err(e) if e.is_out_of_space() => {
                 let mut compact = serde_json::to_vec(&self.record).unwrap_or_default();
                 compact.push(b'\n');
