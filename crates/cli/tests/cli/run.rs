@@ -362,7 +362,7 @@ fn a_killed_runner_leaves_a_readable_record_and_its_log() {
     let sb = Sandbox::new();
     sb.write(
         "buildspec.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $$ > sleeper.pid; echo started > started.fifo; echo started; exec sleep 60\n",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $$ > sleeper.pid; echo started > started.fifo; exec sleep 60\n",
     );
     let fifo = sb.mkfifo("started.fifo");
     // Nothing passes through the runner to say the command started (its console is not read):
