@@ -274,17 +274,24 @@ pub(crate) struct RunArgs {
     pub(crate) options: RunOptions,
 }
 
-/// How many builds run together.
+/// How many builds run together, and where.
 #[derive(Debug, Args)]
 pub(crate) struct ManyArgs {
+    #[command(flatten)]
+    pub(crate) side_by_side: SideBySide,
+    #[command(flatten)]
+    pub(crate) executor: ExecutorArgs,
+}
+
+/// How many builds run at once, and whether they share their source.
+#[derive(Debug, Args)]
+pub(crate) struct SideBySide {
     /// How many builds run at once [default: the number of cores].
     #[arg(long, short = 'j', value_name = "N")]
     pub(crate) jobs: Option<usize>,
     /// Builds that run side by side share the source directory instead of each getting a copy.
     #[arg(long)]
     pub(crate) in_place: bool,
-    #[command(flatten)]
-    pub(crate) executor: ExecutorArgs,
 }
 
 /// Where builds run.
@@ -437,8 +444,9 @@ pub(crate) struct RerunArgs {
     /// Only the builds whose latest run did not succeed.
     #[arg(long)]
     pub(crate) failed: bool,
+    // Builds run again on this machine: each one's arguments say how it ran, not where.
     #[command(flatten)]
-    pub(crate) many: ManyArgs,
+    pub(crate) side_by_side: SideBySide,
     /// Where build records are kept.
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_STATE_DIR")]
     pub(crate) state_dir: Option<PathBuf>,

@@ -276,7 +276,7 @@ fn run_members(
         .map(|j| j.id.trim_start_matches("batch:").to_owned())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let work = run_folder(&state_dir, &run_id)?;
-    let parallel = parallel(many);
+    let parallel = parallel(&many.side_by_side);
     let source = options.build.source_dir();
     if !source.is_dir() {
         return Err(CliError::Missing {
@@ -286,7 +286,7 @@ fn run_members(
     let slurm = many.executor.executor == ExecutorArg::Slurm;
     // Builds side by side must not see each other's files: each gets a copy of the source. A
     // scheduler's node sees only the shared directory: the copy goes there.
-    let copies = !many.in_place && (slurm || (parallel > 1 && members.len() > 1));
+    let copies = !many.side_by_side.in_place && (slurm || (parallel > 1 && members.len() > 1));
     let project = options.build.project.clone().unwrap_or_else(|| {
         std::path::absolute(&source)
             .ok()
@@ -860,9 +860,9 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let run_id = uuid::Uuid::new_v4().to_string();
     let work = run_folder(&state_dir, &run_id)?;
     let exe = std::env::current_exe().map_err(CliError::Output)?;
-    let parallel = parallel(&args.many);
+    let parallel = parallel(&args.side_by_side);
     // As for `run`: builds side by side each get a copy of their source.
-    let copies = !args.many.in_place && parallel > 1 && targets.len() > 1;
+    let copies = !args.side_by_side.in_place && parallel > 1 && targets.len() > 1;
     let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
     let batch_of = |id: &str| batches.iter().find(|b| b.journal.id == id);
     let planned = |(batch, identifier): &(String, String)| {
@@ -1129,8 +1129,9 @@ fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
 }
 
 /// `--jobs`, or the number of cores.
-fn parallel(many: &ManyArgs) -> usize {
-    many.jobs
+fn parallel(side_by_side: &crate::args::SideBySide) -> usize {
+    side_by_side
+        .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 

@@ -354,6 +354,10 @@ fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
     );
     let first = sb.run(&["run", "specs", "--jobs", "2", "--env", "GREETING=hello"]);
     first.expect_code(1);
+    // Builds run again here: an executor is refused, not ignored.
+    sb.run(&["rerun", "--failed", "--executor", "slurm"])
+        .expect_code(2)
+        .expect_stderr("unexpected argument '--executor'");
     sb.write("ready.txt", "now ready\n");
     let again = sb.run(&["rerun", "--failed"]);
     again.expect_code(0);
