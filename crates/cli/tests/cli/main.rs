@@ -159,14 +159,33 @@ pub(crate) fn workspace() -> PathBuf {
 
 pub(crate) const VALID: &str = "version: 0.2\nphases:\n  build:\n    commands:\n      - make\n";
 
-/// Blocks until a build has written `started` to the FIFO and closed it: its command runs.
+/// Blocks until a build has written `started` to the FIFO and closed it: its command runs. A
+/// build that never gets there fails the test after a minute instead of hanging it.
 pub(crate) fn wait_for_start(fifo: &Path) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    // Opening for reading without a writer would block; non-blocking, it returns at once.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(fifo)
+        .expect("open the fifo");
+    let mut fds = [PollFd::new(
+        std::os::fd::AsFd::as_fd(&file),
+        PollFlags::POLLIN,
+    )];
+    let ready = poll(&mut fds, PollTimeout::from(60_000u16)).expect("poll the fifo");
+    assert!(
+        ready > 0,
+        "no build wrote to {} within a minute",
+        fifo.display()
+    );
+    let flags = nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_GETFL).expect("flags");
+    let blocking = nix::fcntl::OFlag::from_bits_truncate(flags) & !nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(blocking)).expect("blocking");
     let mut text = String::new();
-    std::fs::File::open(fifo)
-        .expect("open the fifo")
-        .read_to_string(&mut text)
-        .expect("read the fifo");
+    file.read_to_string(&mut text).expect("read the fifo");
     assert_eq!(text.trim(), "started");
 }
 
