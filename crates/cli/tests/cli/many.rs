@@ -672,4 +672,10 @@ cat full/state/batches/*.json > batch.json"#;
     assert!(console.contains("No space left on device"), "{console}");
     let batch: serde_json::Value = serde_json::from_str(&read("batch.json")).expect("json");
     assert_eq!(batch["status"], "FAILED", "{batch:#}");
+    // The build that could not start left no scripts folder in memory.
+    for member in batch["members"].as_array().expect("members") {
+        let uuid = member["build_uuid"].as_str().expect("a uuid");
+        let scripts = std::path::PathBuf::from(format!("/dev/shm/buildspec-{uuid}"));
+        assert!(!scripts.exists(), "{} is left", scripts.display());
+    }
 }

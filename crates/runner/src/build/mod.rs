@@ -229,6 +229,17 @@ struct Build<'r> {
     unsaved: bool,
 }
 
+/// Removes a directory when dropped, unless it was taken out first.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl<'r> Build<'r> {
     fn create(
         options: &'r BuildOptions,
@@ -257,6 +268,9 @@ impl<'r> Build<'r> {
             path: scripts.display().to_string(),
             source,
         })?;
+        // A build that cannot start (a full disk, an unwritable state directory) leaves no
+        // folder in memory behind it.
+        let mut unstarted = RemoveOnDrop(Some(scripts.clone()));
         crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
             path: dir.display().to_string(),
             source,
@@ -341,6 +355,7 @@ impl<'r> Build<'r> {
         };
         build.save(false)?;
         build.state_dir.set_last(&uuid)?;
+        unstarted.0 = None;
         Ok(build)
     }
 
