@@ -71,19 +71,20 @@ version: 0.2
 phases:
   install:
     commands:
-      - mkfifo go
-      - (read word < go; echo \"background says $word\") &
+      - mkfifo go said
+      - (read word < go; echo \"background says $word\"; echo > said) &
       - (trap '' HUP; exec sleep 1000) & echo $! > sleeper.pid
   build:
     commands:
       - echo now > go
-      - echo build ran
+      - read done < said; echo build ran
 ",
     );
     let started = std::time::Instant::now();
     let ran = fixture.run();
     ran.expect(Succeeded);
-    // The background process's output, written after its command ended, is logged.
+    // The background process's output, written after its command ended, is logged. (BUILD
+    // waits until it is written: the build's end would otherwise race the background echo.)
     assert_eq!(ran.said("background says "), ["now"]);
     // The sleeper held the output pipe; the build still ended, and ended it.
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
