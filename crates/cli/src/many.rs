@@ -969,11 +969,8 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             .map(|(_, result)| result)
             .collect();
         batch.update(&mine, ran.stopped.is_some());
-        let mut json = serde_json::to_vec_pretty(&batch.value).unwrap_or_default();
-        json.push(b'\n');
         let id = batch.journal.id.trim_start_matches("batch:");
-        runner::record::write_atomic(&batch_path(&state_dir, id), &json, false)
-            .map_err(CliError::State)?;
+        write_batch_record(&state_dir, id, &batch.value)?;
     }
     crate::write_stdout(&summary(&ran.results))?;
     let failed = ran
@@ -1135,7 +1132,12 @@ fn parallel(side_by_side: &crate::args::SideBySide) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
-fn write_batch_record(state: &Path, id: &str, record: &BatchRecord) -> Result<(), CliError> {
+/// Writes a batch record: the dispatcher's own, or one `rerun` read and updated.
+fn write_batch_record(
+    state: &Path,
+    id: &str,
+    record: &impl serde::Serialize,
+) -> Result<(), CliError> {
     let path = batch_path(state, id);
     let dir = state.join("batches");
     let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();

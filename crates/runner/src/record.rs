@@ -236,7 +236,7 @@ pub enum StateError {
 
 impl StateError {
     /// Whether the disk (or the user's quota) is full.
-    pub fn is_out_of_space(&self) -> bool {
+    pub(crate) fn is_out_of_space(&self) -> bool {
         matches!(
             self,
             StateError::Io { source, .. } if out_of_space(source)
@@ -556,7 +556,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), StateEr
 /// Writes `bytes` over an existing file's own blocks: the last resort for a record when the disk
 /// has no room for a new copy. Only when they fit in what the file already has (so no block is
 /// allocated), and not atomic: a reader at that moment can see part of it.
-pub fn overwrite_in_place(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
+pub(crate) fn overwrite_in_place(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     use std::os::unix::fs::{FileExt, MetadataExt};
     let file = OpenOptions::new().write(true).open(path)?;
     let len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
