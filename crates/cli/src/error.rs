@@ -76,6 +76,10 @@ pub(crate) enum CliError {
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
     S3(#[from] runner::s3::S3Error),
+
+    /// A worker was sent what it does not run (a dispatcher's bug, not a user's).
+    #[error("worker: {0}")]
+    Worker(&'static str),
 }
 
 impl CliError {
@@ -101,6 +105,7 @@ impl CliError {
             | CliError::State(_)
             | CliError::Signals(_)
             | CliError::Executor(_)
+            | CliError::Worker(_)
             | CliError::WriteFile { .. } => exit_codes::FAULT,
         }
     }

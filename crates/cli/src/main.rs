@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
+        Command::Worker => run::serve_builds(),
         Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
         Command::Report(args) => query::report(&args),
@@ -39,11 +40,16 @@ fn main() -> ExitCode {
             Ok(exit_codes::SUCCESS)
         }
     };
+    ExitCode::from(exit_code(result))
+}
+
+/// The exit code of a command's result; an error is reported on stderr.
+pub(crate) fn exit_code(result: Result<u8, CliError>) -> u8 {
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(error) => {
             error.report();
-            ExitCode::from(error.exit_code())
+            error.exit_code()
         }
     }
 }

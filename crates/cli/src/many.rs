@@ -304,7 +304,7 @@ fn run_members(
             std::env::current_exe().map_err(CliError::Output)?,
             // The copies live outside the source (which may hold the state directory).
             std::env::temp_dir().join(format!("buildspec-{run_id}")),
-            Box::new(runner::many::Local),
+            Box::new(runner::workers::Workers::new()),
         )
     };
     let state = runner::record::StateDir::open(&state_dir)?;
@@ -946,7 +946,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         parallel,
         fast_fail,
         false,
-        &runner::many::Local,
+        &runner::workers::Workers::new(),
         &mut |_| {},
     )?;
     let _ = std::fs::remove_dir_all(&work);

@@ -92,15 +92,61 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     if args.many.executor.executor != crate::args::ExecutorArg::Local {
         return crate::many::run_paths(args);
     }
+    let one = |file| {
+        let given: Vec<String> = std::env::args().skip(1).collect();
+        run_one(&args.options, file, &given, &stop_on_signals()?)
+    };
     match args.paths.as_slice() {
-        [] => run_one(&args.options, None),
-        [one] if !one.is_dir() => run_one(&args.options, Some(one)),
+        [] => one(None),
+        [one_file] if !one_file.is_dir() => one(Some(one_file)),
         _ => crate::many::run_paths(args),
     }
 }
 
-/// One build in this process.
-pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Result<u8, CliError> {
+/// The builds a dispatcher of many builds sends (`runner::workers`), each run as `run` would
+/// run it in a process of its own, one after another, until the dispatcher closes the pipe.
+pub(crate) fn serve_builds() -> Result<u8, CliError> {
+    use crate::args::{Cli, Command};
+    use clap::Parser as _;
+    let stop = stop_on_signals()?;
+    let mut input = io::BufReader::new(io::stdin().lock());
+    let token = runner::workers::read_hello(&mut input).map_err(CliError::Output)?;
+    while let Some(request) = runner::workers::read_request(&mut input).map_err(CliError::Output)? {
+        let given: Vec<String> = request
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let code = match Cli::try_parse_from(std::iter::once("buildspec".into()).chain(request)) {
+            Ok(Cli {
+                command: Command::Run(args),
+            }) => match args.paths.as_slice() {
+                [file] => crate::exit_code(run_one(&args.options, Some(file), &given, &stop)),
+                _ => crate::exit_code(Err(CliError::Worker("it runs one buildspec at a time"))),
+            },
+            Ok(_) => crate::exit_code(Err(CliError::Worker("it runs builds only"))),
+            Err(e) => {
+                let _ = e.print();
+                exit_codes::USAGE
+            }
+        };
+        // A stop that came after the build ended is not the next build's.
+        stop.clear();
+        let mut out = io::stdout().lock();
+        out.write_all(&runner::workers::end_line(&token, code))
+            .and_then(|()| out.flush())
+            .map_err(CliError::Output)?;
+    }
+    Ok(exit_codes::SUCCESS)
+}
+
+/// One build in this process. `given` are the command line's arguments (without the program),
+/// kept in the record for `rerun`.
+pub(crate) fn run_one(
+    args: &RunOptions,
+    file: Option<&std::path::Path>,
+    given: &[String],
+    stop: &runner::Stop,
+) -> Result<u8, CliError> {
     let options = BuildOptions {
         buildspec: args.build.buildspec(file),
         source_dir: args.build.source_dir(),
@@ -127,7 +173,7 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
         },
         reports: args.reports.clone(),
         cache_dir: args.cache_dir.clone(),
-        invocation: Some(invocation(args, file)),
+        invocation: Some(invocation(args, file, given)),
         uuid: args.build_uuid.clone(),
         buildspec_name: args.record_buildspec.clone(),
         batch: match args.batch_member.as_slice() {
@@ -152,7 +198,6 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
             path: options.source_dir.display().to_string(),
         });
     }
-    let stop = stop_on_signals()?;
     let stdout = io::stdout().lock();
     let outcome = match args.log_format {
         LogFormat::Text => {
@@ -160,14 +205,14 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
                 out: BufWriter::with_capacity(64 * 1024, stdout),
                 broken: false,
             };
-            runner::run(&options, &mut reporter, &stop)
+            runner::run(&options, &mut reporter, stop)
         }
         LogFormat::Json => {
             let mut reporter = JsonReporter {
                 out: BufWriter::with_capacity(64 * 1024, stdout),
                 broken: false,
             };
-            runner::run(&options, &mut reporter, &stop)
+            runner::run(&options, &mut reporter, stop)
         }
     }?;
     if !outcome.diagnostics.is_empty() {
@@ -197,10 +242,14 @@ pub(crate) fn run_one(args: &RunOptions, file: Option<&std::path::Path>) -> Resu
 
 /// This process's arguments, as `rerun` needs them: without the per-run plumbing
 /// (`--record-file`, `--batch-member`, `--build-uuid`), and with the original source of a copy.
-fn invocation(args: &RunOptions, file: Option<&std::path::Path>) -> runner::record::Invocation {
+fn invocation(
+    args: &RunOptions,
+    file: Option<&std::path::Path>,
+    given: &[String],
+) -> runner::record::Invocation {
     let copied = file.map(|f| f.display().to_string());
     let mut out = Vec::new();
-    let mut given = std::env::args().skip(1);
+    let mut given = given.iter().cloned();
     while let Some(arg) = given.next() {
         match arg.as_str() {
             "--record-file" | "--rerun-source" | "--build-uuid" | "--record-buildspec" => {

@@ -23,6 +23,7 @@ pub mod session;
 pub mod slurm;
 pub mod state;
 pub mod stop;
+pub mod workers;
 
 pub use build::{BuildOptions, BuildOutcome, RunError, run};
 pub use events::{Event, Phase, Reporter, Status};

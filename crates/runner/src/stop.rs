@@ -33,6 +33,12 @@ impl Stop {
         self.sources.iter().map(|(f, _)| platform::borrow(f))
     }
 
+    /// Forgets the requests that arrived so far (a program that runs builds one after another
+    /// calls it between them).
+    pub fn clear(&self) {
+        let _ = self.take();
+    }
+
     /// The signal of a request that arrived since the last call, if any; every pending byte is
     /// read, so that one request is seen once.
     pub(crate) fn take(&self) -> Option<i32> {

@@ -342,6 +342,58 @@ fn two_runs_started_together_on_one_state_directory_both_leave_complete_records(
 }
 
 #[test]
+fn builds_on_this_machine_share_their_runner_processes_and_leave_nothing_open_in_them() {
+    let sb = Sandbox::new();
+    for i in 0..6 {
+        // The build's shell is the runner's child: $PPID is the runner.
+        sb.write(
+            &format!("specs/b{i}.yml"),
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"runner=$PPID fds=$(ls /proc/$PPID/fd | wc -l)\"\n",
+        );
+    }
+    let run = sb.run(&["run", "specs", "--jobs", "1", "--in-place"]);
+    run.expect_code(0);
+    let seen: std::collections::BTreeSet<&str> = (0..6)
+        .flat_map(|i| said(&run.stdout, &format!("specs/b{i}.yml")))
+        .filter(|line| line.starts_with("runner="))
+        .collect();
+    // One runner ran the 6 builds one after another, holding as many descriptors in each.
+    assert_eq!(seen.len(), 1, "{seen:?}\n{}", run.stdout);
+    run.expect_stdout("6 build(s): 6 succeeded, 0 failed, 0 not run");
+}
+
+#[test]
+fn a_runner_killed_during_a_build_ends_that_build_alone() {
+    let sb = Sandbox::new();
+    sb.write(
+        "specs/a.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - kill -9 $PPID\n",
+    );
+    for name in ["b", "c"] {
+        sb.write(
+            &format!("specs/{name}.yml"),
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo fine\n",
+        );
+    }
+    let run = sb.run(&["run", "specs", "--jobs", "1", "--in-place"]);
+    run.expect_code(1);
+    let killed = row(&run.stdout, "specs/a.yml");
+    assert!(
+        killed.contains("STOPPED") && killed.contains("killed by signal 9"),
+        "{killed}"
+    );
+    expect_row(&run.stdout, "specs/b.yml", "SUCCEEDED");
+    expect_row(&run.stdout, "specs/c.yml", "SUCCEEDED");
+    for entry in std::fs::read_dir(sb.path().join(".state/builds")).expect("builds") {
+        let path = entry.expect("entry").path().join("build.json");
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("a record")).expect("JSON");
+        assert_ne!(json["status"], "IN_PROGRESS", "{json:#}");
+        assert!(json["end_time"].is_string(), "{json:#}");
+    }
+}
+
+#[test]
 fn rerun_runs_the_latest_failed_builds_again_with_their_arguments() {
     let sb = Sandbox::new();
     sb.write(
