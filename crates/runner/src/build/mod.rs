@@ -342,7 +342,7 @@ impl<'r> Build<'r> {
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
             stream: MaskedStream::default(),
-            read_buf: vec![0u8; OUTPUT_PIPE_BYTES as usize],
+            read_buf: vec![0u8; stream::READ_BUF_START],
             masker: Masker::default(),
             secret_names: Vec::new(),
             tail: VecDeque::new(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
-use super::{Build, TAIL_LINE_BYTES, TAIL_LINES};
+use super::{Build, OUTPUT_PIPE_BYTES, TAIL_LINE_BYTES, TAIL_LINES};
 use crate::events::{Event, Reporter};
 use crate::platform;
 
@@ -23,8 +23,8 @@ impl Build<'_> {
                 }
             }
         }
-        // The pipe and the buffer (one for the whole build: zeroing 64 KiB per read would cost
-        // more than a trivial command) are taken out while the bytes are passed on.
+        // The pipe and the buffer (one for the whole build: zeroing it per read would cost more
+        // than a trivial command) are taken out while the bytes are passed on.
         let Some(mut output) = self.output_read.take() else {
             return false;
         };
@@ -37,6 +37,7 @@ impl Build<'_> {
                     if n < buf.len() {
                         break true;
                     }
+                    grow(&mut buf);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break true,
@@ -99,7 +100,12 @@ impl Build<'_> {
             };
             match read {
                 Ok(0) => open = false,
-                Ok(n) => self.pending_output.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.pending_output.extend_from_slice(&buf[..n]);
+                    if n == buf.len() {
+                        grow(&mut buf);
+                    }
+                }
                 Err(_) => {
                     self.read_buf = buf;
                     self.output_read = Some(output);
@@ -208,3 +214,15 @@ pub(super) fn partial_marker(bytes: &[u8], marker: &[u8]) -> usize {
         _ => bytes.len(),
     }
 }
+
+/// Doubles a read buffer that a read filled, up to the output pipe's size. It starts small: a
+/// short build reads little, and each page of a large one costs a page fault when it is zeroed.
+pub(super) fn grow(buf: &mut Vec<u8>) {
+    let limit = OUTPUT_PIPE_BYTES as usize;
+    if buf.len() < limit {
+        buf.resize((buf.len() * 2).clamp(READ_BUF_START, limit), 0);
+    }
+}
+
+/// The read buffer's first size.
+pub(super) const READ_BUF_START: usize = 16 * 1024;
