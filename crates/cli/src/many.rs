@@ -316,7 +316,6 @@ fn run_members(
         .map(|d| d.display().to_string())
         .unwrap_or_default();
     for (i, member) in members.into_iter().enumerate() {
-        let record_file = work.join(format!("{i}.json"));
         let build_source = if copies {
             copies_root.join(format!("src-{i}"))
         } else {
@@ -366,7 +365,15 @@ fn run_members(
             &project,
             &member,
         ));
-        command.arg("--record-file").arg(&record_file);
+        // A runner on this machine writes the record where the dispatcher reads it; on a
+        // scheduler's node, the final record also goes to the shared directory.
+        let record_file = if slurm {
+            let file = work.join(format!("{i}.json"));
+            command.arg("--record-file").arg(&file);
+            file
+        } else {
+            state.build_dir(&uuid).join("build.json")
+        };
         command.arg("--build-uuid").arg(&uuid);
         if buildspec != member.buildspec {
             command

@@ -35,7 +35,8 @@ pub struct Job {
     pub ignore_failure: bool,
     /// The `buildspec run` that runs it, with its stdout free for the scheduler.
     pub command: Command,
-    /// Where that run writes its record (`--record-file`).
+    /// Where that run's final record is read from: its `--record-file`, or its `build.json`
+    /// (a record still in progress there is one its runner did not finish).
     pub record_file: PathBuf,
     /// What must happen just before it starts (its copy of the source, say).
     pub before: Option<Before>,
@@ -460,7 +461,8 @@ fn not_run(job: &Job, reason: String) -> JobResult {
 fn conclude(job: &Job, ended: Ended) -> JobResult {
     let own = std::fs::read(&job.record_file)
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok());
+        .and_then(|bytes| serde_json::from_slice::<BuildRecord>(&bytes).ok())
+        .filter(|record| record.status != Status::InProgress);
     let needs_completing = own.is_none() || ended.overrides || ended.placement.is_some();
     let mut reason = None;
     let record = match (&job.record, needs_completing) {

@@ -248,6 +248,10 @@ fn children_of(process: &str) -> Vec<u32> {
 /// comes back to its subreaper. Walking this tree reads a few files per descendant, where
 /// scanning every process's environment reads two per process of the machine.
 pub(crate) fn live_descendants() -> Vec<u32> {
+    // A process without a child has no descendant either: an orphan would have come back to it.
+    if has_no_child() {
+        return Vec::new();
+    }
     let mut found = children();
     let mut i = 0;
     while i < found.len() {
@@ -292,6 +296,19 @@ pub(crate) fn reap_all_children(keep: &[u32]) {
 /// One `waitid` that collects nothing answers; the lists in /proc take several reads, and the
 /// runner asks at every phase's end, where there is usually nothing to collect. An error other
 /// than having no children at all answers yes, so that the caller looks.
+/// Whether this process has no child at all, ended or not: one `waitid`, where listing the
+/// children reads a file per thread.
+fn has_no_child() -> bool {
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    matches!(
+        waitid(
+            Id::All,
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+        ),
+        Err(nix::errno::Errno::ECHILD)
+    )
+}
+
 fn any_child_ended() -> bool {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     !matches!(

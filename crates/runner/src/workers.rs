@@ -93,8 +93,8 @@ pub fn end_line(token: &str, exit_code: u8) -> Vec<u8> {
 
 /// Runs builds in worker processes of this one, started as they are needed and used again.
 ///
-/// A job whose command sets its own environment or folder is started as a process of its own
-/// ([`Local`]): a worker's are those it was started with.
+/// A job whose command sets its own environment, or a folder other than this process's, is
+/// started as a process of its own ([`Local`]): a worker's are those it was started with.
 #[derive(Debug, Default)]
 pub struct Workers {
     idle: Arc<Mutex<Vec<Worker>>>,
@@ -209,7 +209,10 @@ impl Workers {
 impl Launcher for Workers {
     fn launch(&self, job: &mut Job) -> io::Result<Launched> {
         let command = &job.command;
-        if command.get_envs().next().is_some() || command.get_current_dir().is_some() {
+        let elsewhere = command
+            .get_current_dir()
+            .is_some_and(|dir| std::env::current_dir().is_ok_and(|here| here != dir));
+        if command.get_envs().next().is_some() || elsewhere {
             return Local.launch(job);
         }
         let program = PathBuf::from(command.get_program());
