@@ -94,7 +94,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     }
     let one = |file| {
         let given: Vec<String> = std::env::args().skip(1).collect();
-        run_one(&args.options, file, &given, &stop_on_signals()?)
+        run_one(&args.options, file, &given, &stop_on_signals()?, true)
     };
     match args.paths.as_slice() {
         [] => one(None),
@@ -105,12 +105,14 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
 
 /// The builds a dispatcher of many builds sends (`runner::workers`), each run as `run` would
 /// run it in a process of its own, one after another, until the dispatcher closes the pipe.
+/// Their records are flushed to the disk together, before the worker ends.
 pub(crate) fn serve_builds() -> Result<u8, CliError> {
     use crate::args::{Cli, Command};
     use clap::Parser as _;
     let stop = stop_on_signals()?;
     let mut input = io::BufReader::new(io::stdin().lock());
     let token = runner::workers::read_hello(&mut input).map_err(CliError::Output)?;
+    let mut written = std::collections::BTreeSet::new();
     while let Some(request) = runner::workers::read_request(&mut input).map_err(CliError::Output)? {
         let given: Vec<String> = request
             .iter()
@@ -120,7 +122,12 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
             Ok(Cli {
                 command: Command::Run(args),
             }) => match args.paths.as_slice() {
-                [file] => crate::exit_code(run_one(&args.options, Some(file), &given, &stop)),
+                [file] => {
+                    if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
+                        written.insert(dir);
+                    }
+                    crate::exit_code(run_one(&args.options, Some(file), &given, &stop, false))
+                }
                 _ => crate::exit_code(Err(CliError::Worker("it runs one buildspec at a time"))),
             },
             Ok(_) => crate::exit_code(Err(CliError::Worker("it runs builds only"))),
@@ -136,6 +143,9 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
             .and_then(|()| out.flush())
             .map_err(CliError::Output)?;
     }
+    for dir in written {
+        runner::record::StateDir::open(dir)?.flush()?;
+    }
     Ok(exit_codes::SUCCESS)
 }
 
@@ -146,6 +156,7 @@ pub(crate) fn run_one(
     file: Option<&std::path::Path>,
     given: &[String],
     stop: &runner::Stop,
+    flush_record: bool,
 ) -> Result<u8, CliError> {
     let options = BuildOptions {
         buildspec: args.build.buildspec(file),
@@ -166,6 +177,7 @@ pub(crate) fn run_one(
         mask: args.mask.clone(),
         // One build per process: every child of this process is the build's.
         owns_children: true,
+        flush_record,
         artifacts: destination(args.artifacts.as_deref())?,
         packaging: match args.packaging {
             PackagingArg::None => runner::build::Packaging::None,

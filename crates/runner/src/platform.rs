@@ -296,6 +296,13 @@ pub(crate) fn reap_all_children(keep: &[u32]) {
 /// One `waitid` that collects nothing answers; the lists in /proc take several reads, and the
 /// runner asks at every phase's end, where there is usually nothing to collect. An error other
 /// than having no children at all answers yes, so that the caller looks.
+/// Flushes the filesystem that holds `path` to the disk (`syncfs`): one flush for everything
+/// many builds wrote, where a flush per file would wait on the disk once per file.
+pub(crate) fn sync_filesystem(path: &std::path::Path) -> io::Result<()> {
+    let dir = std::fs::File::open(path)?;
+    nix::unistd::syncfs(&dir).map_err(io::Error::from)
+}
+
 /// Whether this process has no child at all, ended or not: one `waitid`, where listing the
 /// children reads a file per thread.
 fn has_no_child() -> bool {

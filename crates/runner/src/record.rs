@@ -263,6 +263,8 @@ fn io_error<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) 
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
+    /// Whether final records and build numbers are flushed to the disk as they are written.
+    flush_each: bool,
 }
 
 impl StateDir {
@@ -272,7 +274,29 @@ impl StateDir {
         for dir in [root.join("builds"), root.join("projects")] {
             create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
         }
-        Ok(StateDir { root })
+        Ok(StateDir {
+            root,
+            flush_each: true,
+        })
+    }
+
+    /// The same directory, whose final records and build numbers are not flushed to the disk
+    /// one by one: [`StateDir::flush`] flushes them all later.
+    pub fn flushed_later(self) -> StateDir {
+        StateDir {
+            flush_each: false,
+            ..self
+        }
+    }
+
+    /// Whether final records are flushed as they are written.
+    pub fn flushes(&self) -> bool {
+        self.flush_each
+    }
+
+    /// Flushes what was written to the directory's filesystem to the disk.
+    pub fn flush(&self) -> Result<(), StateError> {
+        crate::platform::sync_filesystem(&self.root).map_err(io_error("cannot flush", &self.root))
     }
 
     /// The directory's path.
@@ -324,7 +348,13 @@ impl StateDir {
                     Ok(())
                 }
             })
-            .and_then(|()| file.sync_data())
+            .and_then(|()| {
+                if self.flush_each {
+                    file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(io_error("cannot write", &path))?;
         // The lock is released when the file is closed.
         Ok(number)

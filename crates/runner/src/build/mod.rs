@@ -96,6 +96,11 @@ pub struct BuildOptions {
     /// is the build's (the CLI runs one build per process). At the end the engine then ends
     /// and reaps them all, even those that cleared their environment.
     pub owns_children: bool,
+    /// Whether the final record (and the build's number) is flushed to the disk before the
+    /// build ends. A program that runs builds one after another may leave that to one
+    /// [`StateDir::flush`] when it is done: a flush costs a short build as much as the rest of
+    /// its files.
+    pub flush_record: bool,
     /// Where artifact sets are written.
     pub artifacts: Destination,
     /// A folder per set, or a zip.
@@ -246,7 +251,10 @@ impl<'r> Build<'r> {
         reporter: &'r mut dyn Reporter,
         stop: &'r Stop,
     ) -> Result<Self, RunError> {
-        let state_dir = StateDir::open(&options.state_dir)?;
+        let mut state_dir = StateDir::open(&options.state_dir)?;
+        if !options.flush_record {
+            state_dir = state_dir.flushed_later();
+        }
         let source_dir =
             std::path::absolute(&options.source_dir).unwrap_or_else(|_| options.source_dir.clone());
         let project = options.project.clone().unwrap_or_else(|| {
@@ -367,6 +375,7 @@ impl<'r> Build<'r> {
     fn save(&self, sync: bool) -> Result<(), StateError> {
         let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
         json.push(b'\n');
+        let sync = sync && self.state_dir.flushes();
         match write_atomic(&self.record_path(), &json, sync) {
             // Nor did it fit over the old record's blocks (a record grows as phases end): a
             // compact one may. A record left IN_PROGRESS would say the build never ended.

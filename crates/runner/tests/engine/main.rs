@@ -88,6 +88,7 @@ impl Fixture {
             providers: runner::secrets::Providers::default(),
             mask: Vec::new(),
             owns_children: false,
+            flush_record: true,
             artifacts: runner::build::Destination::BuildDir,
             packaging: runner::build::Packaging::None,
             reports: None,
