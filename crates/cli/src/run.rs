@@ -110,7 +110,7 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
     use crate::args::{Cli, Command};
     use clap::Parser as _;
     let stop = stop_on_signals()?;
-    let mut input = io::BufReader::new(io::stdin().lock());
+    let mut input = runner::workers::requests().map_err(CliError::Output)?;
     let token = runner::workers::read_hello(&mut input).map_err(CliError::Output)?;
     let mut written = std::collections::BTreeSet::new();
     while let Some(request) = runner::workers::read_request(&mut input).map_err(CliError::Output)? {

@@ -32,6 +32,19 @@ pub(crate) fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
     Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raised) })
 }
 
+/// Takes this process's standard input for itself, and leaves `/dev/null` in its place: what
+/// reads descriptor 0 later (a path such as `/dev/stdin` given to the runner) reads nothing,
+/// instead of what arrives on the original input.
+pub(crate) fn take_stdin() -> io::Result<std::fs::File> {
+    let stdin = std::io::stdin();
+    let taken = fcntl(&stdin, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+    // SAFETY: F_DUPFD_CLOEXEC returned a new descriptor that nothing else owns.
+    let taken = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(taken) };
+    let null = std::fs::File::open("/dev/null")?;
+    nix::unistd::dup2_stdin(&null)?;
+    Ok(std::fs::File::from(taken))
+}
+
 /// Asks for a larger pipe buffer (Linux), so that a fast writer fills more per read: fewer
 /// reads and wake-ups for the same output. Best effort.
 pub(crate) fn enlarge_pipe(fd: BorrowedFd<'_>, bytes: i32) {

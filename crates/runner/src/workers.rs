@@ -76,6 +76,12 @@ pub fn read_request(from: &mut impl Read) -> io::Result<Option<Vec<OsString>>> {
     Ok(Some(args))
 }
 
+/// A worker's requests: its standard input, which it takes for itself (descriptor 0 becomes
+/// `/dev/null`, so that nothing a build does can read the requests meant for the next one).
+pub fn requests() -> io::Result<BufReader<std::fs::File>> {
+    Ok(BufReader::new(platform::take_stdin()?))
+}
+
 /// Reads the dispatcher's first line, and returns its token.
 pub fn read_hello(from: &mut impl BufRead) -> io::Result<String> {
     let mut line = String::new();

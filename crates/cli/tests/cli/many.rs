@@ -363,6 +363,46 @@ fn builds_on_this_machine_share_their_runner_processes_and_leave_nothing_open_in
 }
 
 #[test]
+fn a_runner_that_reads_its_standard_input_reads_nothing_and_the_next_build_still_runs() {
+    let sb = Sandbox::new();
+    for name in ["a", "b"] {
+        sb.write(
+            &format!("specs/{name}.yml"),
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"got=$FROM_STDIN\"\n",
+        );
+    }
+    // Alone, a runner reads what it is given on its standard input. Among many, it reads
+    // nothing: its standard input is not the channel its next build comes on. `timeout`, so
+    // that a runner reading that channel fails the test instead of hanging it.
+    let command = sb.command(&[
+        "run",
+        "specs",
+        "--jobs",
+        "1",
+        "--in-place",
+        "--env-file",
+        "/dev/stdin",
+    ]);
+    let mut timed = std::process::Command::new("timeout");
+    timed
+        .args(["--kill-after", "5", "60"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .current_dir(sb.path())
+        .env_clear()
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let run = crate::Run::from(timed.output().expect("timeout runs"));
+    run.expect_code(0);
+    for name in ["a", "b"] {
+        assert!(
+            said(&run.stdout, &format!("specs/{name}.yml")).contains(&"got="),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
 fn a_runner_killed_during_a_build_ends_that_build_alone() {
     let sb = Sandbox::new();
     sb.write(
