@@ -807,6 +807,8 @@ struct Target {
     invocation: runner::record::Invocation,
     /// How messages name it.
     name: String,
+    /// Where its latest run was placed, when a scheduler ran it (`slurm job 42`).
+    ran_on: Option<String>,
 }
 
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
@@ -842,6 +844,10 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
                 batch: r.batch_id.clone().zip(r.batch_identifier.clone()),
                 invocation: r.invocation.clone()?,
                 name: format!("{} ({})", r.buildspec, r.id),
+                ran_on: r
+                    .placement
+                    .as_ref()
+                    .map(|p| format!("{} job {}", p.executor, p.job_id)),
             })
         })
         .collect();
@@ -857,6 +863,16 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         }
         !t.invocation.masked
     });
+    // `rerun` runs builds here: a build that ran on a cluster is not moved without a word.
+    for target in &targets {
+        if let Some(there) = &target.ran_on {
+            skipped.push_str(&format!(
+                "Runs on this machine: {} ran as {there}; `rerun` runs builds here (to run it on \
+                 the cluster again, use `run` or `batch` with `--executor`)\n",
+                target.name
+            ));
+        }
+    }
     if !skipped.is_empty() {
         crate::write_stdout(&skipped)?;
     }
@@ -1029,6 +1045,7 @@ fn never_ran(
                 batch: Some((journal.id.clone(), identifier.clone())),
                 invocation,
                 name: format!("{buildspec} ({identifier} of {})", journal.id),
+                ran_on: None,
             });
         }
     }

@@ -403,3 +403,32 @@ fn a_job_past_its_slurm_time_limit_ends_its_build_timed_out() {
         .collect();
     assert!(contexts.contains(&"BUILD_TIMED_OUT"), "{contexts:?}");
 }
+
+#[test]
+fn rerun_runs_a_build_that_ran_on_the_cluster_on_this_machine_and_says_so() {
+    let sb = Sandbox::new();
+    let Some(on) = Executor::Slurm.here(&sb) else {
+        return;
+    };
+    sb.write("buildspec.yml", &one_build("checks", "test -f fixed"));
+    let run = finish(dispatch(&sb, &on, &[]));
+    run.expect_code(1);
+    let job = record(&sb, &first_uuid(&sb))["placement"]["job_id"]
+        .as_str()
+        .expect("a job id")
+        .to_owned();
+    sb.write("fixed", "");
+    let again = sb.run(&["rerun", "--failed"]);
+    again.expect_code(0);
+    again.expect_stdout(&format!("ran as slurm job {job}; `rerun` runs builds here"));
+    assert!(
+        super::many::row(&again.stdout, "checks").contains("SUCCEEDED"),
+        "{}",
+        again.stdout
+    );
+    let last: serde_json::Value =
+        serde_json::from_str(&sb.run(&["inspect", "--last", "--json"]).stdout).expect("json");
+    assert_eq!(last["status"], "SUCCEEDED", "{last:#}");
+    assert_eq!(last["batch_identifier"], "checks", "{last:#}");
+    assert!(last["placement"].is_null(), "{last:#}");
+}
