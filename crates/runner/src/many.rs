@@ -2,10 +2,10 @@
 //!
 //! Each build runs in a runner process that runs no other build meanwhile (a `buildspec run` the
 //! caller prepares, or a [`crate::workers`] process that runs such builds one after another), so
-//! that a build's signals, orphans and reaping stay its own, exactly as when it runs alone. The scheduler starts
-//! builds as their dependencies allow, `parallel` at a time, passes their output on line by line,
-//! and stops the rest when `fast_fail` says so: running builds are asked to stop (their own grace
-//! period follows), and builds not yet started are recorded as not run.
+//! that a build's signals, orphans and reaping stay its own, exactly as when it runs alone. The
+//! scheduler starts builds as their dependencies allow, `parallel` at a time, passes their output
+//! on line by line, and stops the rest when `fast_fail` says so: running builds are asked to stop
+//! (their own grace period follows), and builds not yet started are recorded as not run.
 //!
 //! Where a build runs is the [`Launcher`]'s business: [`Local`] starts it as a child process of
 //! this one, [`crate::workers::Workers`] gives it to a worker process of this one,

@@ -305,10 +305,6 @@ pub(crate) fn reap_all_children(keep: &[u32]) {
     }
 }
 
-/// Whether a child of this process (of any of its threads) has ended and waits to be collected.
-/// One `waitid` that collects nothing answers; the lists in /proc take several reads, and the
-/// runner asks at every phase's end, where there is usually nothing to collect. An error other
-/// than having no children at all answers yes, so that the caller looks.
 /// Flushes the filesystem that holds `path` to the disk (`syncfs`): one flush for everything
 /// many builds wrote, where a flush per file would wait on the disk once per file.
 pub(crate) fn sync_filesystem(path: &std::path::Path) -> io::Result<()> {
@@ -329,6 +325,10 @@ fn has_no_child() -> bool {
     )
 }
 
+/// Whether a child of this process (of any of its threads) has ended and waits to be collected.
+/// One `waitid` that collects nothing answers; the lists in /proc take several reads, and the
+/// runner asks at every phase's end, where there is usually nothing to collect. An error other
+/// than having no children at all answers yes, so that the caller looks.
 fn any_child_ended() -> bool {
     use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     !matches!(
