@@ -293,99 +293,112 @@ pub fn run_many(
                 }
             });
         }
+        // Whether a build ended, or a stop came, since the jobs were last looked over: a line
+        // changes nothing, and looking over every job at every line is quadratic in a large run.
+        let mut changed = true;
         loop {
-            // Builds whose dependencies failed will never run.
-            for i in 0..jobs.len() {
-                if results[i].is_some() || running.iter().any(|r| r.0 == i) {
-                    continue;
-                }
-                let blocked = jobs[i].depend_on.iter().find_map(|dep| {
-                    let found = jobs.iter().position(|j| &j.id == dep)?;
-                    let result = results[found].as_ref()?;
-                    (result.outcome != Outcome::Succeeded && !result.ignore_failure)
-                        .then(|| format!("{dep} did not succeed"))
-                });
-                let reason = blocked.or_else(|| halted.clone());
-                if let Some(reason) = reason {
-                    let result = not_run(&jobs[i], reason);
-                    on_event(ManyEvent::Finished { result: &result });
-                    results[i] = Some(result);
-                }
-            }
-            // Start what may start.
-            for i in 0..jobs.len() {
-                if running.len() >= parallel || halted.is_some() {
-                    break;
-                }
-                if results[i].is_some() || running.iter().any(|r| r.0 == i) {
-                    continue;
-                }
-                let ready = jobs[i].depend_on.iter().all(|dep| {
-                    jobs.iter()
-                        .position(|j| &j.id == dep)
-                        .is_none_or(|found| results[found].is_some())
-                });
-                if !ready {
-                    continue;
-                }
-                on_event(ManyEvent::Started { id: &jobs[i].id });
-                match start(&mut jobs[i], launcher) {
-                    Ok(launched) => {
-                        on_event(ManyEvent::Launched {
-                            id: &jobs[i].id,
-                            handle: launched.handle.as_deref(),
-                        });
-                        handles[i] = launched.handle;
-                        running.push((i, launched.stop, Instant::now()));
-                        let send = send.clone();
-                        let watch = launched.watch;
-                        scope.spawn(move || {
-                            let ended = watch(&mut |out| {
-                                let _ = send.send(Message::Output(i, out));
-                            });
-                            let _ = send.send(Message::Exited(i, Box::new(ended)));
-                        });
+            if changed {
+                changed = false;
+                // Builds whose dependencies failed will never run.
+                for i in 0..jobs.len() {
+                    if results[i].is_some() || running.iter().any(|r| r.0 == i) {
+                        continue;
                     }
-                    Err(e) => {
-                        let mut result = not_run(&jobs[i], format!("cannot start: {e}"));
-                        result.outcome = Outcome::Failed;
-                        // The build has a record and a log all the same, that say why.
-                        if let Some(place) = &jobs[i].record {
-                            let verdict = Verdict {
-                                status: Status::Fault,
-                                status_code: "CLIENT_ERROR".to_owned(),
-                                message: format!("the build could not be started: {e}"),
-                            };
-                            if let Ok(record) = place.state_dir.complete(
-                                &place.uuid,
-                                &place.fresh,
-                                Some(&verdict),
-                                true,
-                                None,
-                            ) {
-                                result.build_id = Some(record.id.clone());
-                                result.status = Some(record.status);
-                                result.record = Some(record);
-                            }
-                        }
+                    let blocked = jobs[i].depend_on.iter().find_map(|dep| {
+                        let found = jobs.iter().position(|j| &j.id == dep)?;
+                        let result = results[found].as_ref()?;
+                        (result.outcome != Outcome::Succeeded && !result.ignore_failure)
+                            .then(|| format!("{dep} did not succeed"))
+                    });
+                    let reason = blocked.or_else(|| halted.clone());
+                    if let Some(reason) = reason {
+                        let result = not_run(&jobs[i], reason);
                         on_event(ManyEvent::Finished { result: &result });
                         results[i] = Some(result);
                     }
                 }
-            }
-            if running.is_empty() {
-                if results.iter().all(Option::is_some) {
-                    break;
+                // Start what may start.
+                for i in 0..jobs.len() {
+                    if running.len() >= parallel || halted.is_some() {
+                        break;
+                    }
+                    if results[i].is_some() || running.iter().any(|r| r.0 == i) {
+                        continue;
+                    }
+                    // A dependency that did not end well blocks it (the look above, next time,
+                    // records it as not run), even one that failed to start in this very look.
+                    let ready = jobs[i].depend_on.iter().all(|dep| {
+                        jobs.iter().position(|j| &j.id == dep).is_none_or(|found| {
+                            results[found].as_ref().is_some_and(|r| {
+                                r.outcome == Outcome::Succeeded || r.ignore_failure
+                            })
+                        })
+                    });
+                    if !ready {
+                        continue;
+                    }
+                    on_event(ManyEvent::Started { id: &jobs[i].id });
+                    match start(&mut jobs[i], launcher) {
+                        Ok(launched) => {
+                            on_event(ManyEvent::Launched {
+                                id: &jobs[i].id,
+                                handle: launched.handle.as_deref(),
+                            });
+                            handles[i] = launched.handle;
+                            running.push((i, launched.stop, Instant::now()));
+                            let send = send.clone();
+                            let watch = launched.watch;
+                            scope.spawn(move || {
+                                let ended = watch(&mut |out| {
+                                    let _ = send.send(Message::Output(i, out));
+                                });
+                                let _ = send.send(Message::Exited(i, Box::new(ended)));
+                            });
+                        }
+                        Err(e) => {
+                            // Its dependents are looked over again before anything else.
+                            changed = true;
+                            let mut result = not_run(&jobs[i], format!("cannot start: {e}"));
+                            result.outcome = Outcome::Failed;
+                            // The build has a record and a log all the same, that say why.
+                            if let Some(place) = &jobs[i].record {
+                                let verdict = Verdict {
+                                    status: Status::Fault,
+                                    status_code: "CLIENT_ERROR".to_owned(),
+                                    message: format!("the build could not be started: {e}"),
+                                };
+                                if let Ok(record) = place.state_dir.complete(
+                                    &place.uuid,
+                                    &place.fresh,
+                                    Some(&verdict),
+                                    true,
+                                    None,
+                                ) {
+                                    result.build_id = Some(record.id.clone());
+                                    result.status = Some(record.status);
+                                    result.record = Some(record);
+                                }
+                            }
+                            on_event(ManyEvent::Finished { result: &result });
+                            results[i] = Some(result);
+                        }
+                    }
                 }
-                // Nothing runs and nothing can start: what is left waits on builds that will
-                // never end well (a dependency cycle is refused by validation).
-                let stuck = results.iter().position(Option::is_none);
-                if let Some(i) = stuck {
-                    let result = not_run(&jobs[i], "its dependencies never ran".to_owned());
-                    on_event(ManyEvent::Finished { result: &result });
-                    results[i] = Some(result);
+                if running.is_empty() {
+                    if results.iter().all(Option::is_some) {
+                        break;
+                    }
+                    // Nothing runs and nothing can start: what is left waits on builds that will
+                    // never end well (a dependency cycle is refused by validation).
+                    let stuck = results.iter().position(Option::is_none);
+                    if let Some(i) = stuck {
+                        let result = not_run(&jobs[i], "its dependencies never ran".to_owned());
+                        on_event(ManyEvent::Finished { result: &result });
+                        results[i] = Some(result);
+                    }
+                    changed = true;
+                    continue;
                 }
-                continue;
             }
             let Ok(message) = receive.recv() else { break };
             match message {
@@ -398,6 +411,7 @@ pub fn run_many(
                     text: &text,
                 }),
                 Message::Stop(signal) => {
+                    changed = true;
                     stopped.get_or_insert(signal);
                     halted.get_or_insert_with(|| "the builds were stopped".to_owned());
                     for (_, stop, _) in &running {
@@ -405,6 +419,7 @@ pub fn run_many(
                     }
                 }
                 Message::Exited(i, ended) => {
+                    changed = true;
                     let started = running
                         .iter()
                         .position(|r| r.0 == i)
@@ -578,5 +593,53 @@ fn watch(mut child: Child, output: &mut dyn FnMut(Output)) -> Ended {
     Ended {
         exit_code: code,
         ..Ended::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, program: &str, depend_on: &[&str]) -> Job {
+        let mut command = Command::new(program);
+        command.stdout(Stdio::null());
+        Job {
+            id: id.to_owned(),
+            depend_on: depend_on.iter().map(|d| (*d).to_owned()).collect(),
+            ignore_failure: false,
+            command,
+            record_file: PathBuf::from("/nonexistent/record.json"),
+            before: None,
+            record: None,
+            resume: None,
+            ended: None,
+        }
+    }
+
+    #[test]
+    fn a_build_that_cannot_start_leaves_its_dependents_not_run() {
+        // The first cannot start (no such program): the second, next in the same look over
+        // the jobs, must not start on it.
+        let jobs = vec![
+            job("first", "/nonexistent/program", &[]),
+            job("second", "true", &["first"]),
+            job("third", "true", &[]),
+        ];
+        let ran = run_many(jobs, 2, false, &Local, &Stop::none(), &mut |_| {});
+        let outcome: Vec<(&str, Outcome)> = ran
+            .results
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                ("first", Outcome::Failed),
+                ("second", Outcome::NotRun),
+                ("third", Outcome::Succeeded),
+            ],
+            "{:?}",
+            ran.results
+        );
     }
 }
