@@ -465,23 +465,33 @@ fn run_members(
     if let Some(record) = &record {
         write_batch_record(&state_dir, &run_id, record)?;
     }
-    // The batch record follows the builds as they start and end.
+    // The batch record follows the builds as they end, written at most once a tick (it holds
+    // every build: written at each end, a large batch would write a quadratic amount), and at
+    // once when a scheduler names a build's job, which is what --resume needs.
+    let mut unwritten = false;
     let mut journal = |event: &ManyEvent<'_>| {
         let Some(record) = record.as_mut() else {
             return;
         };
         match event {
-            ManyEvent::Launched { id, handle } => {
+            ManyEvent::Launched {
+                id,
+                handle: Some(handle),
+            } => {
                 if let Some(m) = record.members.iter_mut().find(|m| m.id == *id) {
-                    m.handle = handle.map(str::to_owned);
+                    m.handle = Some((*handle).to_owned());
                 }
             }
             ManyEvent::Finished { result } => {
                 record.builds.retain(|b| b.id != result.id);
                 record.builds.push((*result).clone());
+                unwritten = true;
+                return;
             }
+            ManyEvent::Tick if unwritten => {}
             _ => return,
         }
+        unwritten = false;
         // The journal is a convenience for --resume: a failure to write it costs nothing else.
         let _ = write_batch_record(&state_dir, &run_id, record);
     };
@@ -786,7 +796,7 @@ impl Progress {
                 self.running.retain(|r| r.0 != result.id);
                 self.bar.inc(1);
             }
-            ManyEvent::Launched { .. } | ManyEvent::Note { .. } => {}
+            ManyEvent::Launched { .. } | ManyEvent::Note { .. } | ManyEvent::Tick => {}
         }
         let message: Vec<String> = self
             .running

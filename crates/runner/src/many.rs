@@ -15,7 +15,7 @@ use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -223,7 +223,13 @@ pub enum ManyEvent<'a> {
         /// Its result.
         result: &'a JobResult,
     },
+    /// A quarter of a second ([`TICK`]) passed since the last tick, whatever else happened: the
+    /// moment to refresh what shows elapsed time, or to write what was held back.
+    Tick,
 }
+
+/// How often [`ManyEvent::Tick`] comes.
+pub const TICK: Duration = Duration::from_millis(250);
 
 enum Message {
     Output(usize, Output),
@@ -296,6 +302,7 @@ pub fn run_many(
         // Whether a build ended, or a stop came, since the jobs were last looked over: a line
         // changes nothing, and looking over every job at every line is quadratic in a large run.
         let mut changed = true;
+        let mut next_tick = Instant::now() + TICK;
         loop {
             if changed {
                 changed = false;
@@ -400,7 +407,17 @@ pub fn run_many(
                     continue;
                 }
             }
-            let Ok(message) = receive.recv() else { break };
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let message = match receive.recv_timeout(wait) {
+                Ok(message) => Some(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            if Instant::now() >= next_tick {
+                next_tick = Instant::now() + TICK;
+                on_event(ManyEvent::Tick);
+            }
+            let Some(message) = message else { continue };
             match message {
                 Message::Output(i, Output::Line(line)) => on_event(ManyEvent::Line {
                     id: &jobs[i].id,
