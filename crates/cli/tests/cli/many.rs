@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::Sandbox;
 use crate::slurm::Executor;
+use crate::{Sandbox, wait_for_start};
 
 /// Each test of scheduling, once per executor: `many::local::NAME` and `many::slurm::NAME`.
 macro_rules! on_every_executor {
@@ -339,6 +339,54 @@ fn two_runs_started_together_on_one_state_directory_both_leave_complete_records(
     }
     numbers.sort_unstable();
     assert_eq!(numbers, [1, 2]);
+}
+
+#[test]
+fn a_running_batch_has_a_record_of_the_builds_that_ended() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2
+batch:
+  build-graph:
+    - identifier: first
+    - identifier: second
+      depend-on: [first]
+phases:
+  build:
+    commands:
+      - if [ \"$CODEBUILD_BATCH_BUILD_IDENTIFIER\" = second ]; then echo started > started.fifo; read go < go.fifo; fi
+",
+    );
+    let started = sb.mkfifo("started.fifo");
+    let go = sb.mkfifo("go.fifo");
+    let mut child = sb
+        .command(&["batch", "--in-place"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_for_start(&started);
+    // `first` ended and `second` waits: within a tick, the batch record says so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let during = loop {
+        let record = batch_record(&sb);
+        if record["builds"].as_array().is_some_and(|b| !b.is_empty()) || Instant::now() > deadline {
+            break record;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(during["status"], "IN_PROGRESS", "{during:#}");
+    assert_eq!(during["builds"][0]["id"], "first", "{during:#}");
+    assert_eq!(during["builds"][0]["outcome"], "SUCCEEDED", "{during:#}");
+    std::fs::write(&go, "go\n").expect("release the second build");
+    assert!(child.wait().expect("wait").success());
+    let after = batch_record(&sb);
+    assert_eq!(after["status"], "SUCCEEDED", "{after:#}");
+    assert_eq!(
+        after["builds"].as_array().map(Vec::len),
+        Some(2),
+        "{after:#}"
+    );
 }
 
 #[test]
