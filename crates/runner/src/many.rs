@@ -322,6 +322,8 @@ pub fn run_many(
                         let result = not_run(&jobs[i], reason);
                         on_event(ManyEvent::Finished { result: &result });
                         results[i] = Some(result);
+                        // Its own dependents, earlier in the order, are looked over again.
+                        changed = true;
                     }
                 }
                 // Start what may start.
@@ -390,6 +392,10 @@ pub fn run_many(
                             results[i] = Some(result);
                         }
                     }
+                }
+                // A look that changed something looks again before it waits.
+                if changed {
+                    continue;
                 }
                 if running.is_empty() {
                     if results.iter().all(Option::is_some) {
@@ -631,6 +637,30 @@ mod tests {
             resume: None,
             ended: None,
         }
+    }
+
+    #[test]
+    fn a_failure_leaves_every_build_down_its_chain_not_run_and_says_why() {
+        // Listed against the chain's order: `last` needs `middle`, which needs `first`.
+        let jobs = vec![
+            job("last", "true", &["middle"]),
+            job("middle", "true", &["first"]),
+            job("first", "false", &[]),
+        ];
+        let ran = run_many(jobs, 1, false, &Local, &Stop::none(), &mut |_| {});
+        let outcome: Vec<(&str, Outcome, Option<&str>)> = ran
+            .results
+            .iter()
+            .map(|r| (r.id.as_str(), r.outcome, r.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            outcome,
+            [
+                ("last", Outcome::NotRun, Some("middle did not succeed")),
+                ("middle", Outcome::NotRun, Some("first did not succeed")),
+                ("first", Outcome::Failed, None),
+            ]
+        );
     }
 
     #[test]
