@@ -133,9 +133,6 @@ Examples:
         /// The shell.
         shell: clap_complete::Shell,
     },
-    /// Runs the builds a dispatcher of many builds sends, one after another (internal).
-    #[command(hide = true)]
-    Worker,
 }
 
 /// Text for people, JSON for machines.

@@ -18,12 +18,17 @@ use crate::args::{Cli, Command};
 use crate::error::CliError;
 
 fn main() -> ExitCode {
+    // A dispatcher's worker is not a command anyone types: it stays out of clap, so that no help
+    // and no completion script offers it (clap_complete lists hidden subcommands).
+    let mut given = std::env::args_os().skip(1);
+    if given.next().is_some_and(|a| a == runner::workers::WORKER) && given.next().is_none() {
+        return ExitCode::from(exit_code(run::serve_builds()));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Worker => run::serve_builds(),
         Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
         Command::Report(args) => query::report(&args),

@@ -275,7 +275,6 @@ fn run_members(
         .as_ref()
         .map(|j| j.id.trim_start_matches("batch:").to_owned())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let work = run_folder(&state_dir, &run_id)?;
     let parallel = parallel(&many.side_by_side);
     let source = options.build.source_dir();
     if !source.is_dir() {
@@ -284,6 +283,9 @@ fn run_members(
         });
     }
     let slurm = many.executor.executor == ExecutorArg::Slurm;
+    // Where a scheduler's node leaves each build's final record: a runner on this machine writes
+    // it where the dispatcher reads it, in the state directory.
+    let work = slurm.then(|| run_folder(&state_dir, &run_id)).transpose()?;
     // Builds side by side must not see each other's files: each gets a copy of the source. A
     // scheduler's node sees only the shared directory: the copy goes there.
     let copies = !many.side_by_side.in_place && (slurm || (parallel > 1 && members.len() > 1));
@@ -365,14 +367,13 @@ fn run_members(
             &project,
             &member,
         ));
-        // A runner on this machine writes the record where the dispatcher reads it; on a
-        // scheduler's node, the final record also goes to the shared directory.
-        let record_file = if slurm {
-            let file = work.join(format!("{i}.json"));
-            command.arg("--record-file").arg(&file);
-            file
-        } else {
-            state.build_dir(&uuid).join("build.json")
+        let record_file = match &work {
+            Some(work) => {
+                let file = work.join(format!("{i}.json"));
+                command.arg("--record-file").arg(&file);
+                file
+            }
+            None => state.build_dir(&uuid).join("build.json"),
         };
         command.arg("--build-uuid").arg(&uuid);
         if buildspec != member.buildspec {
@@ -505,7 +506,9 @@ fn run_members(
         &mut journal,
     )?;
     let results = &ran.results;
-    let _ = std::fs::remove_dir_all(&work);
+    if let Some(work) = &work {
+        let _ = std::fs::remove_dir_all(work);
+    }
     let _ = std::fs::remove_dir_all(&copies_root);
     let failed = results
         .iter()

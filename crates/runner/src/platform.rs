@@ -315,13 +315,16 @@ pub(crate) fn sync_filesystem(path: &std::path::Path) -> io::Result<()> {
 /// Whether this process has no child at all, ended or not: one `waitid`, where listing the
 /// children reads a file per thread.
 fn has_no_child() -> bool {
+    matches!(peek_children(), Err(nix::errno::Errno::ECHILD))
+}
+
+/// Asks about this process's children without collecting any: an ended one if there is one,
+/// `StillAlive` if none has ended, `ECHILD` if there is none.
+fn peek_children() -> nix::Result<nix::sys::wait::WaitStatus> {
     use nix::sys::wait::{Id, WaitPidFlag, waitid};
-    matches!(
-        waitid(
-            Id::All,
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-        ),
-        Err(nix::errno::Errno::ECHILD)
+    waitid(
+        Id::All,
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
     )
 }
 
@@ -330,13 +333,9 @@ fn has_no_child() -> bool {
 /// runner asks at every phase's end, where there is usually nothing to collect. An error other
 /// than having no children at all answers yes, so that the caller looks.
 fn any_child_ended() -> bool {
-    use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
     !matches!(
-        waitid(
-            Id::All,
-            WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
-        ),
-        Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD)
+        peek_children(),
+        Ok(nix::sys::wait::WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD)
     )
 }
 

@@ -1,7 +1,7 @@
 //! Runner processes that run builds one after another, for many builds on this machine.
 //!
 //! Starting a `buildspec run` process costs more than the rest of a short build (the kernel's
-//! `execve`, the dynamic loader, the first touch of every page). A worker is a `buildspec`
+//! `execve`, the dynamic loader, the first touch of every page). A worker is a `buildspec __worker`
 //! process that runs the builds it is given one at a time, each exactly as a `buildspec run` of
 //! its own would: it is still the only build of its process while it runs, so its signals,
 //! orphans and reaping stay its own. [`Workers`] keeps the idle ones for the next build.
@@ -33,6 +33,9 @@ use crate::many::{Ended, Job, Launched, Launcher, Local, Output};
 use crate::platform;
 
 const HELLO: &str = "buildspec-worker ";
+
+/// The argument that makes `buildspec` a worker.
+pub const WORKER: &str = "__worker";
 
 /// Writes one request: the arguments of a command line.
 pub fn write_request(to: &mut impl Write, args: &[OsString]) -> io::Result<()> {
@@ -122,7 +125,7 @@ impl Worker {
         // dispatcher alone, which passes one stop request on.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
-            .arg("worker")
+            .arg(WORKER)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
