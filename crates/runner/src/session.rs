@@ -16,11 +16,11 @@
 //! A command's end is the status line the driver writes on descriptor 3, never end-of-file on the
 //! output: background processes may hold the output pipe for the rest of the build.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use crate::platform;
 use crate::state::{self, SessionState};
@@ -107,7 +107,7 @@ pub(crate) struct SessionSpec {
 /// A running driver shell.
 pub(crate) struct Session {
     spec: SessionSpec,
-    child: Child,
+    child: platform::Process,
     pgid: u32,
     control: File,
     status: File,
@@ -147,35 +147,40 @@ impl Session {
         let (control_r, control_w) = platform::pipe()?;
         let status_w = platform::raise(status_w)?;
         let control_r = platform::raise(control_r)?;
-        let mut command = Command::new(&spec.shell);
-        command
-            .arg("-c")
-            .arg(DRIVER)
-            .arg(&spec.name)
-            .arg(&spec.scripts)
-            .arg(&spec.token)
-            .env_clear()
-            .envs(&state.variables)
-            .current_dir(&state.cwd)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(output.try_clone()?))
-            .stderr(Stdio::from(output.try_clone()?));
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        if let Some(user) = &spec.user {
-            // The user's own identity, whatever the phase before it left in the state.
-            command
-                .env("HOME", &user.home)
-                .env("USER", &user.name)
-                .env("LOGNAME", &user.name);
-            // It writes its state report in the runtime folder.
-            platform::give_to(&spec.scripts, user)?;
-            platform::switch_user(&mut command, user);
-        }
-        platform::map_fds(
-            &mut command,
-            vec![(status_w.as_raw_fd(), 3), (control_r.as_raw_fd(), 4)],
-        );
-        let child = command.spawn()?;
+        let user_env;
+        let env = match &spec.user {
+            None => &state.variables,
+            Some(user) => {
+                // The user's own identity, whatever the phase before it left in the state.
+                let mut env = state.variables.clone();
+                for (name, value) in [
+                    ("HOME", &user.home),
+                    ("USER", &user.name),
+                    ("LOGNAME", &user.name),
+                ] {
+                    env.insert(name.to_owned(), value.clone());
+                }
+                // It writes its state report in the runtime folder.
+                platform::give_to(&spec.scripts, user)?;
+                user_env = env;
+                &user_env
+            }
+        };
+        let child = platform::launch(&platform::Launch {
+            program: &spec.shell,
+            args: &[
+                OsStr::new("-c"),
+                OsStr::new(DRIVER),
+                OsStr::new(&spec.name),
+                spec.scripts.as_os_str(),
+                OsStr::new(&spec.token),
+            ],
+            env,
+            cwd: Path::new(&state.cwd),
+            output: output.as_fd(),
+            fds: [status_w.as_fd(), control_r.as_fd()],
+            user: spec.user.as_ref(),
+        })?;
         // The child has its ends; ours must close so that its death reads as end-of-file.
         drop(status_w);
         drop(control_r);
@@ -361,7 +366,7 @@ impl Session {
 
     /// Asks the driver to end: its request pipe closes, so its read loop ends. Returns the
     /// driver, to reap, and its status pipe, which reads end-of-file once it has exited.
-    pub(crate) fn close(self) -> (Child, File) {
+    pub(crate) fn close(self) -> (platform::Process, File) {
         let Session {
             child,
             control,

@@ -46,3 +46,29 @@ phases:
     // The one that ignores SIGTERM got SIGKILL after the grace period (2 s in these tests).
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
 }
+
+#[test]
+fn commands_start_in_the_build_group_with_default_signals_and_no_input() {
+    // What a shell started by `fork` and `exec` from a fresh process would have: the runner
+    // ignores SIGPIPE (as every Rust program does), and that must not reach the commands.
+    let ran = crate::run(
+        "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - grep -E '^Sig(Blk|Ign):' /proc/self/status
+      - '[ \"$(cut -d\" \" -f5 /proc/$$/stat)\" = $$ ] && echo group=own'
+      - read -r line || echo input=empty
+",
+    );
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("SigBlk:"), ["\t0000000000000000"]);
+    // Signals 1 to 31, SIGPIPE among them. glibc's posix_spawn leaves its own two (32 and 33)
+    // ignored in the child, as it does for std's `Command`; programs install their handlers.
+    let ignored = ran.said("SigIgn:");
+    let ignored = u64::from_str_radix(ignored[0].trim(), 16).expect("a mask");
+    assert_eq!(ignored & 0x7fff_ffff, 0, "ignored: {ignored:#x}");
+    assert_eq!(ran.said("group="), ["own"]);
+    assert_eq!(ran.said("input="), ["empty"]);
+}
