@@ -702,13 +702,26 @@ fn execute(
     let terminal = io::stdout().is_terminal();
     let colour = terminal && std::env::var_os("NO_COLOR").is_none();
     let mut progress = (terminal && !json).then(|| Progress::new(ids.len()));
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    // Lines are written as they come and flushed when the scheduler has nothing more to pass
+    // on: one write for what arrived together, not one per line. On a terminal they wait in
+    // `held` instead, to go above the live line in one go.
+    let mut held = Vec::new();
+    let index: std::collections::HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
     let ran = runner::many::run_many(jobs, parallel, fast_fail, launcher, &stop, &mut |event| {
         also(&event);
         if let Some(p) = progress.as_mut() {
             p.update(&event);
         }
         let (id, line) = match event {
+            ManyEvent::Idle => {
+                flush_above(progress.as_ref(), &mut out, &mut held);
+                return;
+            }
             ManyEvent::Line { id, line } => (id, line.to_vec()),
             ManyEvent::Note { id, text } if json => (
                 id,
@@ -727,11 +740,15 @@ fn execute(
             ),
             _ => return,
         };
-        let mut text = Vec::new();
+        let mut text: &mut dyn Write = if progress.is_some() {
+            &mut held
+        } else {
+            &mut out
+        };
         let _ = if json {
             write_json_line(&mut text, id, &line)
         } else {
-            let index = ids.iter().position(|i| i == id).unwrap_or(0);
+            let index = index.get(id).copied().unwrap_or(0);
             write_prefixed(
                 &mut text,
                 id,
@@ -740,22 +757,32 @@ fn execute(
                 &line,
             )
         };
-        match progress.as_ref() {
-            // Above the live line, which is drawn again below.
-            Some(p) => p.bar.suspend(|| {
-                let _ = out.write_all(&text);
-                let _ = out.flush();
-            }),
-            None => {
-                let _ = out.write_all(&text);
-                let _ = out.flush();
-            }
+        if held.len() >= 64 * 1024 {
+            flush_above(progress.as_ref(), &mut out, &mut held);
         }
     });
+    flush_above(progress.as_ref(), &mut out, &mut held);
     if let Some(p) = progress {
         p.bar.finish_and_clear();
     }
     Ok(ran)
+}
+
+/// Writes out what is held and flushes, above the live line when there is one (drawn again
+/// below).
+fn flush_above(progress: Option<&Progress>, out: &mut impl Write, held: &mut Vec<u8>) {
+    if progress.is_some() && held.is_empty() {
+        return;
+    }
+    let mut write = || {
+        let _ = out.write_all(held);
+        let _ = out.flush();
+        held.clear();
+    };
+    match progress {
+        Some(p) => p.bar.suspend(write),
+        None => write(),
+    }
 }
 
 /// The live line on a terminal: how many builds are done, and which run in which phase.
@@ -799,7 +826,10 @@ impl Progress {
                 self.running.retain(|r| r.0 != result.id);
                 self.bar.inc(1);
             }
-            ManyEvent::Launched { .. } | ManyEvent::Note { .. } | ManyEvent::Tick => {}
+            ManyEvent::Launched { .. }
+            | ManyEvent::Note { .. }
+            | ManyEvent::Tick
+            | ManyEvent::Idle => {}
         }
         let message: Vec<String> = self
             .running

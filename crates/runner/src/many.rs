@@ -14,7 +14,8 @@
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
@@ -226,6 +227,9 @@ pub enum ManyEvent<'a> {
     /// A quarter of a second ([`TICK`]) passed since the last tick, whatever else happened: the
     /// moment to refresh what shows elapsed time, or to write what was held back.
     Tick,
+    /// Everything that came so far has been passed on, and the scheduler waits for more: the
+    /// moment to flush what was written (a write per line cost more than the line's build).
+    Idle,
 }
 
 /// How often [`ManyEvent::Tick`] comes.
@@ -235,6 +239,74 @@ enum Message {
     Output(usize, Output),
     Exited(usize, Box<Ended>),
     Stop(i32),
+}
+
+/// The threads that follow launched builds, kept for the next build once theirs has ended: a
+/// thread per build cost a thread's start and end, and its stack's mapping, per build.
+struct Watchers {
+    /// The builds to follow; each idle thread waits on it in turn. `None` once closed.
+    queue: Mutex<Option<mpsc::Sender<(usize, WatchBuild)>>>,
+    receiver: Arc<Mutex<mpsc::Receiver<(usize, WatchBuild)>>>,
+    /// Threads waiting for a build and not yet promised one.
+    idle: Arc<AtomicUsize>,
+}
+
+impl Watchers {
+    fn new() -> Watchers {
+        let (queue, receiver) = mpsc::channel();
+        Watchers {
+            queue: Mutex::new(Some(queue)),
+            receiver: Arc::new(Mutex::new(receiver)),
+            idle: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Follows job `i` on an idle thread, or on a new one when none is idle.
+    fn watch<'scope>(
+        &self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        i: usize,
+        watch: WatchBuild,
+        send: &mpsc::Sender<Message>,
+    ) {
+        // An idle thread is promised this build, so that two builds launched at once never
+        // wait on the same thread. Threads are alike: which one takes it does not matter.
+        let promised = self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if !promised {
+            let receiver = Arc::clone(&self.receiver);
+            let idle = Arc::clone(&self.idle);
+            let send = send.clone();
+            scope.spawn(move || {
+                loop {
+                    // Poisoned only if a thread panicked while holding it, and then none can go on.
+                    let next = receiver.lock().ok().and_then(|r| r.recv().ok());
+                    let Some((i, watch)) = next else { return };
+                    let ended = watch(&mut |out| {
+                        let _ = send.send(Message::Output(i, out));
+                    });
+                    // Idle before the scheduler hears of the end, so that the build it starts
+                    // next finds this thread.
+                    idle.fetch_add(1, Ordering::AcqRel);
+                    let _ = send.send(Message::Exited(i, Box::new(ended)));
+                }
+            });
+        }
+        if let Ok(queue) = self.queue.lock()
+            && let Some(queue) = queue.as_ref()
+        {
+            let _ = queue.send((i, watch));
+        }
+    }
+
+    /// Ends the idle threads once the builds are over.
+    fn close(&self) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.take();
+        }
+    }
 }
 
 /// What a run of many builds ends with.
@@ -269,6 +341,7 @@ pub fn run_many(
     let mut stopped: Option<i32> = None;
     let mut handles: Vec<Option<String>> = vec![None; jobs.len()];
     let (send, receive) = mpsc::channel::<Message>();
+    let watchers = Watchers::new();
     std::thread::scope(|scope| {
         // Stop requests arrive on pipes: a thread waits on them and passes them on. It also
         // waits on a pipe of its own, closed when the builds are over, so that it ends at once.
@@ -355,14 +428,7 @@ pub fn run_many(
                             });
                             handles[i] = launched.handle;
                             running.push((i, launched.stop, Instant::now()));
-                            let send = send.clone();
-                            let watch = launched.watch;
-                            scope.spawn(move || {
-                                let ended = watch(&mut |out| {
-                                    let _ = send.send(Message::Output(i, out));
-                                });
-                                let _ = send.send(Message::Exited(i, Box::new(ended)));
-                            });
+                            watchers.watch(scope, i, launched.watch, &send);
                         }
                         Err(e) => {
                             // Its dependents are looked over again before anything else.
@@ -413,11 +479,18 @@ pub fn run_many(
                     continue;
                 }
             }
-            let wait = next_tick.saturating_duration_since(Instant::now());
-            let message = match receive.recv_timeout(wait) {
+            let message = match receive.try_recv() {
                 Ok(message) => Some(message),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Disconnected) => break,
+                Err(mpsc::TryRecvError::Empty) => {
+                    on_event(ManyEvent::Idle);
+                    let wait = next_tick.saturating_duration_since(Instant::now());
+                    match receive.recv_timeout(wait) {
+                        Ok(message) => Some(message),
+                        Err(mpsc::RecvTimeoutError::Timeout) => None,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    }
+                }
             };
             if Instant::now() >= next_tick {
                 next_tick = Instant::now() + TICK;
@@ -465,8 +538,9 @@ pub fn run_many(
                 }
             }
         }
-        // The waiting thread sees end-of-file on its pipe.
+        // The waiting thread sees end-of-file on its pipe, the idle watchers an empty queue.
         quit_write.take();
+        watchers.close();
     });
     Ran {
         results: results.into_iter().flatten().collect(),
