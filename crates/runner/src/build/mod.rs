@@ -401,10 +401,16 @@ impl<'r> Build<'r> {
     /// Writes the record if it changed; a failure to write is reported in the log and does not
     /// stop the build. Called before a command is started and before every wait on a command,
     /// a process or a transfer.
+    ///
+    /// The console and the log are flushed first, so that what the record says happened is
+    /// shown before the wait. A phase's end does not flush by itself: the phases a build goes
+    /// through without waiting (an empty `install`) would each cost a write of the console,
+    /// which wakes whatever reads it, and of the log.
     pub(super) fn save_record(&mut self) {
         if !self.unsaved {
             return;
         }
+        self.flush();
         self.unsaved = false;
         if let Err(e) = self.save(false) {
             self.message(&format!("warning: cannot save the build record: {e}"));
@@ -570,7 +576,6 @@ impl<'r> Build<'r> {
             context: context.as_ref(),
             duration,
         });
-        self.flush();
         self.record_changed();
     }
 
