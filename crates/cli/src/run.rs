@@ -26,32 +26,56 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(parsed).map_err(|_| format!("`{text}` is negative"))
 }
 
-/// CodeBuild's log lines on stdout.
-struct TextReporter<W: Write> {
+/// Where a reporter writes, and whether it still can.
+struct Console<W: Write> {
     out: W,
     broken: bool,
+    /// The build has ended: what follows (a worker's end line) goes out with its last lines.
+    ended: bool,
+    /// Whether the flush after the build's end is the caller's, not the engine's.
+    hold_last: bool,
 }
 
-impl<W: Write> Reporter for TextReporter<W> {
-    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
-        if !self.broken && write_log(&mut self.out, time, event).is_err() {
-            // A closed stdout (`| head`) must not stop the build; the log file has everything.
-            self.broken = true;
+impl<W: Write> Console<W> {
+    fn new(out: W, hold_last: bool) -> Console<W> {
+        Console {
+            out,
+            broken: false,
+            ended: false,
+            hold_last,
         }
     }
 
     fn flush(&mut self) {
+        if self.ended && self.hold_last {
+            return;
+        }
         if !self.broken && self.out.flush().is_err() {
             self.broken = true;
         }
     }
 }
 
-/// One JSON object per line: the event, with `"event"` and `"time"`.
-struct JsonReporter<W: Write> {
-    out: W,
-    broken: bool,
+/// CodeBuild's log lines on stdout.
+struct TextReporter<W: Write>(Console<W>);
+
+impl<W: Write> Reporter for TextReporter<W> {
+    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
+        let console = &mut self.0;
+        console.ended |= matches!(event, Event::BuildFinished { .. });
+        if !console.broken && write_log(&mut console.out, time, event).is_err() {
+            // A closed stdout (`| head`) must not stop the build; the log file has everything.
+            console.broken = true;
+        }
+    }
+
+    fn flush(&mut self) {
+        self.0.flush();
+    }
 }
+
+/// One JSON object per line: the event, with `"event"` and `"time"`.
+struct JsonReporter<W: Write>(Console<W>);
 
 #[derive(Serialize)]
 struct Timed<'a> {
@@ -62,21 +86,21 @@ struct Timed<'a> {
 
 impl<W: Write> Reporter for JsonReporter<W> {
     fn report(&mut self, time: Timestamp, event: &Event<'_>) {
-        if self.broken {
+        let console = &mut self.0;
+        console.ended |= matches!(event, Event::BuildFinished { .. });
+        if console.broken {
             return;
         }
-        let written = serde_json::to_writer(&mut self.out, &Timed { time, event })
+        let written = serde_json::to_writer(&mut console.out, &Timed { time, event })
             .map_err(io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"));
+            .and_then(|()| console.out.write_all(b"\n"));
         if written.is_err() {
-            self.broken = true;
+            console.broken = true;
         }
     }
 
     fn flush(&mut self) {
-        if !self.broken && self.out.flush().is_err() {
-            self.broken = true;
-        }
+        self.0.flush();
     }
 }
 
@@ -94,7 +118,15 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
     }
     let one = |file| {
         let given: Vec<String> = std::env::args().skip(1).collect();
-        run_one(&args.options, file, &given, &stop_on_signals()?, true)
+        let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+        run_one(
+            &args.options,
+            file,
+            &given,
+            &stop_on_signals()?,
+            &mut out,
+            true,
+        )
     };
     match args.paths.as_slice() {
         [] => one(None),
@@ -113,6 +145,8 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
     let mut input = runner::workers::requests().map_err(CliError::Output)?;
     let token = runner::workers::read_hello(&mut input).map_err(CliError::Output)?;
     let mut written = std::collections::BTreeSet::new();
+    // A build's last lines and its end line go out in one write.
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
     while let Some(request) = runner::workers::read_request(&mut input).map_err(CliError::Output)? {
         let given: Vec<String> = request
             .iter()
@@ -126,7 +160,8 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
                     if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
                         written.insert(dir);
                     }
-                    crate::exit_code(run_one(&args.options, Some(file), &given, &stop, false))
+                    let ran = run_one(&args.options, Some(file), &given, &stop, &mut out, false);
+                    crate::exit_code(ran)
                 }
                 _ => crate::exit_code(Err(CliError::Worker("it runs one buildspec at a time"))),
             },
@@ -138,7 +173,6 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
         };
         // A stop that came after the build ended is not the next build's.
         stop.clear();
-        let mut out = io::stdout().lock();
         out.write_all(&runner::workers::end_line(&token, code))
             .and_then(|()| out.flush())
             .map_err(CliError::Output)?;
@@ -156,6 +190,7 @@ pub(crate) fn run_one(
     file: Option<&std::path::Path>,
     given: &[String],
     stop: &runner::Stop,
+    out: &mut dyn Write,
     flush_record: bool,
 ) -> Result<u8, CliError> {
     let options = BuildOptions {
@@ -210,23 +245,23 @@ pub(crate) fn run_one(
             path: options.source_dir.display().to_string(),
         });
     }
-    let stdout = io::stdout().lock();
+    // A worker (no flush of its own records) writes its end line right after: the console's
+    // last flush is its.
+    let hold_last = !flush_record;
     let outcome = match args.log_format {
         LogFormat::Text => {
-            let mut reporter = TextReporter {
-                out: BufWriter::with_capacity(64 * 1024, stdout),
-                broken: false,
-            };
+            let mut reporter = TextReporter(Console::new(&mut *out, hold_last));
             runner::run(&options, &mut reporter, stop)
         }
         LogFormat::Json => {
-            let mut reporter = JsonReporter {
-                out: BufWriter::with_capacity(64 * 1024, stdout),
-                broken: false,
-            };
+            let mut reporter = JsonReporter(Console::new(&mut *out, hold_last));
             runner::run(&options, &mut reporter, stop)
         }
-    }?;
+    };
+    if !hold_last {
+        let _ = out.flush();
+    }
+    let outcome = outcome?;
     if !outcome.diagnostics.is_empty() {
         eprint!("{}", outcome.diagnostics);
     }
