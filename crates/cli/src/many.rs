@@ -310,6 +310,10 @@ fn run_members(
         )
     };
     let state = runner::record::StateDir::open(&state_dir)?;
+    if copies {
+        // Made here once; a copy that cannot be made says so as its build's start fails.
+        let _ = runner::record::create_spread_dir(&copies_root);
+    }
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut jobs = Vec::with_capacity(members.len());
     let mut journal_members = Vec::with_capacity(members.len());
@@ -930,6 +934,9 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     // As for `run`: builds side by side each get a copy of their source.
     let copies = !args.side_by_side.in_place && parallel > 1 && targets.len() > 1;
     let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
+    if copies {
+        let _ = runner::record::create_spread_dir(&copies_root);
+    }
     let batch_of = |id: &str| batches.iter().find(|b| b.journal.id == id);
     let planned = |(batch, identifier): &(String, String)| {
         batch_of(batch)?

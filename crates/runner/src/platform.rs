@@ -413,6 +413,33 @@ pub(crate) fn process_alive(pid: u32) -> bool {
     )
 }
 
+/// Marks a directory as the top of unrelated hierarchies: ext2, ext3 and ext4's `T` attribute
+/// (`chattr +T`), which has the Orlov allocator spread the directories made in it over the
+/// filesystem's block groups, as it does those of `/`, instead of packing them beside their
+/// parent. Best effort: other filesystems have no such flag, and nothing else changes.
+///
+/// A build folder holds ten files. On an ext4 without a journal, each new file's inode is looked
+/// for past every inode of its group deleted in the minutes before (`recently_deleted`), so where
+/// files were just deleted (the records of an earlier run, removed), 500 builds took from 1.1 to
+/// 2.2 s, and 0.7 s in groups of their own.
+pub(crate) fn spread_subdirectories(dir: &Path) {
+    // linux/fs.h; not in the libc crate.
+    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+    let Ok(dir) = std::fs::File::open(dir) else {
+        return;
+    };
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int (the kernel's type for it, whatever the ioctl
+    // number's encoding says) to the pointer, which points to one; the descriptor is open.
+    let got = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &raw mut flags) };
+    if got != 0 || flags & FS_TOPDIR_FL != 0 {
+        return;
+    }
+    flags |= FS_TOPDIR_FL;
+    // SAFETY: FS_IOC_SETFLAGS reads one int from the pointer, which points to one.
+    let _ = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_SETFLAGS, &raw const flags) };
+}
+
 /// A descriptor as a borrowed one, for `poll`.
 pub(crate) fn borrow<T: AsFd>(fd: &T) -> BorrowedFd<'_> {
     fd.as_fd()

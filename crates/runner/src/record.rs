@@ -274,6 +274,8 @@ impl StateDir {
         for dir in [root.join("builds"), root.join("projects")] {
             create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
         }
+        // Each build's folder is a hierarchy of its own.
+        crate::platform::spread_subdirectories(&root.join("builds"));
         Ok(StateDir {
             root,
             flush_each: true,
@@ -639,6 +641,15 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(path)
+}
+
+/// Creates a directory, if missing, whose subdirectories are unrelated trees (the copies of the
+/// source that builds run side by side): on ext2, ext3 and ext4 they are spread over the disk as
+/// the state directory's build folders are ([`StateDir::open`]).
+pub fn create_spread_dir(path: &Path) -> io::Result<()> {
+    fs::create_dir_all(path)?;
+    crate::platform::spread_subdirectories(path);
+    Ok(())
 }
 
 /// Creates (or truncates) a file only its owner can read or write.

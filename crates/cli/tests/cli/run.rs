@@ -668,3 +668,34 @@ fn alive(pid_file: &std::path::Path) -> bool {
         .expect("kill")
         .success()
 }
+
+#[test]
+fn build_folders_are_spread_over_an_ext4_disk() {
+    // ext2, ext3 and ext4's T attribute (chattr +T) on `builds/`: the Orlov allocator then puts
+    // each build's folder in a block group of its own choosing instead of beside its parent.
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo hi\n",
+    );
+    sb.run(&["run"]).expect_code(0);
+    let output = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(sb.path())
+            .output()
+            .expect("runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let kind = output("stat", &["-f", "-c", "%T", ".state/builds"]);
+    if kind.trim() != "ext2/ext3" {
+        eprintln!(
+            "skipped: the sandbox is on {}, not ext2, ext3 or ext4",
+            kind.trim()
+        );
+        return;
+    }
+    let attributes = output("lsattr", &["-d", ".state/builds"]);
+    let flags = attributes.split_whitespace().next().unwrap_or_default();
+    assert!(flags.contains('T'), "{attributes}");
+}
