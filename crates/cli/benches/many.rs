@@ -10,6 +10,9 @@
 //!
 //! Without `--bench` (as under `cargo test --all-targets`) it runs a small smoke version so that
 //! the harness itself is tested.
+//!
+//! Everything it writes, the state directory included, goes to a temporary directory in
+//! `BUILDSPEC_BENCH_DIR` when that is set (`/dev/shm`, a mounted image), else in the system's.
 
 use std::io::Write;
 use std::path::Path;
@@ -138,7 +141,11 @@ fn main() {
             "smoke run; pass --bench for the real one"
         }
     );
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = match std::env::var_os("BUILDSPEC_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base),
+        None => tempfile::tempdir(),
+    }
+    .expect("tempdir");
     let mut failures = Vec::new();
     many_builds(dir.path(), if full { 500 } else { 10 }, &mut failures);
     report(dir.path(), if full { 10_000 } else { 100 }, &mut failures);
