@@ -763,4 +763,35 @@ mod tests {
             ran.results
         );
     }
+
+    #[test]
+    fn builds_side_by_side_are_followed_side_by_side_on_reused_threads() {
+        // `slow` ends only once `quick` and `next` were both seen to end. Were a build's
+        // watcher to wait behind another build's (as a thread promised twice would), their ends
+        // would never come, and `slow` would fail at its timeout instead.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        let mut slow = job("slow", "timeout", &[]);
+        slow.command
+            .args(["20", "sh", "-c", "read -r line < \"$0\""])
+            .arg(&fifo);
+        let jobs = vec![slow, job("quick", "true", &[]), job("next", "true", &[])];
+        let mut ended = Vec::new();
+        let ran = run_many(jobs, 2, false, &Local, &Stop::none(), &mut |event| {
+            if let ManyEvent::Finished { result } = event {
+                ended.push(result.id.clone());
+                if ended == ["quick", "next"] {
+                    // `slow` is reading the FIFO: opening it for writing does not wait.
+                    std::fs::write(&fifo, "go\n").expect("write the fifo");
+                }
+            }
+        });
+        assert_eq!(ended, ["quick", "next", "slow"]);
+        assert!(
+            ran.results.iter().all(|r| r.outcome == Outcome::Succeeded),
+            "{:?}",
+            ran.results
+        );
+    }
 }
