@@ -46,6 +46,11 @@ impl<W: Write> Console<W> {
         }
     }
 
+    /// Notes the build's end, after which the last flush may be the caller's.
+    fn saw(&mut self, event: &Event<'_>) {
+        self.ended |= matches!(event, Event::BuildFinished { .. });
+    }
+
     fn flush(&mut self) {
         if self.ended && self.hold_last {
             return;
@@ -62,7 +67,7 @@ struct TextReporter<W: Write>(Console<W>);
 impl<W: Write> Reporter for TextReporter<W> {
     fn report(&mut self, time: Timestamp, event: &Event<'_>) {
         let console = &mut self.0;
-        console.ended |= matches!(event, Event::BuildFinished { .. });
+        console.saw(event);
         if !console.broken && write_log(&mut console.out, time, event).is_err() {
             // A closed stdout (`| head`) must not stop the build; the log file has everything.
             console.broken = true;
@@ -87,7 +92,7 @@ struct Timed<'a> {
 impl<W: Write> Reporter for JsonReporter<W> {
     fn report(&mut self, time: Timestamp, event: &Event<'_>) {
         let console = &mut self.0;
-        console.ended |= matches!(event, Event::BuildFinished { .. });
+        console.saw(event);
         if console.broken {
             return;
         }

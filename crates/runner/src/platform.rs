@@ -183,8 +183,11 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
     if three < 10 || four < 10 {
         return Err(io::Error::other("descriptors to map must be raised first"));
     }
-    let actions = FileActions::new()?;
-    let attr = SpawnAttr::new()?;
+    let actions = SpawnObject::new(
+        libc::posix_spawn_file_actions_init,
+        libc::posix_spawn_file_actions_destroy,
+    )?;
+    let attr = SpawnObject::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy)?;
     let mut pid: libc::pid_t = 0;
     // SAFETY: `actions` and `attr` were initialised by their constructors and are destroyed by
     // their drops, after the call. Every pointer given (the strings, the two null-terminated
@@ -193,7 +196,7 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
     // goes to 1 and 2 before anything is put on 3 and 4, and the sources of 3 and 4 are at least
     // 10, so no action overwrites a descriptor that a later one reads.
     unsafe {
-        let fa = actions.0.get();
+        let fa = actions.get();
         check(libc::posix_spawn_file_actions_adddup2(fa, output, 1))?;
         check(libc::posix_spawn_file_actions_adddup2(fa, output, 2))?;
         check(libc::posix_spawn_file_actions_addopen(
@@ -206,7 +209,7 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
         check(libc::posix_spawn_file_actions_adddup2(fa, three, 3))?;
         check(libc::posix_spawn_file_actions_adddup2(fa, four, 4))?;
         check(libc::posix_spawn_file_actions_addchdir_np(fa, cwd.as_ptr()))?;
-        let at = attr.0.get();
+        let at = attr.get();
         // As std does for its children: no signal blocked, and SIGPIPE, which the Rust runtime
         // ignores, back to its default (a handled signal is reset by exec itself).
         let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
@@ -239,56 +242,43 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
     })
 }
 
-/// `posix_spawn_file_actions_t`, destroyed when dropped.
-struct FileActions(std::cell::UnsafeCell<libc::posix_spawn_file_actions_t>);
+/// A `posix_spawn` object (file actions, attributes) initialised by its `init` function and
+/// destroyed by its `destroy` when dropped.
+struct SpawnObject<T> {
+    value: std::cell::UnsafeCell<T>,
+    destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+}
 
-impl FileActions {
-    fn new() -> io::Result<FileActions> {
-        let mut actions = std::mem::MaybeUninit::uninit();
-        // SAFETY: init initialises the object it is given, or fails and leaves nothing to destroy.
-        let code = unsafe { libc::posix_spawn_file_actions_init(actions.as_mut_ptr()) };
+impl<T> SpawnObject<T> {
+    fn new(
+        init: unsafe extern "C" fn(*mut T) -> libc::c_int,
+        destroy: unsafe extern "C" fn(*mut T) -> libc::c_int,
+    ) -> io::Result<SpawnObject<T>> {
+        let mut value = std::mem::MaybeUninit::uninit();
+        // SAFETY: `init` is the object's own initialiser: it initialises what it is given, or
+        // fails and leaves nothing to destroy.
+        let code = unsafe { init(value.as_mut_ptr()) };
         if code != 0 {
             return Err(io::Error::from_raw_os_error(code));
         }
-        // SAFETY: initialised just above.
-        Ok(FileActions(std::cell::UnsafeCell::new(unsafe {
-            actions.assume_init()
-        })))
+        Ok(SpawnObject {
+            // SAFETY: initialised just above.
+            value: std::cell::UnsafeCell::new(unsafe { value.assume_init() }),
+            destroy,
+        })
+    }
+
+    fn get(&self) -> *mut T {
+        self.value.get()
     }
 }
 
-impl Drop for FileActions {
+impl<T> Drop for SpawnObject<T> {
     fn drop(&mut self) {
-        // SAFETY: initialised by `new`, destroyed once.
+        // SAFETY: initialised by `new` with the `init` that goes with this `destroy`, and
+        // destroyed once.
         unsafe {
-            libc::posix_spawn_file_actions_destroy(self.0.get());
-        }
-    }
-}
-
-/// `posix_spawnattr_t`, destroyed when dropped.
-struct SpawnAttr(std::cell::UnsafeCell<libc::posix_spawnattr_t>);
-
-impl SpawnAttr {
-    fn new() -> io::Result<SpawnAttr> {
-        let mut attr = std::mem::MaybeUninit::uninit();
-        // SAFETY: init initialises the object it is given, or fails and leaves nothing to destroy.
-        let code = unsafe { libc::posix_spawnattr_init(attr.as_mut_ptr()) };
-        if code != 0 {
-            return Err(io::Error::from_raw_os_error(code));
-        }
-        // SAFETY: initialised just above.
-        Ok(SpawnAttr(std::cell::UnsafeCell::new(unsafe {
-            attr.assume_init()
-        })))
-    }
-}
-
-impl Drop for SpawnAttr {
-    fn drop(&mut self) {
-        // SAFETY: initialised by `new`, destroyed once.
-        unsafe {
-            libc::posix_spawnattr_destroy(self.0.get());
+            (self.destroy)(self.value.get());
         }
     }
 }

@@ -325,14 +325,7 @@ impl StateDir {
             })
             .collect();
         let path = self.root.join("projects").join(format!("{name}.counter"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error("cannot open", &path))?;
+        let mut file = open_to_write_over(&path)?;
         file.lock().map_err(io_error("cannot lock", &path))?;
         let mut text = String::new();
         file.read_to_string(&mut text)
@@ -371,13 +364,7 @@ impl StateDir {
         use std::os::unix::fs::FileExt;
         let path = self.root.join("last");
         let line = format!("{uuid}\n");
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_error("cannot open", &path))?;
+        let file = open_to_write_over(&path)?;
         file.write_all_at(line.as_bytes(), 0)
             .and_then(|()| {
                 // Only a file written otherwise (by hand, or a uuid of another form) is longer.
@@ -580,6 +567,18 @@ pub struct FreshRecord {
     pub session: String,
     /// The batch's id and the build's identifier, for a build of a batch.
     pub batch: Option<(String, String)>,
+}
+
+/// Opens (or creates) a private file to read and to write over in place, keeping what it holds.
+fn open_to_write_over(path: &Path) -> Result<File, StateError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error("cannot open", path))
 }
 
 /// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or
