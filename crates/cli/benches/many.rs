@@ -93,7 +93,11 @@ fn many_builds(dir: &Path, n: usize, failures: &mut Vec<String>) {
 fn floors(dir: &Path, list: &Path, n: usize) -> [(&'static str, Duration); 3] {
     let floor = dir.join("floor");
     std::fs::create_dir_all(&floor).expect("mkdir");
-    std::fs::write(floor.join("env.sh"), "export CODEBUILD_BUILD_SUCCEEDING='1'\n").expect("write");
+    std::fs::write(
+        floor.join("env.sh"),
+        "export CODEBUILD_BUILD_SUCCEEDING='1'\n",
+    )
+    .expect("write");
     let wrapper = "cd \"$0\"; set -a; . ./env.sh; {}\nCODEBUILD_LAST_EXIT=$?; \
                    export -p > ./state; pwd >> ./state; exit $CODEBUILD_LAST_EXIT";
     let shell = |script: String| {

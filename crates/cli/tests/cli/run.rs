@@ -541,6 +541,58 @@ echo $? > exit.txt
 }
 
 #[test]
+fn a_build_whose_record_cannot_be_written_starts_nothing() {
+    // The disk is full after a first build: the second one's counter is written over its old
+    // block, its folder and empty log take no block, and its record finds no room.
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ran >> ran.txt\n",
+    );
+    let script = r#""$0" run --state-dir full/state > first.txt 2>&1 || exit 98
+cat /dev/zero > full/filler 2> /dev/null
+"$0" run --state-dir full/state > console.txt 2>&1
+echo $? > exit.txt
+"$0" inspect --last --json --state-dir full/state > last.json
+for d in full/state/builds/*; do echo "${d##*/}" $(ls "$d"); done > builds.txt
+ls /dev/shm > shm.txt"#;
+    if !crate::on_a_small_disk(&sb, script) {
+        return;
+    }
+    let read = |name: &str| std::fs::read_to_string(sb.path().join(name)).expect(name);
+    let console = read("console.txt");
+    assert_eq!(read("exit.txt").trim(), "3", "{console}");
+    assert!(
+        console.contains("cannot write") && console.contains("No space left on device"),
+        "{console}"
+    );
+    assert_eq!(
+        read("ran.txt"),
+        "ran\n",
+        "only the first build ran its command"
+    );
+    // `last` still names the first build, whose record is whole.
+    let last: serde_json::Value = serde_json::from_str(&read("last.json")).expect("json");
+    assert_eq!(last["status"], "SUCCEEDED", "{last:#}");
+    assert_eq!(last["number"], 1, "{last:#}");
+    // The second build's folder has its log but no record, and its scripts went with it.
+    let first = last["uuid"].as_str().expect("uuid");
+    let folders = read("builds.txt");
+    let second: Vec<&str> = folders.lines().filter(|l| !l.starts_with(first)).collect();
+    assert_eq!(second.len(), 1, "{folders}");
+    let (uuid, files) = second[0].split_once(' ').expect("a uuid and its files");
+    let files: Vec<&str> = files.split(' ').collect();
+    assert!(
+        files.contains(&"build.log") && !files.contains(&"build.json"),
+        "{folders}"
+    );
+    assert!(
+        !read("shm.txt").contains(uuid),
+        "its scripts are left in /dev/shm"
+    );
+}
+
+#[test]
 fn a_process_that_cleared_its_environment_still_ends_with_the_build() {
     let sb = Sandbox::new();
     sb.write(

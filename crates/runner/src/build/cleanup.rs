@@ -56,6 +56,15 @@ impl Build<'_> {
     }
 
     /// Ends every process of the build, captures the exported variables, and completes the record.
+    /// The runtime files go: the state report and update hold values in clear.
+    pub(super) fn remove_runtime_files(&self) {
+        if self.scripts.starts_with(&self.dir) {
+            Session::scrub(&self.scripts);
+        } else {
+            let _ = std::fs::remove_dir_all(&self.scripts);
+        }
+    }
+
     pub(super) fn finish(mut self) -> Result<BuildOutcome, RunError> {
         self.begin_phase(Phase::Finalizing, 1);
         if let Some(session) = self.session.take() {
@@ -143,12 +152,7 @@ impl Build<'_> {
             &self.dir.join("env").join("end.env"),
             env_dump(&self.state, &self.secret_names, &self.masker),
         );
-        // The runtime files go: the state report and update hold values in clear.
-        if self.scripts.starts_with(&self.dir) {
-            Session::scrub(&self.scripts);
-        } else {
-            let _ = std::fs::remove_dir_all(&self.scripts);
-        }
+        self.remove_runtime_files();
 
         // A stop request that arrived after the last command (or while FINALIZING waited) is
         // the user's word too: the build ends STOPPED.
@@ -198,6 +202,10 @@ impl Build<'_> {
         });
         self.flush();
         self.save(true)?;
+        if !self.recorded {
+            // A build that ended before its first write (a buildspec that does not check).
+            self.state_dir.set_last(&self.record.uuid)?;
+        }
         Ok(BuildOutcome {
             record_path: self.record_path(),
             record: self.record,

@@ -165,6 +165,10 @@ pub fn run(
 ) -> Result<BuildOutcome, RunError> {
     let mut build = Build::create(options, reporter, stop)?;
     build.run();
+    if let Some(error) = build.unrecorded.take() {
+        build.remove_runtime_files();
+        return Err(error.into());
+    }
     build.finish()
 }
 
@@ -232,6 +236,11 @@ struct Build<'r> {
     subreaper: bool,
     /// Whether the record has changed since it was last written.
     unsaved: bool,
+    /// Whether `build.json` exists: it is first written once the buildspec has been read
+    /// ([`Build::record_started`]).
+    recorded: bool,
+    /// The first write of the record failed: the build started nothing, and ends with this.
+    unrecorded: Option<StateError>,
 }
 
 /// Removes a directory when dropped, unless it was taken out first.
@@ -360,9 +369,9 @@ impl<'r> Build<'r> {
             // Before the first child: its orphans must come back to this process.
             subreaper: platform::become_subreaper(),
             unsaved: false,
+            recorded: false,
+            unrecorded: None,
         };
-        build.save(false)?;
-        build.state_dir.set_last(&uuid)?;
         unstarted.0 = None;
         Ok(build)
     }
@@ -387,6 +396,19 @@ impl<'r> Build<'r> {
             }
             written => written,
         }
+    }
+
+    /// Writes the record for the first time, and makes the build the state directory's last.
+    ///
+    /// Once the buildspec has been read and checked, before the cache is restored: until then
+    /// the runner waits on nothing outside itself, and a one-command build writes its record
+    /// twice, not three times. Before the console is flushed, which may wait on whatever reads
+    /// it.
+    fn record_started(&mut self) -> Result<(), StateError> {
+        self.save(false)?;
+        self.unsaved = false;
+        self.recorded = true;
+        self.state_dir.set_last(&self.record.uuid)
     }
 
     /// Notes that the record changed. It is written before the runner next starts or waits on

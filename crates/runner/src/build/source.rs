@@ -352,6 +352,11 @@ impl Build<'_> {
             );
         }
         self.plan = Some(plan);
+        // A build whose record cannot be written starts nothing, not even a cache restore.
+        if let Err(error) = self.record_started() {
+            self.unrecorded = Some(error);
+            return false;
+        }
         self.restore_cache();
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         true
