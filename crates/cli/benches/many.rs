@@ -88,8 +88,8 @@ fn many_builds(dir: &Path, n: usize, failures: &mut Vec<String>) {
 /// 3. The least a build's record needs, written by two threads with nothing else running: its
 ///    folder (spread over the disk as `builds/` is), the log, and the record written at the start
 ///    (so that a build killed at once still leaves one) and renamed over at the end. What
-///    `buildspec` keeps beyond that (a third record, the environment dumps, the scripts, the
-///    buildspec's copy) is its own cost, not the floor's.
+///    `buildspec` keeps beyond that (the environment dumps, the scripts, the buildspec's copy)
+///    is its own cost, not the floor's.
 fn floors(dir: &Path, list: &Path, n: usize) -> [(&'static str, Duration); 3] {
     let floor = dir.join("floor");
     std::fs::create_dir_all(&floor).expect("mkdir");

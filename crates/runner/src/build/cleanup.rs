@@ -55,8 +55,7 @@ impl Build<'_> {
         let _ = child.wait();
     }
 
-    /// Ends every process of the build, captures the exported variables, and completes the record.
-    /// The runtime files go: the state report and update hold values in clear.
+    /// Removes the runtime files: the state report and update hold values in clear.
     pub(super) fn remove_runtime_files(&self) {
         if self.scripts.starts_with(&self.dir) {
             Session::scrub(&self.scripts);
@@ -65,6 +64,7 @@ impl Build<'_> {
         }
     }
 
+    /// Ends every process of the build, captures the exported variables, and completes the record.
     pub(super) fn finish(mut self) -> Result<BuildOutcome, RunError> {
         self.begin_phase(Phase::Finalizing, 1);
         if let Some(session) = self.session.take() {
