@@ -164,8 +164,8 @@ pub fn run(
     stop: &Stop,
 ) -> Result<BuildOutcome, RunError> {
     let mut build = Build::create(options, reporter, stop)?;
-    build.run();
-    if let Some(error) = build.unrecorded.take() {
+    // A build whose first record cannot be written has started nothing.
+    if let Err(error) = build.run() {
         build.remove_runtime_files();
         return Err(error.into());
     }
@@ -239,8 +239,6 @@ struct Build<'r> {
     /// Whether `build.json` exists: it is first written once the buildspec has been read
     /// ([`Build::record_started`]).
     recorded: bool,
-    /// The first write of the record failed: the build started nothing, and ends with this.
-    unrecorded: Option<StateError>,
 }
 
 /// Removes a directory when dropped, unless it was taken out first.
@@ -370,7 +368,6 @@ impl<'r> Build<'r> {
             subreaper: platform::become_subreaper(),
             unsaved: false,
             recorded: false,
-            unrecorded: None,
         };
         unstarted.0 = None;
         Ok(build)
@@ -601,7 +598,7 @@ impl<'r> Build<'r> {
         self.record_changed();
     }
 
-    fn run(&mut self) {
+    fn run(&mut self) -> Result<(), StateError> {
         self.emit(&Event::BuildStarted {
             id: &self.record.id.clone(),
             number: self.record.number,
@@ -615,8 +612,8 @@ impl<'r> Build<'r> {
             "Running on buildspec {} (local build)",
             env!("CARGO_PKG_VERSION")
         ));
-        if !self.download_source() {
-            return;
+        if !self.download_source()? {
+            return Ok(());
         }
         let mut next = Next::Phase(PhaseName::Install);
         loop {
@@ -646,6 +643,7 @@ impl<'r> Build<'r> {
                 Next::Finalizing => break,
             }
         }
+        Ok(())
     }
 
     fn fail_download(&mut self, code: &str, message: &str) {

@@ -14,13 +14,14 @@ use crate::env::{self, BuildContext, Source};
 use crate::events::{Context, Phase, Status};
 use crate::mask::Masker;
 use crate::platform;
+use crate::record::StateError;
 use crate::session::{SessionKind, SessionSpec};
 use crate::state::SessionState;
 
 impl Build<'_> {
-    /// Reads and checks the buildspec and prepares the environment. False when the build cannot
-    /// go on.
-    pub(super) fn download_source(&mut self) -> bool {
+    /// Reads and checks the buildspec, prepares the environment and writes the first record.
+    /// False when the build cannot go on; an error when its record cannot be written.
+    pub(super) fn download_source(&mut self) -> Result<bool, StateError> {
         self.begin_phase(Phase::DownloadSource, 1);
         let source = self.record.source.clone();
         self.message(&format!("CODEBUILD_SRC_DIR={source}"));
@@ -48,7 +49,7 @@ impl Build<'_> {
                     "YAML_FILE_ERROR",
                     &format!("{message}: {}", self.options.buildspec.display()),
                 );
-                return false;
+                return Ok(false);
             }
         };
         // The copy is written once the values to mask are known; a build that stops before then
@@ -78,7 +79,7 @@ impl Build<'_> {
                 None => d.message.clone(),
             });
             self.fail_download("YAML_FILE_ERROR", &message);
-            return false;
+            return Ok(false);
         };
         let spec_env = checked
             .buildspec
@@ -98,7 +99,7 @@ impl Build<'_> {
                         "CLIENT_ERROR",
                         &format!("{message} (for {name}; give it with --parameters FILE)"),
                     );
-                    return false;
+                    return Ok(false);
                 }
             }
         }
@@ -112,7 +113,7 @@ impl Build<'_> {
                         "CLIENT_ERROR",
                         &format!("{message} (for {name}; give it with --secrets FILE)"),
                     );
-                    return false;
+                    return Ok(false);
                 }
             }
         }
@@ -164,7 +165,7 @@ impl Build<'_> {
                     plan.shell.program()
                 ),
             );
-            return false;
+            return Ok(false);
         }
         let install = plan.phase(PhaseName::Install);
         if install.runtime_versions.is_empty() {
@@ -276,7 +277,7 @@ impl Build<'_> {
                         me.as_deref().unwrap_or("another user")
                     ),
                 );
-                return false;
+                return Ok(false);
             }
             match platform::lookup_user(name) {
                 Ok(user) => {
@@ -284,7 +285,7 @@ impl Build<'_> {
                 }
                 Err(message) => {
                     self.fail_download("CLIENT_ERROR", &message);
-                    return false;
+                    return Ok(false);
                 }
             }
         }
@@ -321,7 +322,7 @@ impl Build<'_> {
                             }),
                             true,
                         );
-                        return false;
+                        return Ok(false);
                     }
                 }
             }
@@ -353,13 +354,10 @@ impl Build<'_> {
         }
         self.plan = Some(plan);
         // A build whose record cannot be written starts nothing, not even a cache restore.
-        if let Err(error) = self.record_started() {
-            self.unrecorded = Some(error);
-            return false;
-        }
+        self.record_started()?;
         self.restore_cache();
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
-        true
+        Ok(true)
     }
 }
 
