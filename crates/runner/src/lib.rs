@@ -17,6 +17,7 @@ mod process;
 pub mod query;
 pub mod record;
 pub mod reports;
+mod runtime;
 pub mod s3;
 pub mod secrets;
 pub mod session;

@@ -121,6 +121,7 @@ pub(crate) fn launch(launch: &Launch<'_>) -> io::Result<Process> {
         .stdout(launch.output.try_clone_to_owned()?)
         .stderr(launch.output.try_clone_to_owned()?)
         .process_group(0);
+    default_signals(&mut command);
     switch_user(&mut command, user);
     map_fds(
         &mut command,
@@ -210,15 +211,16 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
         check(libc::posix_spawn_file_actions_adddup2(fa, four, 4))?;
         check(libc::posix_spawn_file_actions_addchdir_np(fa, cwd.as_ptr()))?;
         let at = attr.get();
-        // As std does for its children: no signal blocked, and SIGPIPE, which the Rust runtime
-        // ignores, back to its default (a handled signal is reset by exec itself).
+        // No signal blocked, and every signal at its default: SIGPIPE, which the Rust runtime
+        // ignores, and whatever this process inherited ignored (a runner started in the
+        // background or under `nohup` has SIGINT, SIGQUIT or SIGHUP ignored), which exec would
+        // pass on. CodeBuild's commands never start with a signal ignored.
         let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         check(libc::sigemptyset(none.as_mut_ptr()))?;
         check(libc::posix_spawnattr_setsigmask(at, none.as_ptr()))?;
-        let mut pipe = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        check(libc::sigemptyset(pipe.as_mut_ptr()))?;
-        check(libc::sigaddset(pipe.as_mut_ptr(), libc::SIGPIPE))?;
-        check(libc::posix_spawnattr_setsigdefault(at, pipe.as_ptr()))?;
+        let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        check(libc::sigfillset(all.as_mut_ptr()))?;
+        check(libc::posix_spawnattr_setsigdefault(at, all.as_ptr()))?;
         check(libc::posix_spawnattr_setpgroup(at, 0))?;
         let flags = libc::POSIX_SPAWN_SETPGROUP
             | libc::POSIX_SPAWN_SETSIGMASK
@@ -678,7 +680,7 @@ pub(crate) fn current_user() -> Option<String> {
         .map(|u| u.name)
 }
 
-/// Gives a file or directory to a user (so that a `run-as` user can use the runtime files).
+/// Gives a file or directory to a user: the runtime folder a `run-as` user's phases write in.
 pub(crate) fn give_to(path: &std::path::Path, user: &RunAs) -> io::Result<()> {
     nix::unistd::chown(
         path,
@@ -686,6 +688,99 @@ pub(crate) fn give_to(path: &std::path::Path, user: &RunAs) -> io::Result<()> {
         Some(nix::unistd::Gid::from_raw(user.gid)),
     )
     .map_err(io::Error::from)
+}
+
+/// Runs `f` with this thread's file system identity switched to `user`'s (its file system user
+/// and group ids, and its groups), then switches back. Every file `f` opens, creates, lists or
+/// follows a link through is checked by the kernel as if `user` did it: a root runner reading
+/// what a `run-as` build made, or writing where it may write, can reach nothing that the user
+/// could not. `None` (or a runner that is not root, which cannot switch) runs `f` as it is.
+///
+/// Only this thread changes: Linux keeps credentials per thread, `setfsuid` and `setfsgid` change
+/// the caller's alone, and the groups are set with the raw system call (glibc's `setgroups`
+/// changes every thread of the process). While the file system user id is not 0, the kernel
+/// takes the file capabilities (`CAP_DAC_OVERRIDE` and its kin) out of the thread's effective
+/// set, and gives them back when it returns to 0.
+pub(crate) fn as_user<T>(user: Option<&RunAs>, f: impl FnOnce() -> T) -> io::Result<T> {
+    let Some(user) = user.filter(|_| is_root()) else {
+        return Ok(f());
+    };
+    let _switched = FsIdentity::switch(user)?;
+    Ok(f())
+}
+
+/// A thread's file system identity while it is another user's; restored when dropped.
+struct FsIdentity {
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    groups: Vec<libc::gid_t>,
+}
+
+impl FsIdentity {
+    fn switch(user: &RunAs) -> io::Result<FsIdentity> {
+        use nix::unistd::{Gid, Uid, setfsgid, setfsuid};
+        let groups: Vec<libc::gid_t> = nix::unistd::getgroups()?
+            .into_iter()
+            .map(Gid::as_raw)
+            .collect();
+        set_thread_groups(&user.groups)?;
+        let old = FsIdentity {
+            gid: setfsgid(Gid::from_raw(user.gid)),
+            uid: setfsuid(Uid::from_raw(user.uid)),
+            groups,
+        };
+        // setfsuid reports the old id whether or not it changed anything: an invalid id asks
+        // for the current one without changing it.
+        let now = setfsuid(Uid::from_raw(u32::MAX));
+        if now.as_raw() != user.uid {
+            drop(old);
+            return Err(io::Error::other(format!(
+                "cannot take the file system identity of {}",
+                user.name
+            )));
+        }
+        Ok(old)
+    }
+}
+
+impl Drop for FsIdentity {
+    fn drop(&mut self) {
+        nix::unistd::setfsuid(self.uid);
+        nix::unistd::setfsgid(self.gid);
+        if set_thread_groups(&self.groups).is_err() {
+            // A thread left with another user's groups would later write as root with them;
+            // this cannot fail for root, and if it does the runner must not go on.
+            std::process::abort();
+        }
+    }
+}
+
+/// Sets the calling thread's supplementary groups, and no other thread's.
+fn set_thread_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: the pointer and length describe a live slice of gid_t, which the kernel only reads;
+    // the raw system call changes the calling thread's credentials alone.
+    let done = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Makes a child started with std's `Command` start with every signal at its default, whatever
+/// this process inherited ignored (see [`posix_spawn`]'s note).
+pub(crate) fn default_signals(command: &mut Command) {
+    let last = libc::SIGRTMAX();
+    // SAFETY: the closure runs in the child between fork and exec: `signal` is async-signal-safe
+    // (it is `sigaction`), and nothing is allocated. Setting SIGKILL or SIGSTOP fails harmlessly.
+    unsafe {
+        command.pre_exec(move || {
+            for signal in 1..=last {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
 }
 
 /// Makes the child take `user`'s groups, group and user id before it runs (the caller is root).

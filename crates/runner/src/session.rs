@@ -160,8 +160,6 @@ impl Session {
                 ] {
                     env.insert(name.to_owned(), value.clone());
                 }
-                // It writes its state report in the runtime folder.
-                platform::give_to(&spec.scripts, user)?;
                 user_env = env;
                 &user_env
             }
@@ -239,11 +237,12 @@ impl Session {
         // the newline), which cost more than a trivial command.
         self.batches += 1;
         let id = format!("batch-{}", self.batches);
-        let path = self.spec.scripts.join(format!("{id}.sh"));
-        crate::record::write_private(&path, batch_script(commands))?;
-        if let Some(user) = &self.spec.user {
-            platform::give_to(&path, user)?;
-        }
+        crate::runtime::write(
+            &self.spec.scripts,
+            self.spec.user.as_ref(),
+            &format!("{id}.sh"),
+            batch_script(commands).as_bytes(),
+        )?;
         request.push_str(&format!("b {id} {} {last_exit}\n", u8::from(succeeding)));
         self.control.write_all(request.as_bytes())
     }
@@ -259,11 +258,12 @@ impl Session {
         if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
             if !update.is_empty() {
-                let path = self.spec.scripts.join("update");
-                crate::record::write_private(&path, update)?;
-                if let Some(user) = &self.spec.user {
-                    platform::give_to(&path, user)?;
-                }
+                crate::runtime::write(
+                    &self.spec.scripts,
+                    self.spec.user.as_ref(),
+                    "update",
+                    update.as_bytes(),
+                )?;
                 request.push_str(&format!("u - {} {last_exit}\n", u8::from(succeeding)));
                 self.update_sent = true;
             }
@@ -335,13 +335,14 @@ impl Session {
         Ok(Reply::Done(code, reported, report.at))
     }
 
-    /// The state a persistent driver left in `exit-state` when a command ended it (`exit`, or
-    /// the SIGTERM of a timeout or a stop), if its EXIT trap got to write it. The file is
-    /// removed: it holds values in clear.
-    pub(crate) fn take_exit_state(scripts: &Path) -> Option<SessionState> {
-        let path = scripts.join("exit-state");
-        let report = std::fs::read(&path).ok()?;
-        let _ = std::fs::remove_file(&path);
+    /// The state a persistent driver of `user` left in `exit-state` in `scripts` when a command
+    /// ended it (`exit`, or the SIGTERM of a timeout or a stop), if its EXIT trap got to write
+    /// it. The file is removed: it holds values in clear.
+    pub(crate) fn take_exit_state(
+        scripts: &Path,
+        user: Option<&platform::RunAs>,
+    ) -> Option<SessionState> {
+        let report = crate::runtime::take(scripts, user, "exit-state").ok()??;
         let mut state = state::parse_report(&report).ok()?;
         state
             .variables
@@ -352,13 +353,11 @@ impl Session {
     /// The state a compat command wrote, if it got to (a command that ended with `exit` did not).
     /// The file is removed: it holds secrets in clear.
     fn take_state_file(&mut self) -> io::Result<Option<SessionState>> {
-        let path = self.spec.scripts.join("state");
-        let report = match std::fs::read(&path) {
-            Ok(report) => report,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(report) =
+            crate::runtime::take(&self.spec.scripts, self.spec.user.as_ref(), "state")?
+        else {
+            return Ok(None);
         };
-        std::fs::remove_file(&path)?;
         state::parse_report(&report)
             .map(Some)
             .map_err(io::Error::other)
@@ -375,13 +374,6 @@ impl Session {
         } = self;
         drop(control);
         (child, status)
-    }
-
-    /// Removes the files that may hold values in clear.
-    pub(crate) fn scrub(scripts: &Path) {
-        let _ = std::fs::remove_file(scripts.join("update"));
-        let _ = std::fs::remove_file(scripts.join("state"));
-        let _ = std::fs::remove_file(scripts.join("exit-state"));
     }
 }
 
@@ -406,25 +398,6 @@ pub(crate) fn resolve_shell(program: &str, path: Option<&str>) -> String {
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .map_or_else(|| program.to_owned(), |p| p.display().to_string())
-}
-
-/// A private directory in memory for a build's scripts and state files: under
-/// `$XDG_RUNTIME_DIR`, else `/dev/shm`. `None` when neither can be used.
-pub(crate) fn runtime_dir(uuid: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let bases = [
-        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
-        Some(PathBuf::from("/dev/shm")),
-    ];
-    bases
-        .into_iter()
-        .flatten()
-        .filter(|b| b.is_dir())
-        .find_map(|base| {
-            let dir = base.join(format!("buildspec-{uuid}"));
-            std::fs::DirBuilder::new().mode(0o700).create(&dir).ok()?;
-            Some(dir)
-        })
 }
 
 /// A command of a list sent to a persistent driver.
@@ -478,16 +451,14 @@ fn batch_script(commands: &[Listed<'_>]) -> String {
     out
 }
 
-/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild); blank
-/// lines follow so that the command stands on its own buildspec line (`line`), and shell errors
-/// (`buildspec.yml: 14: ...: foo: not found`) name that line. In compat the last line reports the
-/// state to the file `state`. The record's copy is written with `line` 1, without the blanks.
-pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
+/// A command's script. Line 1 sets `-a` (every assignment is exported, as on CodeBuild), and the
+/// command starts on line 2 ([`SCRIPT_FIRST_LINE`]): the runner adds the command's buildspec line
+/// to the line numbers of shell errors (`buildspec.yml: 2: foo: not found`) as they pass
+/// ([`ErrorLines`]), so that the script stays as long as its command, whatever the line. In compat
+/// the last line reports the state to the file `state`.
+pub(crate) fn script(text: &str, kind: SessionKind) -> String {
     let mut out = String::with_capacity(text.len() + 128);
     out.push_str("set -a\n");
-    for _ in 2..line.max(2) {
-        out.push('\n');
-    }
     out.push_str(text);
     if !text.ends_with('\n') {
         out.push('\n');
@@ -496,6 +467,49 @@ pub(crate) fn script(text: &str, line: u32, kind: SessionKind) -> String {
         out.push_str("__bs_s=$?; { export -p; printf 'cwd=%s\\n' \"$PWD\"; } >\"$__bs_dir/state\"; exit $__bs_s\n");
     }
     out
+}
+
+/// The line of a compat script on which its command starts.
+pub(crate) const SCRIPT_FIRST_LINE: u32 = 2;
+
+/// Renumbers the shell's error lines for a compat command's script (`<name>: N: ...` from dash,
+/// `<name>: line N: ...` from bash, `<name>` being the buildspec's file name, the script's `$0`)
+/// so that they name the buildspec's line: line [`SCRIPT_FIRST_LINE`] of the script is the
+/// command's own line.
+#[derive(Debug, Clone)]
+pub(crate) struct ErrorLines {
+    prefix: Vec<u8>,
+}
+
+impl ErrorLines {
+    pub(crate) fn new(name: &str) -> ErrorLines {
+        ErrorLines {
+            prefix: format!("{name}: ").into_bytes(),
+        }
+    }
+
+    /// The line with its number renumbered for a command on buildspec line `at`; `None` when it
+    /// is not an error line of the script (and is passed on as it is).
+    pub(crate) fn renumber(&self, line: &[u8], at: u32) -> Option<Vec<u8>> {
+        let rest = line.strip_prefix(self.prefix.as_slice())?;
+        let (word, rest) = match rest.strip_prefix(b"line ") {
+            Some(rest) => (&b"line "[..], rest),
+            None => (&b""[..], rest),
+        };
+        let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+        let tail = &rest[digits..];
+        if digits == 0 || !tail.starts_with(b":") {
+            return None;
+        }
+        let n: u32 = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+        let renumbered = n.checked_sub(SCRIPT_FIRST_LINE)?.checked_add(at)?;
+        let mut out = Vec::with_capacity(line.len() + 8);
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(word);
+        out.extend_from_slice(renumbered.to_string().as_bytes());
+        out.extend_from_slice(tail);
+        Some(out)
+    }
 }
 
 #[cfg(test)]
@@ -519,16 +533,53 @@ mod tests {
     }
 
     #[test]
-    fn the_command_stands_on_its_buildspec_line() {
-        let s = script("echo hi", 7, SessionKind::Compat);
+    fn a_script_is_as_long_as_its_command() {
+        let s = script("echo hi", SessionKind::Compat);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(lines[0], "set -a");
-        assert_eq!(lines[6], "echo hi");
+        assert_eq!(lines[SCRIPT_FIRST_LINE as usize - 1], "echo hi");
         assert_eq!(
-            lines[7],
+            lines[2],
             "__bs_s=$?; { export -p; printf 'cwd=%s\\n' \"$PWD\"; } >\"$__bs_dir/state\"; exit $__bs_s"
         );
-        let early = script("echo hi", 1, SessionKind::Persistent);
-        assert_eq!(early, "set -a\necho hi\n");
+        assert_eq!(
+            script("echo hi", SessionKind::Persistent),
+            "set -a\necho hi\n"
+        );
+    }
+
+    #[test]
+    fn shell_errors_are_renumbered_to_the_buildspec_line() {
+        let lines = ErrorLines::new("buildspec.yml");
+        for (line, at, want) in [
+            // dash, bash, and an error on the command's third line.
+            (
+                "buildspec.yml: 2: foo: not found",
+                14,
+                Some("buildspec.yml: 14: foo: not found"),
+            ),
+            (
+                "buildspec.yml: line 2: foo: command not found",
+                14,
+                Some("buildspec.yml: line 14: foo: command not found"),
+            ),
+            (
+                "buildspec.yml: 4: Syntax error: EOF",
+                9,
+                Some("buildspec.yml: 11: Syntax error: EOF"),
+            ),
+            // Not a shell error of the script: left as it is.
+            ("buildspec.yml: 1: set -a failed?", 14, None),
+            ("other.sh: 2: foo: not found", 14, None),
+            ("buildspec.yml: x2: foo", 14, None),
+            ("buildspec.yml: 2", 14, None),
+            ("buildspec.yml: 99999999999999999999: big", 14, None),
+        ] {
+            assert_eq!(
+                lines.renumber(line.as_bytes(), at).as_deref(),
+                want.map(str::as_bytes),
+                "{line}"
+            );
+        }
     }
 }

@@ -10,9 +10,8 @@ use jiff::Timestamp;
 use nix::sys::signal::Signal;
 
 use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump, exit, signal_name};
-use crate::events::{Context, Event, Phase, Status};
+use crate::events::{Event, Phase, Status};
 use crate::platform;
-use crate::session::Session;
 
 impl Build<'_> {
     /// SIGTERM to the build's process group, SIGKILL after the grace period.
@@ -57,11 +56,7 @@ impl Build<'_> {
 
     /// Removes the runtime files: the state report and update hold values in clear.
     pub(super) fn remove_runtime_files(&self) {
-        if self.scripts.starts_with(&self.dir) {
-            Session::scrub(&self.scripts);
-        } else {
-            let _ = std::fs::remove_dir_all(&self.scripts);
-        }
+        self.runtime.remove();
     }
 
     /// Ends every process of the build, captures the exported variables, and completes the record.
@@ -166,13 +161,7 @@ impl Build<'_> {
                 .iter()
                 .any(|p| p.status == Status::Stopped);
         if stopped_late {
-            let context = Context {
-                status_code: "BUILD_STOPPED".to_owned(),
-                message: format!(
-                    "Build stopped by {}",
-                    signal_name(self.stopped.unwrap_or(15))
-                ),
-            };
+            let context = super::stopped_context(self.stopped.unwrap_or(15));
             self.end_phase(Phase::Finalizing, Status::Stopped, Some(context), true);
         } else {
             self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);

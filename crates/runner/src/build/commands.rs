@@ -51,6 +51,9 @@ impl Build<'_> {
             return;
         }
         spec.user = wanted.clone();
+        // Each user's phases have a runtime folder of their own: nothing a phase can write is
+        // run by a phase of another user.
+        spec.scripts = self.runtime.dir(wanted.as_ref());
         // HOME, USER and LOGNAME follow the user: its own in its phases, the runner's after.
         for (name, own) in [("HOME", 0), ("USER", 1), ("LOGNAME", 2)] {
             let value = match &wanted {
@@ -324,7 +327,10 @@ impl Build<'_> {
     /// A command that ended the persistent driver (`exit`, or the SIGTERM of a timeout or a stop)
     /// left the state the driver had then: the build goes on from it.
     pub(super) fn recover_state(&mut self) {
-        if let Some(mut state) = Session::take_exit_state(&self.scripts) {
+        let Some(spec) = &self.spec else {
+            return;
+        };
+        if let Some(mut state) = Session::take_exit_state(&spec.scripts, spec.user.as_ref()) {
             if state.cwd.is_empty() {
                 state.cwd.clone_from(&self.state.cwd);
             }
@@ -480,6 +486,7 @@ impl Build<'_> {
             Some(session) => session.send(id, self.succeeding, self.last_exit, &self.state),
             None => Err(io::Error::other("no session")),
         };
+        self.command_line = Some(line);
         if let Err(e) = sent {
             self.message(&format!("cannot send the command to the shell: {e}"));
             return Err(Status::Fault);
@@ -487,6 +494,7 @@ impl Build<'_> {
         let code = match self.wait_for_reply() {
             Ok(code) => code,
             Err(status) => {
+                self.command_line = None;
                 self.emit(&Event::CommandFinished {
                     phase,
                     command: text,
@@ -498,6 +506,7 @@ impl Build<'_> {
         };
         self.drain_output();
         self.pass_output(&[], true);
+        self.command_line = None;
         self.last_exit = code;
         self.reap_now_and_then();
         self.emit(&Event::CommandFinished {

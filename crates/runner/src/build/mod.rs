@@ -20,8 +20,9 @@ use crate::mask::{MaskedStream, Masker};
 use crate::output::LineBuffer;
 use crate::platform;
 use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
+use crate::runtime::Runtime;
 use crate::secrets::Providers;
-use crate::session::{Session, SessionKind, SessionSpec};
+use crate::session::{ErrorLines, Session, SessionKind, SessionSpec};
 use crate::state::SessionState;
 use crate::stop::Stop;
 
@@ -192,7 +193,11 @@ struct Build<'r> {
     reporter: &'r mut dyn Reporter,
     state_dir: StateDir,
     dir: PathBuf,
-    scripts: PathBuf,
+    runtime: Runtime,
+    /// How the shell's error lines of a compat script are renumbered to the buildspec's lines.
+    error_lines: Option<ErrorLines>,
+    /// The buildspec line of the compat command running, whose error lines are renumbered.
+    command_line: Option<u32>,
     log: BufWriter<LogFile>,
     log_path: PathBuf,
     record: BuildRecord,
@@ -241,14 +246,12 @@ struct Build<'r> {
     recorded: bool,
 }
 
-/// Removes a directory when dropped, unless it was taken out first.
-struct RemoveOnDrop(Option<PathBuf>);
+/// Removes a build's runtime folders when dropped (forgotten once the build has started).
+struct RemoveOnDrop<'a>(&'a Runtime);
 
-impl Drop for RemoveOnDrop {
+impl Drop for RemoveOnDrop<'_> {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.0.remove();
     }
 }
 
@@ -275,17 +278,14 @@ impl<'r> Build<'r> {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let number = state_dir.next_number(&project)?;
         let dir = state_dir.build_dir(&uuid);
-        // The scripts the shell runs, and the state files that pass values between commands,
-        // live in memory when the machine allows: creating a file on a journaled disk costs more
-        // than running a trivial command, and the state files hold secrets in clear.
-        let scripts = crate::session::runtime_dir(&uuid).unwrap_or_else(|| dir.join("scripts"));
-        crate::record::create_private_dir(&scripts).map_err(|source| RunError::Io {
-            path: scripts.display().to_string(),
+        // The scripts the shell runs, and the state files that pass values between commands.
+        let runtime = Runtime::create(&uuid, &dir).map_err(|source| RunError::Io {
+            path: format!("the runtime folder of build {uuid}"),
             source,
         })?;
         // A build that cannot start (a full disk, an unwritable state directory) leaves no
         // folder in memory behind it.
-        let mut unstarted = RemoveOnDrop(Some(scripts.clone()));
+        let unstarted = RemoveOnDrop(&runtime);
         crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
             path: dir.display().to_string(),
             source,
@@ -325,6 +325,7 @@ impl<'r> Build<'r> {
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
             placement: None,
         };
+        std::mem::forget(unstarted);
         let build = Build {
             options,
             stop,
@@ -333,7 +334,9 @@ impl<'r> Build<'r> {
             reporter,
             state_dir,
             dir,
-            scripts,
+            runtime,
+            error_lines: None,
+            command_line: None,
             log: BufWriter::with_capacity(64 * 1024, LogFile::new(log)),
             log_path,
             record,
@@ -369,7 +372,6 @@ impl<'r> Build<'r> {
             unsaved: false,
             recorded: false,
         };
-        unstarted.0 = None;
         Ok(build)
     }
 
@@ -724,13 +726,7 @@ impl<'r> Build<'r> {
                         status_code: "BUILD_TIMED_OUT".to_owned(),
                         message: "Build has timed out. ".to_owned(),
                     },
-                    Status::Stopped => Context {
-                        status_code: "BUILD_STOPPED".to_owned(),
-                        message: format!(
-                            "Build stopped by {}",
-                            signal_name(self.stopped.unwrap_or(15))
-                        ),
-                    },
+                    Status::Stopped => stopped_context(self.stopped.unwrap_or(15)),
                     _ => Context {
                         status_code: "CLIENT_ERROR".to_owned(),
                         message: "the shell session could not run the command".to_owned(),
@@ -808,6 +804,14 @@ impl<'r> Build<'r> {
             }
         }
         Status::Succeeded
+    }
+}
+
+/// The context of a phase that a stop request ended.
+fn stopped_context(signal: i32) -> Context {
+    Context {
+        status_code: "BUILD_STOPPED".to_owned(),
+        message: format!("Build stopped by {}", signal_name(signal)),
     }
 }
 

@@ -289,13 +289,24 @@ impl Build<'_> {
                 }
             }
         }
+        // Each run-as user's phases get a runtime folder of their own.
+        let users: Vec<&platform::RunAs> = self.users.values().collect();
+        if let Err(e) = self.runtime.add_users(&self.record.uuid, &users) {
+            self.fail_download(
+                "CLIENT_ERROR",
+                &format!("cannot make the runtime folders of the run-as users: {e}"),
+            );
+            return Ok(false);
+        }
         self.record.session = kind.as_str().to_owned();
-        // Every compat command's script is written now, so that running a command costs no
-        // file writes (a persistent session gets each list as one script when it runs). The
-        // record keeps them all in one file, without the blank lines that put each command on
-        // its buildspec line: they would make the file grow with the square of the buildspec.
+        // Every compat command's script is written now, into the runtime folder of its phase's
+        // user, so that running a command costs no file writes (a persistent session gets each
+        // list as one script when it runs). The record keeps them all in one file.
         let mut record_scripts = String::new();
+        let mut written = 0usize;
         for phase in &plan.phases {
+            let user = phase.run_as.as_deref().and_then(|n| self.users.get(n));
+            let dir = self.runtime.dir(user);
             for (finally, list) in [(false, &phase.commands), (true, &phase.finally)] {
                 for (index, command) in list.iter().enumerate() {
                     let id = script_id(phase.name, finally, index);
@@ -304,12 +315,28 @@ impl Build<'_> {
                         "#### {id}.sh (buildspec line {})",
                         command.line
                     );
-                    record_scripts.push_str(&crate::session::script(&command.text, 1, kind));
+                    let text = crate::session::script(&command.text, kind);
+                    record_scripts.push_str(&text);
                     if kind == SessionKind::Persistent {
                         continue;
                     }
-                    let text = crate::session::script(&command.text, command.line, kind);
-                    if let Err(e) = std::fs::write(self.scripts.join(format!("{id}.sh")), text) {
+                    // A buildspec of many thousands of commands takes a while to write out: a
+                    // stop request is not kept waiting for it.
+                    written += 1;
+                    if written.is_multiple_of(1024)
+                        && let Some(signal) = self.stop.take()
+                    {
+                        self.stopped = Some(signal);
+                        self.end_phase(
+                            Phase::DownloadSource,
+                            Status::Stopped,
+                            Some(super::stopped_context(signal)),
+                            true,
+                        );
+                        return Ok(false);
+                    }
+                    let name = format!("{id}.sh");
+                    if let Err(e) = crate::runtime::write(&dir, user, &name, text.as_bytes()) {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Fault,
@@ -317,7 +344,7 @@ impl Build<'_> {
                                 status_code: "CLIENT_ERROR".to_owned(),
                                 message: format!(
                                     "cannot write the command scripts in {}: {e}",
-                                    self.scripts.display()
+                                    dir.display()
                                 ),
                             }),
                             true,
@@ -339,7 +366,7 @@ impl Build<'_> {
             ),
             kind,
             stateless: !plan.session_state,
-            scripts: self.scripts.clone(),
+            scripts: self.runtime.dir(None),
             name: self.options.buildspec.file_name().map_or_else(
                 || "buildspec".to_owned(),
                 |n| n.to_string_lossy().into_owned(),
@@ -347,6 +374,12 @@ impl Build<'_> {
             user: None,
             token: token.clone(),
         });
+        if kind == SessionKind::Compat {
+            self.error_lines = self
+                .spec
+                .as_ref()
+                .map(|spec| crate::session::ErrorLines::new(&spec.name));
+        }
         if kind == SessionKind::Persistent {
             self.marker = Some(
                 memchr::memmem::Finder::new(format!("\x1ebs:{token}:").as_bytes()).into_owned(),

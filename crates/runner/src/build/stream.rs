@@ -129,16 +129,17 @@ impl Build<'_> {
             &mut self.stream,
             &mut self.lines,
         );
+        let renumber = self.error_lines.as_ref().zip(self.command_line);
         let now = Timestamp::now();
-        let mut to_lines = |bytes: &[u8]| {
-            lines.feed(bytes, &mut |line| {
-                output_line(log, reporter, tail, now, line)
-            });
+        let mut out = |line: &[u8]| match renumber.and_then(|(e, at)| e.renumber(line, at)) {
+            Some(renumbered) => output_line(log, reporter, tail, now, &renumbered),
+            None => output_line(log, reporter, tail, now, line),
         };
+        let mut to_lines = |bytes: &[u8]| lines.feed(bytes, &mut out);
         stream.feed(masker, bytes, &mut to_lines);
         if end {
             stream.flush(masker, &mut to_lines);
-            lines.flush(&mut |line| output_line(log, reporter, tail, now, line));
+            lines.flush(&mut out);
         }
     }
 

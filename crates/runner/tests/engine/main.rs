@@ -11,6 +11,7 @@ mod run_as;
 mod s3;
 mod secrets;
 mod sessions;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -8,18 +8,26 @@ use runner::events::Status::*;
 use crate::Fixture;
 
 /// A user and a group made for the test, removed when it ends.
-struct TestUser {
-    name: String,
-    group: String,
+pub(crate) struct TestUser {
+    pub(crate) name: String,
+    pub(crate) group: String,
 }
 
+/// `useradd` and `userdel` lock the user database: tests that run side by side take turns.
+static USER_DATABASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl TestUser {
-    fn create() -> TestUser {
+    pub(crate) fn create() -> TestUser {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let id = std::process::id();
         let user = TestUser {
-            name: format!("bstest{id}"),
-            group: format!("bstestg{id}"),
+            name: format!("bst{id}u{n}"),
+            group: format!("bst{id}g{n}"),
         };
+        let _turn = USER_DATABASE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let ok = |c: &mut Command| c.status().expect("runs").success();
         assert!(ok(Command::new("groupadd").arg(&user.group)), "groupadd");
         assert!(
@@ -35,34 +43,71 @@ impl TestUser {
         );
         user
     }
+
+    /// The user's id.
+    pub(crate) fn uid(&self) -> u32 {
+        let out = Command::new("id")
+            .args(["-u", &self.name])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a uid")
+    }
 }
 
 impl Drop for TestUser {
     fn drop(&mut self) {
+        let _turn = USER_DATABASE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = Command::new("userdel").arg(&self.name).status();
         let _ = Command::new("groupdel").arg(&self.group).status();
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout == b"0\n")
 }
 
+/// Whether a test that switches users can run: only as root, which CI is.
+pub(crate) fn can_switch_users() -> bool {
+    if is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI runs as root and must run the tests that switch users"
+    );
+    eprintln!("skipped: switching users needs root (CI runs this test as root)");
+    false
+}
+
+/// A fixture whose source a `run-as` user can reach and write.
+pub(crate) fn open_fixture(yaml: &str) -> Fixture {
+    let mut fixture = Fixture::new(yaml);
+    fixture
+        .options
+        .layers
+        .inherited
+        .push(("HOME".into(), "/root".into()));
+    for dir in [fixture.source().parent().expect("root"), fixture.source()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    }
+    fixture
+}
+
 #[test]
 fn run_as_switches_user_per_phase() {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs as root and must run this test"
-        );
-        eprintln!("skipped: switching users needs root (CI runs this test as root)");
+    if !can_switch_users() {
         return;
     }
     let user = TestUser::create();
-    let mut fixture = Fixture::new(&format!(
+    let fixture = open_fixture(&format!(
         "\
 version: 0.2
 phases:
@@ -84,15 +129,6 @@ phases:
 ",
         name = user.name
     ));
-    fixture
-        .options
-        .layers
-        .inherited
-        .push(("HOME".into(), "/root".into()));
-    // The user must be able to reach the source directory.
-    for dir in [fixture.source().parent().expect("root"), fixture.source()] {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-    }
     let ran = fixture.run();
     ran.expect(Succeeded);
     assert_eq!(ran.said("install as "), ["root"]);

@@ -1,0 +1,185 @@
+//! A build cannot reach past what it was given: each test performs an attack for real, with a
+//! `run-as` user made for it, real files and real processes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use runner::events::Status::*;
+
+use crate::run_as::{TestUser, can_switch_users, open_fixture};
+use crate::{Fixture, Ran};
+
+/// Runs the build on a thread of its own, and fails the test if it has not ended in time: an
+/// attack that makes the runner wait forever must fail the test, not hang it.
+fn run_within(fixture: Fixture, limit: Duration) -> Ran {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(fixture.run());
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("the build did not end within {limit:?}"))
+}
+
+/// A file only root may write, which an attack tries to change.
+fn root_file(dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, "original\n").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    path
+}
+
+#[test]
+fn a_run_as_phase_cannot_replace_what_a_later_root_phase_runs() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    let probe = tempfile::tempdir().expect("tempdir");
+    let pwned = probe.path().join("pwned");
+    // Every runtime folder the user can find: the scripts of later phases replaced, a file
+    // planted in each folder it can write.
+    let fixture = open_fixture(&format!(
+        r#"version: 0.2
+phases:
+  build:
+    run-as: {user}
+    commands:
+      - |
+        for f in /dev/shm/buildspec-*/post_build-*.sh /dev/shm/buildspec-*/*/post_build-*.sh \
+                 /tmp/buildspec-*/post_build-*.sh /tmp/buildspec-*/*/post_build-*.sh; do
+          rm -f "$f" 2>/dev/null; echo 'id > {pwned}' > "$f" 2>/dev/null
+        done
+        for d in /dev/shm/buildspec-* /dev/shm/buildspec-*/* /tmp/buildspec-* /tmp/buildspec-*/*; do
+          [ -d "$d" ] && touch "$d/planted" 2>/dev/null && echo "planted in $d"
+        done
+        true
+  post_build:
+    commands:
+      - echo post_build as $(id -un)
+"#,
+        user = user.name,
+        pwned = pwned.display()
+    ));
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert!(
+        !pwned.exists(),
+        "a root phase ran what the run-as phase wrote"
+    );
+    assert_eq!(ran.said("post_build as "), ["root"]);
+    // The user may write only in its own folder.
+    let own = format!("/{}", user.uid());
+    for dir in ran.said("planted in ") {
+        assert!(dir.ends_with(&own), "the run-as user wrote in {dir}");
+    }
+}
+
+#[test]
+fn the_runner_writes_a_run_as_users_files_as_that_user() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    let probe = tempfile::tempdir().expect("tempdir");
+    let target = root_file(probe.path(), "target");
+    std::fs::set_permissions(probe.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    // The next command needs an update script, which the runner writes where the link points.
+    let fixture = open_fixture(&format!(
+        r#"version: 0.2
+phases:
+  build:
+    run-as: {user}
+    commands:
+      - ln -sf {target} "$__bs_dir/update"; CHANGED=1
+      - echo after $CHANGED
+"#,
+        user = user.name,
+        target = target.display()
+    ));
+    let ran = fixture.run();
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "original\n",
+        "the runner wrote through the link"
+    );
+    assert_ne!(ran.record.status, Succeeded);
+}
+
+#[test]
+fn a_state_report_that_is_not_a_file_is_refused_without_waiting() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    // A FIFO in place of the state report: reading it would wait for a writer forever.
+    let fixture = open_fixture(&format!(
+        r#"version: 0.2
+phases:
+  build:
+    run-as: {user}
+    commands:
+      - mkfifo "$__bs_dir/state"; exit 0
+      - echo not reached
+"#,
+        user = user.name
+    ));
+    let ran = run_within(fixture, Duration::from_secs(60));
+    assert_eq!(ran.record.status, Fault, "{}", ran.events.log);
+    assert!(ran.said("not reached").is_empty());
+    ran.logged("is refused: it is not a regular file");
+}
+
+/// A buildspec of `n` trivial commands in `build`, then `last` in `post_build`.
+fn many_commands(n: usize, last: &str) -> String {
+    let mut yaml = String::from("version: 0.2\nphases:\n  build:\n    commands:\n");
+    for i in 0..n {
+        yaml.push_str(&format!("      - X{}=1\n", i % 7));
+    }
+    yaml.push_str(&format!("  post_build:\n    commands:\n      - {last}\n"));
+    yaml
+}
+
+#[test]
+fn runtime_files_grow_with_the_buildspec_not_its_square() {
+    let n = 4000;
+    let yaml = many_commands(n, "echo runtime $(cat \"$__bs_dir\"/*.sh | wc -c)");
+    let ran = Fixture::new(&yaml).run();
+    ran.expect(Succeeded);
+    let bytes: usize = ran.said("runtime ")[0].trim().parse().expect("a size");
+    // Each script is its command and two short lines; with a blank line per buildspec line
+    // before its command, they would take n * n / 2 bytes (8 MB here).
+    assert!(
+        bytes < yaml.len() + n * 160,
+        "{bytes} bytes of scripts for {n} commands"
+    );
+}
+
+#[test]
+fn a_stop_request_is_not_kept_waiting_by_a_long_buildspec() {
+    let fixture = Fixture::new(&many_commands(30_000, "echo done"));
+    let (read, write) = std::io::pipe().expect("pipe");
+    let mut stop = runner::Stop::none();
+    stop.add(read.into(), 15).expect("stop");
+    // The request is there before the build starts: it must end while the scripts are written.
+    std::io::Write::write_all(&mut &write, b"x").expect("request");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut events = crate::Collected::default();
+        let started = std::time::Instant::now();
+        let outcome = runner::run(&fixture.options, &mut events, &stop).expect("recorded");
+        let _ = tx.send((outcome, started.elapsed()));
+    });
+    let (outcome, took) = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the build ends");
+    assert_eq!(outcome.record.status, Stopped);
+    assert_eq!(outcome.exit_code, 143);
+    let download = &outcome.record.phases[0];
+    assert_eq!(download.status, Stopped);
+    assert_eq!(download.contexts[0].status_code, "BUILD_STOPPED");
+    // Reading a buildspec this long takes a moment in a debug build; writing its scripts out
+    // (30,000 files) must not be waited for.
+    assert!(took < Duration::from_secs(20), "stopped after {took:?}");
+}
