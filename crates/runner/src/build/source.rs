@@ -388,6 +388,13 @@ impl Build<'_> {
         self.plan = Some(plan);
         // A build whose record cannot be written starts nothing, not even a cache restore.
         self.record_started()?;
+        // The cache is restored as the first phase's user, who will use what it restores: its
+        // key is evaluated and its files written as that user.
+        let first = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.phase(PhaseName::Install).run_as.clone());
+        self.use_user(first.as_deref());
         self.restore_cache();
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         Ok(true)

@@ -301,8 +301,11 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// Evaluates `artifacts.name` or `cache.key` the way the build's shell would, with the
-    /// build's variables and working directory.
+    /// Evaluates `artifacts.name` or `cache.key` the way the build's shell would: as the user
+    /// of the phase the build is at (the last that ran; the first, for the cache's restore),
+    /// with the build's variables and working directory. The expression is the buildspec's and
+    /// the variables are what the build's commands left (a `PATH` of theirs included): run as
+    /// the runner, a root runner would run what a `run-as` build put on its `PATH`.
     pub(super) fn evaluate(&mut self, expr: &str) -> Result<String, String> {
         let plan_shell = self.plan.as_ref().map(|p| p.shell);
         let program = plan_shell.map_or("sh", |s| s.program());
@@ -311,7 +314,8 @@ impl Build<'_> {
         } else {
             self.state.cwd.clone()
         };
-        let mut child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .arg("-c")
             .arg(r#"eval "printf '%s' \"$1\"""#)
             .arg("buildspec")
@@ -321,7 +325,12 @@ impl Build<'_> {
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::piped());
+        platform::default_signals(&mut command);
+        if let Some(user) = self.spec.as_ref().and_then(|s| s.user.as_ref()) {
+            platform::switch_user(&mut command, user);
+        }
+        let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {program} to evaluate `{expr}`: {e}"))?;
         let mut value = Vec::new();

@@ -183,3 +183,44 @@ fn a_stop_request_is_not_kept_waiting_by_a_long_buildspec() {
     // (30,000 files) must not be waited for.
     assert!(took < Duration::from_secs(20), "stopped after {took:?}");
 }
+
+#[test]
+fn names_and_cache_keys_are_evaluated_as_the_builds_user() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    // The build puts its own `date` first on PATH; `name` and `cache.key` call it.
+    let fixture = open_fixture(&format!(
+        r#"version: 0.2
+run-as: {user}
+phases:
+  install:
+    commands:
+      - mkdir -p bin && printf '#!/bin/sh\nid -un >> "$CODEBUILD_SRC_DIR/ran-as"\necho 2026\n' > bin/date
+      - chmod +x bin/date && echo built > out.txt
+      - export PATH="$CODEBUILD_SRC_DIR/bin:$PATH"
+artifacts:
+  name: app-$(date +%Y)
+  files: [out.txt]
+cache:
+  key: deps-$(date)
+  paths: [bin/**/*]
+"#,
+        user = user.name
+    ));
+    // A key evaluated before the build's first command: its PATH is not the build's yet, so
+    // the restore evaluates the real `date` (as the user), the save the build's.
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    ran.logged("as app-2026");
+    let ran_as =
+        std::fs::read_to_string(fixture.source().join("ran-as")).expect("the fake date ran");
+    let users: Vec<&str> = ran_as.lines().collect();
+    assert!(!users.is_empty());
+    assert!(
+        users.iter().all(|u| *u == user.name),
+        "evaluated as {users:?}, not only as {}",
+        user.name
+    );
+}
