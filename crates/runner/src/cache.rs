@@ -93,6 +93,8 @@ pub struct Save<'a> {
     pub absolute: Option<&'a Collection>,
     /// The build that saves them.
     pub build: &'a str,
+    /// Whose permissions the files are read with.
+    pub reader: artifacts::ReadAs<'a>,
 }
 
 /// How a save ended.
@@ -233,12 +235,17 @@ impl Cache {
             relative,
             absolute,
             build,
+            reader,
         } = *save;
         fs::create_dir_all(staged).map_err(io_error("create", staged))?;
         let mut files: Vec<FileRecord> = Vec::new();
         for (part, collection) in [("src", relative), ("root", absolute)] {
             if let Some(c) = collection {
-                files.extend(artifacts::to_folder(&c.entries, &staged.join(part))?);
+                files.extend(artifacts::to_folder(
+                    &c.entries,
+                    &staged.join(part),
+                    reader,
+                )?);
             }
         }
         let meta = Meta {

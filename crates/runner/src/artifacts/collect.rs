@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
+use super::ReadAs;
 use super::pattern::{self, Excludes, FilePattern};
 
 /// What to collect, with variables already expanded.
@@ -55,6 +56,9 @@ pub enum CollectError {
     /// An `exclude-paths` entry is not a valid glob.
     #[error("invalid exclude-paths entry {0}")]
     BadExclude(String),
+    /// The files cannot be read as the build's user.
+    #[error("{0}")]
+    Identity(String),
 }
 
 /// A set that could not be collected, with what collecting it logged up to then (CodeBuild logs
@@ -74,7 +78,20 @@ const WARNINGS_SHOWN: usize = 20;
 /// Collects a set's files from `source_dir` (`CODEBUILD_SRC_DIR`), never from the current
 /// directory. Entries that match nothing are logged and skipped; only a set that matches nothing
 /// at all is an error. Nothing outside the base directory is taken, through `..` or a symlink.
-pub fn collect(source_dir: &Path, rules: &Rules) -> Result<Collection, Failed> {
+/// The walk is `reader`'s: a directory that user cannot list, or a link that leads where it
+/// cannot go, yields nothing.
+pub fn collect(source_dir: &Path, rules: &Rules, reader: ReadAs<'_>) -> Result<Collection, Failed> {
+    reader
+        .run(|| collect_files(source_dir, rules))
+        .unwrap_or_else(|e| {
+            Err(Failed {
+                error: CollectError::Identity(e.to_string()),
+                messages: Vec::new(),
+            })
+        })
+}
+
+fn collect_files(source_dir: &Path, rules: &Rules) -> Result<Collection, Failed> {
     let mut out = Collection::default();
     let shown_base = rules.base_directory.as_deref().unwrap_or(".");
     out.messages.extend([

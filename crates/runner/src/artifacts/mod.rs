@@ -26,3 +26,23 @@ pub fn folder_name(text: &str, fallback: &str) -> String {
 }
 
 pub use write::{FileRecord, WriteError, replace, to_folder, to_zip};
+
+/// Whose permissions the files of a set are read with: the build's user, for a root runner
+/// whose phases run as another user (`run-as`), so that a set can take nothing that user could
+/// not read, whatever links the build made; the runner's own otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadAs<'a> {
+    user: Option<&'a crate::platform::RunAs>,
+}
+
+impl<'a> ReadAs<'a> {
+    /// Files read as `user` (`None`: as the runner).
+    pub(crate) fn user(user: Option<&'a crate::platform::RunAs>) -> ReadAs<'a> {
+        ReadAs { user }
+    }
+
+    /// Runs `f` as the reader.
+    pub(crate) fn run<T>(self, f: impl FnOnce() -> T) -> std::io::Result<T> {
+        crate::platform::as_user(self.user, f)
+    }
+}

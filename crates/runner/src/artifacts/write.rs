@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::ReadAs;
 use super::collect::Entry;
 
 /// One file of a written set, as the record lists it.
@@ -99,8 +100,24 @@ fn workers(files: usize) -> usize {
     (cores * 2).clamp(1, 8).min(files.max(1))
 }
 
-/// Copies the entries into `dest` (which must not exist yet), keeping the executable bits.
-pub fn to_folder(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, WriteError> {
+/// Opens a file of a set as `reader`.
+fn open_source(entry: &Entry, reader: ReadAs<'_>) -> io::Result<File> {
+    reader.run(|| File::open(&entry.source))?
+}
+
+/// A copy's permission bits: the source's, without set-user-id, set-group-id or sticky bits (a
+/// root runner's copy of a build's set-user-id file would run as root).
+fn copy_mode(meta: &fs::Metadata) -> u32 {
+    meta.permissions().mode() & 0o777
+}
+
+/// Copies the entries into `dest` (which must not exist yet), keeping the permission bits. Each
+/// file is opened as `reader`.
+pub fn to_folder(
+    entries: &[Entry],
+    dest: &Path,
+    reader: ReadAs<'_>,
+) -> Result<Vec<FileRecord>, WriteError> {
     fs::create_dir_all(dest).map_err(failed("create", dest))?;
     // Directories first, once each, so that the copies need no checks.
     let mut last_parent: Option<&str> = None;
@@ -126,7 +143,7 @@ pub fn to_folder(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, Writ
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(entry) = entries.get(i) else { break };
-                        match copy_one(entry, dest, &mut buf) {
+                        match copy_one(entry, dest, reader, &mut buf) {
                             Ok(record) => mine.push((i, record)),
                             Err(e) => {
                                 stop.store(true, Ordering::Relaxed);
@@ -150,17 +167,19 @@ pub fn to_folder(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, Writ
     Ok(records.into_iter().map(|(_, r)| r).collect())
 }
 
-fn copy_one(entry: &Entry, dest: &Path, buf: &mut [u8]) -> Result<FileRecord, WriteError> {
+fn copy_one(
+    entry: &Entry,
+    dest: &Path,
+    reader: ReadAs<'_>,
+    buf: &mut [u8],
+) -> Result<FileRecord, WriteError> {
     let to = dest.join(&entry.path);
     if let Some(target) = &entry.link {
         std::os::unix::fs::symlink(target, &to).map_err(failed("create", &to))?;
         return Ok(link_record(entry, target));
     }
-    let mut from = File::open(&entry.source).map_err(failed("read", &entry.source))?;
-    let mode = from
-        .metadata()
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(0o644);
+    let mut from = open_source(entry, reader).map_err(failed("read", &entry.source))?;
+    let mode = from.metadata().map(|m| copy_mode(&m)).unwrap_or(0o600);
     let mut out = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -252,12 +271,12 @@ impl Deflater {
     }
 
     /// Compresses a small file in memory (a worker's part).
-    fn prepare(&mut self, entry: &Entry) -> Prepared {
+    fn prepare(&mut self, entry: &Entry, reader: ReadAs<'_>) -> Prepared {
         if entry.link.is_some() {
             return Prepared::Writer;
         }
         let read = |e| Prepared::Failed(failed("read", &entry.source)(e));
-        let mut from = match File::open(&entry.source) {
+        let mut from = match open_source(entry, reader) {
             Ok(f) => f,
             Err(e) => return read(e),
         };
@@ -296,7 +315,7 @@ impl Deflater {
         }
         Prepared::Done(Compressed {
             crc: crc32fast::hash(&self.buf),
-            mode: meta.permissions().mode(),
+            mode: copy_mode(&meta),
             modified: modified(&meta),
             record: FileRecord {
                 path: entry.path.clone(),
@@ -309,13 +328,29 @@ impl Deflater {
     }
 }
 
+/// The regular file type, in a zip entry's Unix mode.
+const REGULAR: u32 = 0o100_000;
+
 /// Writes the entries into one zip at `dest`, deflated at `zip -r`'s default level (6),
 /// symlinks stored as links, in the entries' order. Workers compress small files side by side
 /// while one writer appends them in order; large files stream through the writer. Memory stays
-/// bounded whatever the files' sizes and number.
-pub fn to_zip(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, WriteError> {
+/// bounded whatever the files' sizes and number. Each file is opened as `reader`. The zip is no
+/// more readable than what it holds: private (0600), unless every file in it may be read by
+/// anyone (0644).
+pub fn to_zip(
+    entries: &[Entry],
+    dest: &Path,
+    reader: ReadAs<'_>,
+) -> Result<Vec<FileRecord>, WriteError> {
     use std::sync::Condvar;
-    let file = File::create(dest).map_err(failed("create", dest))?;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(failed("create", dest))?;
+    let public = AtomicBool::new(true);
     let mut zip = rawzip::ZipArchiveWriter::new(io::BufWriter::with_capacity(CHUNK, file));
     let handoff = Mutex::new(Handoff::default());
     let changed = Condvar::new();
@@ -343,19 +378,29 @@ pub fn to_zip(entries: &[Entry], dest: &Path) -> Result<Vec<FileRecord>, WriteEr
                             break;
                         }
                     }
-                    let prepared = deflater.prepare(entry);
+                    let prepared = deflater.prepare(entry, reader);
+                    match &prepared {
+                        Prepared::Done(file) if file.mode & 0o004 == 0 => {
+                            public.store(false, Ordering::Relaxed);
+                        }
+                        _ => {}
+                    }
                     lock().ready.insert(i, prepared);
                     changed.notify_all();
                 }
             });
         }
-        let written = write_in_order(&mut zip, entries, dest, &lock, &changed);
+        let written = write_in_order(&mut zip, entries, dest, reader, &public, &lock, &changed);
         // Whatever happened, the workers must not wait for a writer that is gone.
         lock().stop = true;
         changed.notify_all();
         let records = written?;
         let mut out = zip.finish().map_err(zip_failed(dest))?;
         out.flush().map_err(failed("write", dest))?;
+        if public.load(Ordering::Relaxed) {
+            fs::set_permissions(dest, fs::Permissions::from_mode(0o644))
+                .map_err(failed("write", dest))?;
+        }
         Ok(records)
     })
 }
@@ -365,6 +410,8 @@ fn write_in_order<'h, W: Write>(
     zip: &mut rawzip::ZipArchiveWriter<W>,
     entries: &[Entry],
     dest: &Path,
+    reader: ReadAs<'_>,
+    public: &AtomicBool,
     lock: &dyn Fn() -> std::sync::MutexGuard<'h, Handoff>,
     changed: &std::sync::Condvar,
 ) -> Result<Vec<FileRecord>, WriteError> {
@@ -388,7 +435,7 @@ fn write_in_order<'h, W: Write>(
                 let mut builder = zip
                     .new_file(entry.path.as_str())
                     .compression_method(rawzip::CompressionMethod::DEFLATE)
-                    .unix_permissions(file.mode);
+                    .unix_permissions(REGULAR | file.mode);
                 if let Some(time) = file.modified {
                     builder = builder.last_modified(time);
                 }
@@ -404,7 +451,7 @@ fn write_in_order<'h, W: Write>(
                     .map_err(zip_failed(dest))?;
                 file.record
             }
-            Prepared::Writer => stream_entry(zip, entry, dest, &mut buf)?,
+            Prepared::Writer => stream_entry(zip, entry, dest, reader, public, &mut buf)?,
         };
         records.push(record);
         lock().written = i + 1;
@@ -418,6 +465,8 @@ fn stream_entry<W: Write>(
     zip: &mut rawzip::ZipArchiveWriter<W>,
     entry: &Entry,
     dest: &Path,
+    reader: ReadAs<'_>,
+    public: &AtomicBool,
     buf: &mut [u8],
 ) -> Result<FileRecord, WriteError> {
     if let Some(target) = &entry.link {
@@ -436,12 +485,16 @@ fn stream_entry<W: Write>(
         writer.finish(descriptor).map_err(zip_failed(dest))?;
         return Ok(link_record(entry, target));
     }
-    let mut from = File::open(&entry.source).map_err(failed("read", &entry.source))?;
+    let mut from = open_source(entry, reader).map_err(failed("read", &entry.source))?;
     let meta = from.metadata().map_err(failed("read", &entry.source))?;
+    let mode = copy_mode(&meta);
+    if mode & 0o004 == 0 {
+        public.store(false, Ordering::Relaxed);
+    }
     let mut builder = zip
         .new_file(entry.path.as_str())
         .compression_method(rawzip::CompressionMethod::DEFLATE)
-        .unix_permissions(meta.permissions().mode());
+        .unix_permissions(REGULAR | mode);
     if let Some(time) = modified(&meta) {
         builder = builder.last_modified(time);
     }

@@ -124,6 +124,9 @@ impl Build<'_> {
             .map(|p| self.expand(&p.value))
             .partition(|p| p.starts_with('/'));
         let source = PathBuf::from(&self.record.source);
+        // Saved as the last phase's user: the cache takes nothing that user could not read.
+        let user = self.current_user();
+        let reader = artifacts::ReadAs::user(user.as_ref());
         let mut collections = [None, None];
         for (slot, (files, base)) in collections
             .iter_mut()
@@ -137,7 +140,7 @@ impl Build<'_> {
                 base_directory: base,
                 ..Rules::default()
             };
-            match artifacts::collect(&source, &rules) {
+            match artifacts::collect(&source, &rules, reader) {
                 Ok(c) => *slot = Some(c),
                 Err(failed) if failed.error == CollectError::NoMatch => {}
                 Err(failed) => self.message(&format!("warning: cache: {failed}")),
@@ -155,6 +158,7 @@ impl Build<'_> {
             relative: relative.as_ref(),
             absolute: absolute.as_ref(),
             build: &self.record.id,
+            reader,
         };
         match cache.save(&save) {
             Ok(Saved::Saved(n)) => self.message(&format!("Saved {n} file(s) to the cache")),

@@ -94,10 +94,12 @@ impl Build<'_> {
             group_folder(name),
             self.record.uuid
         ));
+        let user = self.current_user();
+        let reader = artifacts::ReadAs::user(user.as_ref());
         let copied = std::fs::create_dir_all(root)
             .map_err(|e| format!("cannot create {}: {e}", root.display()))
             .and_then(|()| {
-                artifacts::to_folder(&collection.entries, &staged)
+                artifacts::to_folder(&collection.entries, &staged, reader)
                     .and_then(|files| artifacts::replace(&staged, &dest).map(|()| files))
                     .map_err(|e| e.to_string())
             });

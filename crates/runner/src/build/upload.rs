@@ -173,10 +173,12 @@ impl Build<'_> {
                 .unwrap_or_default(),
             self.record.uuid
         ));
+        let user = self.current_user();
+        let reader = artifacts::ReadAs::user(user.as_ref());
         let written = if zip {
-            artifacts::to_zip(&collection.entries, &staged)
+            artifacts::to_zip(&collection.entries, &staged, reader)
         } else {
-            artifacts::to_folder(&collection.entries, &staged)
+            artifacts::to_folder(&collection.entries, &staged, reader)
         }
         .and_then(|files| artifacts::replace(&staged, &dest).map(|()| files));
         let files = match written {
@@ -204,14 +206,22 @@ impl Build<'_> {
         Ok(())
     }
 
-    /// Collects files from the source directory, logging what collecting them logged (also when
-    /// it then fails, as CodeBuild does).
+    /// The user of the phase the build is at (the last that ran), whose permissions what the
+    /// build leaves is collected with; `None` for the runner's own.
+    pub(super) fn current_user(&self) -> Option<platform::RunAs> {
+        self.spec.as_ref().and_then(|s| s.user.clone())
+    }
+
+    /// Collects files from the source directory as the build's user, logging what collecting
+    /// them logged (also when it then fails, as CodeBuild does).
     pub(super) fn collect(
         &mut self,
         rules: &Rules,
     ) -> Result<artifacts::Collection, artifacts::CollectError> {
         let source = PathBuf::from(&self.record.source);
-        let (result, messages) = match artifacts::collect(&source, rules) {
+        let user = self.current_user();
+        let reader = artifacts::ReadAs::user(user.as_ref());
+        let (result, messages) = match artifacts::collect(&source, rules, reader) {
             Ok(mut collection) => {
                 let messages = std::mem::take(&mut collection.messages);
                 (Ok(collection), messages)

@@ -224,3 +224,100 @@ cache:
         user.name
     );
 }
+
+#[test]
+fn artifacts_take_nothing_the_builds_user_cannot_read() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    for packaging in [
+        runner::build::Packaging::None,
+        runner::build::Packaging::Zip,
+    ] {
+        let mut fixture = open_fixture(&format!(
+            r#"version: 0.2
+run-as: {user}
+phases:
+  build:
+    commands:
+      - ln -s /etc dist
+artifacts:
+  base-directory: dist
+  files: [shadow, hostname]
+"#,
+            user = user.name
+        ));
+        fixture.options.packaging = packaging;
+        let ran = fixture.run();
+        // /etc/shadow is root's: the set cannot be written, and nothing of it is kept.
+        ran.expect(Failed);
+        let upload = ran.phase(runner::Phase::UploadArtifacts);
+        let message = &upload.contexts[0].message;
+        assert!(
+            message.contains("shadow") && message.contains("Permission denied"),
+            "{message}"
+        );
+        assert!(ran.record.artifacts.is_empty());
+        let written = ran.record_path.parent().expect("dir").join("artifacts");
+        let found: Vec<_> = walk(&written);
+        assert!(found.is_empty(), "{packaging:?}: left {found:?}");
+    }
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                todo.push(entry.path());
+            } else {
+                out.push(entry.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn artifacts_are_no_more_readable_than_their_sources() {
+    let fixture = |files: &str| {
+        let mut f = Fixture::new(&format!(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - echo s > private && chmod 600 private\n      - echo p > public && chmod 644 public\n      - echo x > tool && chmod 4755 tool\nartifacts:\n  files: [{files}]\n"
+        ));
+        f.options.packaging = runner::build::Packaging::Zip;
+        f
+    };
+    let mode = |ran: &Ran| {
+        let zip = Path::new(&ran.record.artifacts[0].location);
+        std::fs::metadata(zip).expect("zip").permissions().mode() & 0o777
+    };
+    let private = fixture("public, private");
+    let ran = private.run();
+    ran.expect(Succeeded);
+    assert_eq!(mode(&ran), 0o600, "a zip with a private file");
+    let public = fixture("public, tool");
+    let ran = public.run();
+    ran.expect(Succeeded);
+    assert_eq!(mode(&ran), 0o644, "a zip of files anyone may read");
+    // No set-user-id bit survives into the zip, nor into a folder.
+    let zip = std::path::PathBuf::from(&ran.record.artifacts[0].location);
+    let listing = std::process::Command::new("zipinfo")
+        .arg(&zip)
+        .output()
+        .expect("zipinfo");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let tool = listing
+        .lines()
+        .find(|l| l.ends_with(" tool"))
+        .expect("tool listed");
+    assert!(tool.starts_with("-rwxr-xr-x"), "{tool}");
+    let mut folder = fixture("tool");
+    folder.options.packaging = runner::build::Packaging::None;
+    let ran = folder.run();
+    let copy = Path::new(&ran.record.artifacts[0].location).join("tool");
+    let bits = std::fs::metadata(copy).expect("copy").permissions().mode() & 0o7777;
+    assert_eq!(bits, 0o755);
+}
