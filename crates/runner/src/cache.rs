@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::artifacts::pattern::{self, FilePattern};
 use crate::artifacts::{self, Collection, FileRecord};
+use crate::platform;
 
 /// What a cache entry says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,6 +82,189 @@ pub struct Cache {
     dir: PathBuf,
 }
 
+/// What a restore may write: the build's `cache.paths`, relative ones under the source and
+/// absolute ones from `/`.
+#[derive(Debug, Default)]
+pub struct Wanted {
+    relative: Vec<FilePattern>,
+    absolute: Vec<FilePattern>,
+}
+
+impl Wanted {
+    /// From `cache.paths` with their variables expanded; a path that cannot be used (one that
+    /// climbs above the source, a bad glob) is left out, with a warning.
+    pub fn new(paths: &[String]) -> (Wanted, Vec<String>) {
+        let mut wanted = Wanted::default();
+        let mut warnings = Vec::new();
+        for path in paths {
+            let (list, base) = if path.starts_with('/') {
+                (&mut wanted.absolute, Path::new("/"))
+            } else {
+                (&mut wanted.relative, Path::new(""))
+            };
+            let compiled = pattern::inside(base, path)
+                .ok_or_else(|| "it leaves the source directory".to_owned())
+                .and_then(|relative| FilePattern::new(&relative));
+            match compiled {
+                Ok(p) => list.push(p),
+                Err(why) => {
+                    warnings.push(format!("warning: cache path {path} is not restored: {why}"))
+                }
+            }
+        }
+        (wanted, warnings)
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Files (and links) restored.
+    pub files: usize,
+    /// Files of the entry not restored, with why: the first few.
+    pub skipped: Vec<String>,
+    /// How many were skipped in all.
+    pub skipped_count: usize,
+}
+
+/// Skipped files named one by one, beyond which they are counted.
+const SKIPS_SHOWN: usize = 20;
+
+impl Restored {
+    fn skip(&mut self, path: &str, why: &str) {
+        self.skipped_count += 1;
+        if self.skipped.len() < SKIPS_SHOWN {
+            // A name in the entry is anyone's text: no control character reaches the log.
+            let path: String = path
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            self.skipped.push(format!("{path}: {why}"));
+        }
+    }
+}
+
+/// Where a restore writes: a directory opened without following links, and the last parent
+/// directory made in it (files come sorted, so the next file is usually beside the last).
+struct Place<'a> {
+    base: platform::NoFollowDir,
+    parent: Option<(String, platform::NoFollowDir)>,
+    writer: artifacts::Identity<'a>,
+}
+
+/// A file that claims this many bytes more than it occupies is not restored: writing it out
+/// would take them all (a sparse file of a terabyte is a few blocks in the entry).
+const SPARSE_SLACK: u64 = 1024 * 1024;
+
+impl Place<'_> {
+    /// Opens (as the writer) the parent directory of `relative`, made if missing, never
+    /// through a link; returns its last component.
+    fn parent_of<'r>(&mut self, relative: &'r str) -> Result<&'r str, String> {
+        let (dir, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        if self.parent.as_ref().is_none_or(|(d, _)| d != dir) {
+            let opened = self.writer.run(|| {
+                let mut at: Option<platform::NoFollowDir> = None;
+                for component in dir.split('/').filter(|c| !c.is_empty()) {
+                    let next = at
+                        .as_ref()
+                        .unwrap_or(&self.base)
+                        .child(std::ffi::OsStr::new(component))?;
+                    at = Some(next);
+                }
+                Ok::<_, io::Error>(at)
+            });
+            let opened = match opened {
+                Ok(Ok(Some(dir))) => dir,
+                Ok(Ok(None)) => return Err("it has no directory to be restored in".to_owned()),
+                Ok(Err(e)) | Err(e) => return Err(why_not(&e)),
+            };
+            self.parent = Some((dir.to_owned(), opened));
+        }
+        Ok(name)
+    }
+
+    fn dir(&self) -> &platform::NoFollowDir {
+        self.parent.as_ref().map_or(&self.base, |(_, d)| d)
+    }
+
+    /// Restores a regular file of the entry: read as the runner (the cache is its), written as
+    /// the writer.
+    fn copy(&mut self, from: &Path, relative: &str) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let mut input = File::open(from).map_err(|e| e.to_string())?;
+        let meta = input.metadata().map_err(|e| e.to_string())?;
+        if meta.len()
+            > meta
+                .blocks()
+                .saturating_mul(512)
+                .saturating_add(SPARSE_SLACK)
+        {
+            return Err(format!(
+                "it claims {} bytes and holds {}",
+                meta.len(),
+                meta.blocks() * 512
+            ));
+        }
+        let name = if relative.contains('/') {
+            self.parent_of(relative)?
+        } else {
+            self.parent = None;
+            relative
+        };
+        // Without its set-user-id, set-group-id and sticky bits.
+        let mode = meta.mode() & 0o777;
+        let written = self.writer.run(|| {
+            let mut output = self.dir().create_file(std::ffi::OsStr::new(name), mode)?;
+            io::copy(&mut input, &mut output)
+        });
+        match written {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) | Err(e) => Err(why_not(&e)),
+        }
+    }
+
+    /// Restores a link of the entry, when it is relative and, read from where it stands, stays
+    /// inside `within` (the source, or the literal start of its absolute cache path).
+    fn link(&mut self, from: &Path, relative: &str, within: &str) -> Result<(), String> {
+        let target = fs::read_link(from).map_err(|e| e.to_string())?;
+        let text = target.to_str().ok_or("its target is not UTF-8")?;
+        let parent = relative.rsplit_once('/').map_or("", |(d, _)| d);
+        let lands = (!text.starts_with('/'))
+            .then(|| pattern::normalize(&format!("{parent}/{text}")))
+            .flatten();
+        let inside = lands.is_some_and(|l| {
+            within.is_empty() || l == within || l.starts_with(&format!("{within}/"))
+        });
+        if !inside {
+            return Err(format!("it is a link to {text}, outside what is restored"));
+        }
+        let name = if relative.contains('/') {
+            self.parent_of(relative)?
+        } else {
+            self.parent = None;
+            relative
+        };
+        let made = self
+            .writer
+            .run(|| self.dir().symlink(&target, std::ffi::OsStr::new(name)));
+        match made {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) | Err(e) => Err(why_not(&e)),
+        }
+    }
+}
+
+/// Why a file could not be written, in words.
+fn why_not(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+            "a directory on its way is a link, or not a directory".to_owned()
+        }
+        Some(libc::EISDIR) => "a directory stands in its place".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
 /// What to save, and how.
 #[derive(Debug, Clone, Copy)]
 pub struct Save<'a> {
@@ -94,7 +279,7 @@ pub struct Save<'a> {
     /// The build that saves them.
     pub build: &'a str,
     /// Whose permissions the files are read with.
-    pub reader: artifacts::ReadAs<'a>,
+    pub reader: artifacts::Identity<'a>,
 }
 
 /// How a save ended.
@@ -136,8 +321,9 @@ impl Cache {
         Ok(file)
     }
 
+    /// An entry's `meta.json`: read as untrusted input (a regular file, of bounded size).
     fn meta(entry: &Path) -> Option<Meta> {
-        let text = fs::read(entry.join("meta.json")).ok()?;
+        let text = crate::record::read_regular(&entry.join("meta.json"), 64 * 1024).ok()??;
         serde_json::from_slice(&text).ok()
     }
 
@@ -161,40 +347,85 @@ impl Cache {
         })
     }
 
-    /// Copies an entry's files back: those of `src/` under `source`, those of `root/` to their
-    /// absolute paths. Files that exist are replaced. Returns how many files were restored.
-    pub fn restore(&self, key: &str, source: &Path) -> Result<usize, CacheError> {
+    /// Copies an entry's files back, as `writer`: those of `src/` under `source`, those of
+    /// `root/` to their absolute paths, each only when `wanted` names it. Files that exist are
+    /// replaced.
+    ///
+    /// An entry is untrusted input: a cache may be shared by builds of different trust (a pull
+    /// request's among them), and its folder may be changed by hand. A file is restored only
+    /// where the build's own `cache.paths` says, never through a link (one the entry holds, one
+    /// in the source, or one on an absolute path), never above the source for a relative path;
+    /// a link is restored only when it is relative and stays inside what it is restored in;
+    /// anything else (a device, a FIFO, a file that claims far more bytes than it holds) is
+    /// skipped, and each skip is said.
+    pub fn restore(
+        &self,
+        key: &str,
+        source: &Path,
+        wanted: &Wanted,
+        writer: artifacts::Identity<'_>,
+    ) -> Result<Restored, CacheError> {
         let _shared = self.lock(false)?;
         let entry = self.entry(key);
-        let mut restored = 0;
-        for (part, into) in [("src", source), ("root", Path::new("/"))] {
+        let mut restored = Restored::default();
+        for (part, into, patterns) in [
+            ("src", source, &wanted.relative),
+            ("root", Path::new("/"), &wanted.absolute),
+        ] {
             let from = entry.join(part);
-            if !from.is_dir() {
+            if !fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
                 continue;
             }
-            for file in walkdir::WalkDir::new(&from).min_depth(1) {
-                let file = file.map_err(|e| CacheError::Io {
-                    action: "read",
-                    path: from.display().to_string(),
-                    source: e.into(),
-                })?;
-                let Ok(relative) = file.path().strip_prefix(&from) else {
+            let base = writer
+                .run(|| platform::NoFollowDir::open(into))
+                .and_then(|opened| opened)
+                .map_err(io_error("open", into))?;
+            let mut place = Place {
+                base,
+                parent: None,
+                writer,
+            };
+            for file in walkdir::WalkDir::new(&from)
+                .min_depth(1)
+                .sort_by_file_name()
+            {
+                let file = match file {
+                    Ok(file) => file,
+                    Err(e) => {
+                        restored.skip(
+                            &e.path().unwrap_or(&from).display().to_string(),
+                            &e.to_string(),
+                        );
+                        continue;
+                    }
+                };
+                if file.file_type().is_dir() {
+                    continue;
+                }
+                let Some(relative) = file.path().strip_prefix(&from).ok().and_then(Path::to_str)
+                else {
+                    restored.skip(&file.path().display().to_string(), "its name is not UTF-8");
                     continue;
                 };
-                let to = into.join(relative);
-                if file.file_type().is_dir() {
-                    fs::create_dir_all(&to).map_err(io_error("create", &to))?;
-                } else if file.path_is_symlink() {
-                    let target =
-                        fs::read_link(file.path()).map_err(io_error("read", file.path()))?;
-                    let _ = fs::remove_file(&to);
-                    std::os::unix::fs::symlink(target, &to).map_err(io_error("create", &to))?;
-                    restored += 1;
+                let shown = if part == "root" {
+                    format!("/{relative}")
                 } else {
-                    // A file in place may be read-only or a link: it goes first.
-                    let _ = fs::remove_file(&to);
-                    fs::copy(file.path(), &to).map_err(io_error("restore", &to))?;
-                    restored += 1;
+                    relative.to_owned()
+                };
+                let Some(pattern) = patterns.iter().find(|p| p.names(relative)) else {
+                    restored.skip(&shown, "cache.paths does not name it");
+                    continue;
+                };
+                let outcome = if file.file_type().is_symlink() {
+                    place.link(file.path(), relative, &pattern.walk_from)
+                } else if file.file_type().is_file() {
+                    place.copy(file.path(), relative)
+                } else {
+                    Err("it is not a file, a directory or a link".to_owned())
+                };
+                match outcome {
+                    Ok(()) => restored.files += 1,
+                    Err(why) => restored.skip(&shown, &why),
                 }
             }
         }

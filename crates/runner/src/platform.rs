@@ -804,3 +804,80 @@ pub(crate) fn switch_user(command: &mut Command, user: &RunAs) {
         });
     }
 }
+
+/// A directory opened without following a link, in which files and directories are made
+/// without following one either: for writing where someone else may have planted links (a
+/// cache restored into a build's source).
+#[derive(Debug)]
+pub(crate) struct NoFollowDir(OwnedFd);
+
+impl NoFollowDir {
+    /// Opens `path` (its own components are followed as given: it is the caller's).
+    pub(crate) fn open(path: &Path) -> io::Result<NoFollowDir> {
+        let fd = nix::fcntl::open(
+            path,
+            OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        Ok(NoFollowDir(fd))
+    }
+
+    /// The directory `name` in this one, made (0755, less the umask) if missing. A link, or
+    /// anything else that is not a directory, is an error (`ELOOP`, `ENOTDIR`).
+    pub(crate) fn child(&self, name: &OsStr) -> io::Result<NoFollowDir> {
+        use nix::sys::stat::Mode;
+        let flags = OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match nix::fcntl::openat(&self.0, name, flags, Mode::empty()) {
+            Err(nix::errno::Errno::ENOENT) => {
+                match nix::sys::stat::mkdirat(&self.0, name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                Ok(NoFollowDir(nix::fcntl::openat(
+                    &self.0,
+                    name,
+                    flags,
+                    Mode::empty(),
+                )?))
+            }
+            opened => Ok(NoFollowDir(opened?)),
+        }
+    }
+
+    /// Takes away what is at `name` (a file or a link, never a directory), so that a new one
+    /// can be made in its place; nothing there is fine.
+    fn clear(&self, name: &OsStr) -> io::Result<()> {
+        use nix::fcntl::AtFlags;
+        match nix::sys::stat::fstatat(&self.0, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Err(nix::errno::Errno::ENOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                Err(io::Error::from_raw_os_error(libc::EISDIR))
+            }
+            Ok(_) => {
+                nix::unistd::unlinkat(&self.0, name, nix::unistd::UnlinkatFlags::NoRemoveDir)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// A new file `name` in this directory, in place of a file or link that was there; never
+    /// through a link.
+    pub(crate) fn create_file(&self, name: &OsStr, mode: u32) -> io::Result<std::fs::File> {
+        self.clear(name)?;
+        let fd = nix::fcntl::openat(
+            &self.0,
+            name,
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(mode & 0o777),
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// A new link `name` to `target`, in place of a file or link that was there.
+    pub(crate) fn symlink(&self, target: &Path, name: &OsStr) -> io::Result<()> {
+        self.clear(name)?;
+        nix::unistd::symlinkat(target, &self.0, name)?;
+        Ok(())
+    }
+}

@@ -17,9 +17,9 @@
 //! could not go, and a report is read only when it is a regular file of bounded size (a FIFO
 //! would block the runner, a huge file fill its memory).
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::fs;
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::platform::{self, RunAs};
@@ -138,37 +138,14 @@ pub(crate) fn write(dir: &Path, user: Option<&RunAs>, name: &str, bytes: &[u8]) 
 /// larger than any report is an error, not something the runner reads.
 pub(crate) fn take(dir: &Path, user: Option<&RunAs>, name: &str) -> io::Result<Option<Vec<u8>>> {
     let path = dir.join(name);
-    let read = platform::as_user(user, || read_report(&path))?;
+    let read = platform::as_user(user, || {
+        crate::record::read_regular(&path, REPORT_LIMIT).map_err(|e| {
+            io::Error::other(format!(
+                "the state report {} is refused: {e}",
+                path.display()
+            ))
+        })
+    })?;
     let _ = fs::remove_file(&path);
     read
-}
-
-fn read_report(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(refused(path, &e.to_string())),
-    };
-    if !file.metadata()?.is_file() {
-        return Err(refused(path, "it is not a regular file"));
-    }
-    let mut report = Vec::new();
-    (&file as &File)
-        .take(REPORT_LIMIT + 1)
-        .read_to_end(&mut report)?;
-    if report.len() as u64 > REPORT_LIMIT {
-        return Err(refused(path, "it is larger than any state report"));
-    }
-    Ok(Some(report))
-}
-
-fn refused(path: &Path, why: &str) -> io::Error {
-    io::Error::other(format!(
-        "the state report {} is refused: {why}",
-        path.display()
-    ))
 }

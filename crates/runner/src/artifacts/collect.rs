@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use super::ReadAs;
+use super::Identity;
 use super::pattern::{self, Excludes, FilePattern};
 
 /// What to collect, with variables already expanded.
@@ -80,7 +80,11 @@ const WARNINGS_SHOWN: usize = 20;
 /// at all is an error. Nothing outside the base directory is taken, through `..` or a symlink.
 /// The walk is `reader`'s: a directory that user cannot list, or a link that leads where it
 /// cannot go, yields nothing.
-pub fn collect(source_dir: &Path, rules: &Rules, reader: ReadAs<'_>) -> Result<Collection, Failed> {
+pub fn collect(
+    source_dir: &Path,
+    rules: &Rules,
+    reader: Identity<'_>,
+) -> Result<Collection, Failed> {
     reader
         .run(|| collect_files(source_dir, rules))
         .unwrap_or_else(|e| {

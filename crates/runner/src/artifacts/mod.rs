@@ -27,21 +27,22 @@ pub fn folder_name(text: &str, fallback: &str) -> String {
 
 pub use write::{FileRecord, WriteError, replace, to_folder, to_zip};
 
-/// Whose permissions the files of a set are read with: the build's user, for a root runner
-/// whose phases run as another user (`run-as`), so that a set can take nothing that user could
-/// not read, whatever links the build made; the runner's own otherwise.
+/// Whose permissions a build's files are read (or, for the cache's restore, written) with: the
+/// build's user, for a root runner whose phases run as another user (`run-as`), so that a set
+/// takes nothing that user could not read, and a restore writes nowhere it could not write,
+/// whatever links are on the way; the runner's own otherwise.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ReadAs<'a> {
+pub struct Identity<'a> {
     user: Option<&'a crate::platform::RunAs>,
 }
 
-impl<'a> ReadAs<'a> {
-    /// Files read as `user` (`None`: as the runner).
-    pub(crate) fn user(user: Option<&'a crate::platform::RunAs>) -> ReadAs<'a> {
-        ReadAs { user }
+impl<'a> Identity<'a> {
+    /// Files read or written as `user` (`None`: as the runner).
+    pub(crate) fn user(user: Option<&'a crate::platform::RunAs>) -> Identity<'a> {
+        Identity { user }
     }
 
-    /// Runs `f` as the reader.
+    /// Runs `f` as this identity.
     pub(crate) fn run<T>(self, f: impl FnOnce() -> T) -> std::io::Result<T> {
         crate::platform::as_user(self.user, f)
     }

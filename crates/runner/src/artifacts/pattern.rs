@@ -136,6 +136,21 @@ impl FilePattern {
             matcher: Some(matcher),
         })
     }
+
+    /// Whether the pattern names the file at `relative` (to its base): as a glob, or as a
+    /// literal path that is the file or a directory above it.
+    pub(crate) fn names(&self, relative: &str) -> bool {
+        match &self.matcher {
+            Some(m) => m.is_match(relative),
+            None => {
+                self.walk_from.is_empty()
+                    || relative == self.walk_from
+                    || relative
+                        .strip_prefix(self.walk_from.as_str())
+                        .is_some_and(|rest| rest.starts_with('/'))
+            }
+        }
+    }
 }
 
 /// `exclude-paths`: a file is left out when a pattern matches it or one of its directories.

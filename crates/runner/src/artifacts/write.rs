@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ReadAs;
+use super::Identity;
 use super::collect::Entry;
 
 /// One file of a written set, as the record lists it.
@@ -101,7 +101,7 @@ fn workers(files: usize) -> usize {
 }
 
 /// Opens a file of a set as `reader`.
-fn open_source(entry: &Entry, reader: ReadAs<'_>) -> io::Result<File> {
+fn open_source(entry: &Entry, reader: Identity<'_>) -> io::Result<File> {
     reader.run(|| File::open(&entry.source))?
 }
 
@@ -116,7 +116,7 @@ fn copy_mode(meta: &fs::Metadata) -> u32 {
 pub fn to_folder(
     entries: &[Entry],
     dest: &Path,
-    reader: ReadAs<'_>,
+    reader: Identity<'_>,
 ) -> Result<Vec<FileRecord>, WriteError> {
     fs::create_dir_all(dest).map_err(failed("create", dest))?;
     // Directories first, once each, so that the copies need no checks.
@@ -170,7 +170,7 @@ pub fn to_folder(
 fn copy_one(
     entry: &Entry,
     dest: &Path,
-    reader: ReadAs<'_>,
+    reader: Identity<'_>,
     buf: &mut [u8],
 ) -> Result<FileRecord, WriteError> {
     let to = dest.join(&entry.path);
@@ -271,7 +271,7 @@ impl Deflater {
     }
 
     /// Compresses a small file in memory (a worker's part).
-    fn prepare(&mut self, entry: &Entry, reader: ReadAs<'_>) -> Prepared {
+    fn prepare(&mut self, entry: &Entry, reader: Identity<'_>) -> Prepared {
         if entry.link.is_some() {
             return Prepared::Writer;
         }
@@ -340,7 +340,7 @@ const REGULAR: u32 = 0o100_000;
 pub fn to_zip(
     entries: &[Entry],
     dest: &Path,
-    reader: ReadAs<'_>,
+    reader: Identity<'_>,
 ) -> Result<Vec<FileRecord>, WriteError> {
     use std::sync::Condvar;
     let file = fs::OpenOptions::new()
@@ -410,7 +410,7 @@ fn write_in_order<'h, W: Write>(
     zip: &mut rawzip::ZipArchiveWriter<W>,
     entries: &[Entry],
     dest: &Path,
-    reader: ReadAs<'_>,
+    reader: Identity<'_>,
     public: &AtomicBool,
     lock: &dyn Fn() -> std::sync::MutexGuard<'h, Handoff>,
     changed: &std::sync::Condvar,
@@ -465,7 +465,7 @@ fn stream_entry<W: Write>(
     zip: &mut rawzip::ZipArchiveWriter<W>,
     entry: &Entry,
     dest: &Path,
-    reader: ReadAs<'_>,
+    reader: Identity<'_>,
     public: &AtomicBool,
     buf: &mut [u8],
 ) -> Result<FileRecord, WriteError> {

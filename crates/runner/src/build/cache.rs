@@ -8,7 +8,7 @@ use buildspec::model::{Cache as CacheSpec, CacheAction};
 
 use super::Build;
 use crate::artifacts::{self, CollectError, Rules};
-use crate::cache::{Cache, Save, Saved};
+use crate::cache::{Cache, Save, Saved, Wanted};
 
 impl Build<'_> {
     fn cache_spec(&self) -> Option<CacheSpec> {
@@ -91,8 +91,35 @@ impl Build<'_> {
             found.key, found.saved, found.build
         ));
         let source = PathBuf::from(&self.record.source);
-        match cache.restore(&found.key, &source) {
-            Ok(n) => self.message(&format!("Restored {n} file(s) from the cache")),
+        let paths: Vec<String> = spec.paths.0.iter().map(|p| self.expand(&p.value)).collect();
+        let (wanted, warnings) = Wanted::new(&paths);
+        for warning in &warnings {
+            self.message(warning);
+        }
+        // Written as the first phase's user (the build is at that user already): the cache
+        // writes nowhere that user could not.
+        let user = self.current_user();
+        let writer = artifacts::Identity::user(user.as_ref());
+        match cache.restore(&found.key, &source, &wanted, writer) {
+            Ok(restored) => {
+                self.message(&format!(
+                    "Restored {} file(s) from the cache",
+                    restored.files
+                ));
+                if restored.skipped_count > 0 {
+                    self.message(&format!(
+                        "warning: {} file(s) of the cache entry were not restored:",
+                        restored.skipped_count
+                    ));
+                    for line in &restored.skipped {
+                        self.message(&format!("warning:   {line}"));
+                    }
+                    let more = restored.skipped_count - restored.skipped.len();
+                    if more > 0 {
+                        self.message(&format!("warning:   and {more} more"));
+                    }
+                }
+            }
             Err(e) => self.message(&format!("warning: the cache could not be restored: {e}")),
         }
     }
@@ -126,7 +153,7 @@ impl Build<'_> {
         let source = PathBuf::from(&self.record.source);
         // Saved as the last phase's user: the cache takes nothing that user could not read.
         let user = self.current_user();
-        let reader = artifacts::ReadAs::user(user.as_ref());
+        let reader = artifacts::Identity::user(user.as_ref());
         let mut collections = [None, None];
         for (slot, (files, base)) in collections
             .iter_mut()

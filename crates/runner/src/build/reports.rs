@@ -95,7 +95,7 @@ impl Build<'_> {
             self.record.uuid
         ));
         let user = self.current_user();
-        let reader = artifacts::ReadAs::user(user.as_ref());
+        let reader = artifacts::Identity::user(user.as_ref());
         let copied = std::fs::create_dir_all(root)
             .map_err(|e| format!("cannot create {}: {e}", root.display()))
             .and_then(|()| {

@@ -174,7 +174,7 @@ impl Build<'_> {
             self.record.uuid
         ));
         let user = self.current_user();
-        let reader = artifacts::ReadAs::user(user.as_ref());
+        let reader = artifacts::Identity::user(user.as_ref());
         let written = if zip {
             artifacts::to_zip(&collection.entries, &staged, reader)
         } else {
@@ -220,7 +220,7 @@ impl Build<'_> {
     ) -> Result<artifacts::Collection, artifacts::CollectError> {
         let source = PathBuf::from(&self.record.source);
         let user = self.current_user();
-        let reader = artifacts::ReadAs::user(user.as_ref());
+        let reader = artifacts::Identity::user(user.as_ref());
         let (result, messages) = match artifacts::collect(&source, rules, reader) {
             Ok(mut collection) => {
                 let messages = std::mem::take(&mut collection.messages);

@@ -12,11 +12,13 @@ use crate::run_as::{TestUser, can_switch_users, open_fixture};
 use crate::{Fixture, Ran};
 
 /// Runs the build on a thread of its own, and fails the test if it has not ended in time: an
-/// attack that makes the runner wait forever must fail the test, not hang it.
-fn run_within(fixture: Fixture, limit: Duration) -> Ran {
+/// attack that makes the runner wait forever must fail the test, not hang it. The fixture comes
+/// back with the outcome, to look at its source.
+fn run_within(fixture: Fixture, limit: Duration) -> (Ran, Fixture) {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(fixture.run());
+        let ran = fixture.run();
+        let _ = tx.send((ran, fixture));
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("the build did not end within {limit:?}"))
@@ -125,7 +127,7 @@ phases:
 "#,
         user = user.name
     ));
-    let ran = run_within(fixture, Duration::from_secs(60));
+    let (ran, _) = run_within(fixture, Duration::from_secs(60));
     assert_eq!(ran.record.status, Fault, "{}", ran.events.log);
     assert!(ran.said("not reached").is_empty());
     ran.logged("is refused: it is not a regular file");
@@ -320,4 +322,153 @@ fn artifacts_are_no_more_readable_than_their_sources() {
     let copy = Path::new(&ran.record.artifacts[0].location).join("tool");
     let bits = std::fs::metadata(copy).expect("copy").permissions().mode() & 0o7777;
     assert_eq!(bits, 0o755);
+}
+
+/// A cache folder with one entry, `deps`, saved by a real build of `paths`.
+fn cache_with_entry(paths: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first = Fixture::new(&format!(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - mkdir -p deps && echo lib > deps/lib.txt\ncache:\n  key: deps\n  paths: [{paths}]\n"
+    ));
+    first.options.cache_dir = Some(dir.path().to_path_buf());
+    first
+        .run()
+        .expect(Succeeded)
+        .logged("Saved 1 file(s) to the cache");
+    let entry = dir.path().join("entries").join("deps");
+    assert!(entry.join("src/deps/lib.txt").is_file());
+    (dir, entry)
+}
+
+/// A build that restores the entry `deps` of `cache`, `before` running in its source first;
+/// the fixture is returned to keep its source.
+fn restoring(cache: &Path, paths: &str, before: impl FnOnce(&Path)) -> (Ran, Fixture) {
+    let mut fixture = Fixture::new(&format!(
+        "version: 0.2\nphases:\n  install:\n    commands:\n      - echo restored=$(cat deps/lib.txt)\ncache:\n  key: deps\n  paths: [{paths}]\n"
+    ));
+    fixture.options.cache_dir = Some(cache.to_path_buf());
+    before(fixture.source());
+    // A FIFO in an entry would keep a restore that reads it waiting for ever.
+    run_within(fixture, Duration::from_secs(60))
+}
+
+#[test]
+fn a_tampered_cache_entry_restores_only_what_cache_paths_names() {
+    let (cache, entry) = cache_with_entry("'deps/**/*'");
+    let outside = tempfile::tempdir().expect("tempdir");
+    let planted = outside.path().join("planted");
+    // Files added to the entry: one at an absolute path, one elsewhere in the source, a link
+    // that leads out, and a FIFO.
+    let absolute = entry
+        .join("root")
+        .join(planted.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(absolute.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&absolute, "planted\n").expect("write");
+    std::fs::create_dir_all(entry.join("src/other")).expect("mkdir");
+    std::fs::write(entry.join("src/other/evil"), "evil\n").expect("write");
+    std::os::unix::fs::symlink("../../../../..", entry.join("src/deps/up")).expect("link");
+    std::os::unix::fs::symlink("lib.txt", entry.join("src/deps/same")).expect("link");
+    let fifo = entry.join("src/deps/fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo")
+            .success()
+    );
+    let (ran, fixture) = restoring(cache.path(), "'deps/**/*'", |_| {});
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("restored="), ["lib"]);
+    let source = fixture.source();
+    assert!(
+        !planted.exists(),
+        "restored to an absolute path cache.paths does not name"
+    );
+    assert!(
+        !source.join("other/evil").exists(),
+        "restored outside cache.paths"
+    );
+    assert!(
+        std::fs::symlink_metadata(source.join("deps/up")).is_err(),
+        "a link that leads out"
+    );
+    assert_eq!(
+        std::fs::read_link(source.join("deps/same")).expect("a link inside is kept"),
+        Path::new("lib.txt")
+    );
+    assert!(std::fs::symlink_metadata(source.join("deps/fifo")).is_err());
+    ran.logged("Restored 2 file(s) from the cache")
+        .logged("file(s) of the cache entry were not restored")
+        .logged(&format!(
+            "{}: cache.paths does not name it",
+            planted.display()
+        ))
+        .logged("other/evil: cache.paths does not name it")
+        .logged("deps/up: it is a link to ../../../../.., outside what is restored")
+        .logged("deps/fifo: it is not a file, a directory or a link");
+}
+
+#[test]
+fn a_cache_is_never_restored_through_a_link_in_the_source() {
+    let (cache, _entry) = cache_with_entry("'deps/**/*'");
+    let outside = tempfile::tempdir().expect("tempdir");
+    // The source holds `deps -> elsewhere` (a checkout may): the entry's deps/lib.txt must not
+    // land there.
+    let (ran, _fixture) = restoring(cache.path(), "'deps/**/*'", |source| {
+        std::os::unix::fs::symlink(outside.path(), source.join("deps")).expect("link");
+    });
+    assert!(
+        !outside.path().join("lib.txt").exists(),
+        "the restore wrote through the link"
+    );
+    ran.logged("deps/lib.txt: a directory on its way is a link, or not a directory");
+    // A link in place of the file itself is replaced, not written through.
+    let target = outside.path().join("target");
+    std::fs::write(&target, "original\n").expect("write");
+    let (ran, _fixture) = restoring(cache.path(), "'deps/**/*'", |source| {
+        std::fs::create_dir(source.join("deps")).expect("mkdir");
+        std::os::unix::fs::symlink(&target, source.join("deps/lib.txt")).expect("link");
+    });
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("restored="), ["lib"]);
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "original\n"
+    );
+}
+
+#[test]
+fn a_cache_is_restored_as_the_first_phases_user() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    let (cache, entry) = cache_with_entry("'deps/**/*'");
+    // A tampered entry names an absolute path the user cannot write: it stays untouched.
+    let guarded = tempfile::tempdir().expect("tempdir");
+    let target = root_file(guarded.path(), "guarded");
+    std::fs::set_permissions(guarded.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    let stored = entry
+        .join("root")
+        .join(target.strip_prefix("/").expect("absolute"));
+    std::fs::create_dir_all(stored.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&stored, "tampered\n").expect("write");
+    let mut fixture = open_fixture(&format!(
+        "version: 0.2\nrun-as: {}\nphases:\n  install:\n    commands:\n      - echo restored=$(cat deps/lib.txt)\ncache:\n  key: deps\n  paths: ['deps/**/*', '{}']\n",
+        user.name,
+        target.display()
+    ));
+    fixture.options.cache_dir = Some(cache.path().to_path_buf());
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("restored="), ["lib"]);
+    use std::os::unix::fs::MetadataExt;
+    let restored = std::fs::metadata(fixture.source().join("deps/lib.txt")).expect("restored");
+    assert_eq!(restored.uid(), user.uid(), "restored as the build's user");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "original\n"
+    );
+    ran.logged("guarded: Permission denied");
 }
