@@ -198,7 +198,7 @@ pub(crate) enum PackagingArg {
 }
 
 /// What a build is made of, for `run` and `plan` alike.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct BuildArgs {
     /// The source directory, CODEBUILD_SRC_DIR [default: the current directory].
     #[arg(long, value_name = "DIR")]
@@ -257,6 +257,50 @@ impl BuildArgs {
                 std::env::vars().collect()
             },
         })
+    }
+}
+
+/// Values shorter than this are refused as values to mask: they would hide common text (`e`
+/// in every word), the runner's own lines included, and protect nothing.
+pub(crate) const MASK_MIN_CHARS: usize = 4;
+
+/// A `--mask` value, refused when too short to be a secret.
+pub(crate) fn mask_value(text: &str) -> Result<String, String> {
+    let chars = text.chars().count();
+    if chars < MASK_MIN_CHARS {
+        return Err(format!(
+            "a value to mask must have at least {MASK_MIN_CHARS} characters (this one has {chars}): \
+             a shorter one would be masked inside common words and the runner's own lines; give \
+             the whole secret"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+impl RunOptions {
+    /// Every value to mask: `--mask`'s and the lines of `--mask-file`.
+    pub(crate) fn masks(&self) -> Result<Vec<String>, crate::error::CliError> {
+        let mut all = self.mask.clone();
+        if let Some(path) = &self.mask_file {
+            let text = std::fs::read_to_string(path).map_err(|source| {
+                crate::error::CliError::ReadFile {
+                    what: "the values to mask",
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim_end_matches('\r');
+                if line.is_empty() {
+                    continue;
+                }
+                let value = mask_value(line).map_err(|why| {
+                    crate::error::CliError::Usage(format!("{}:{}: {why}", path.display(), n + 1))
+                })?;
+                all.push(value);
+            }
+        }
+        Ok(all)
     }
 }
 
@@ -352,7 +396,7 @@ pub(crate) struct BatchArgs {
 }
 
 /// What one build is run with; `run` and `batch` pass them on to each build.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub(crate) struct RunOptions {
     #[command(flatten)]
     pub(crate) build: BuildArgs,
@@ -381,10 +425,14 @@ pub(crate) struct RunOptions {
     /// for JSON secrets).
     #[arg(long, value_name = "FILE")]
     pub(crate) secrets: Option<PathBuf>,
-    /// A value to replace with *** everywhere the build's output and records are written;
-    /// repeatable.
-    #[arg(long, value_name = "VALUE")]
+    /// A value to replace with *** everywhere the build's output and records are written (at
+    /// least 4 characters); repeatable. On a shared machine, prefer --mask-file: a command
+    /// line can be read by every user.
+    #[arg(long, value_name = "VALUE", value_parser = mask_value)]
     pub(crate) mask: Vec<String>,
+    /// Values to mask, one per line, as --mask takes them.
+    #[arg(long, value_name = "FILE", env = "BUILDSPEC_MASK_FILE")]
+    pub(crate) mask_file: Option<PathBuf>,
     /// Also write the final record (build.json) to FILE, whatever the build's outcome.
     #[arg(long, value_name = "FILE")]
     pub(crate) record_file: Option<PathBuf>,

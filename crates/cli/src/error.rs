@@ -44,6 +44,20 @@ pub(crate) enum CliError {
         #[source]
         source: std::io::Error,
     },
+    /// A file the command line names cannot be read.
+    #[error("cannot read {what} from {path}: {source}")]
+    ReadFile {
+        /// What was read.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command line asks for something that cannot be done as asked.
+    #[error("{0}")]
+    Usage(String),
     /// Signal handlers could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),
@@ -95,6 +109,8 @@ impl CliError {
             | CliError::NoBatch { .. }
             | CliError::Query(_)
             | CliError::UnknownBuild { .. }
+            | CliError::ReadFile { .. }
+            | CliError::Usage(_)
             | CliError::Invalid { .. } => exit_codes::USAGE,
             CliError::State(runner::record::StateError::NotFound(_))
             | CliError::State(runner::record::StateError::Ambiguous { .. })

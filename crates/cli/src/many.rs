@@ -257,6 +257,19 @@ fn run_members(
     fast_fail: bool,
     mut batch: Option<BatchInfo>,
 ) -> Result<u8, CliError> {
+    // The values to mask of a --mask-file are read once, here, and go to each build with the
+    // others.
+    let resolved;
+    let options = if options.mask_file.is_some() {
+        resolved = RunOptions {
+            mask: options.masks()?,
+            mask_file: None,
+            ..options.clone()
+        };
+        &resolved
+    } else {
+        options
+    };
     // Options about one build's own files have no single build to apply to.
     for (given, flag) in [
         (options.record_file.is_some(), "--record-file"),
@@ -1272,12 +1285,17 @@ fn member_invocation(
             .into_iter()
             .map(|a| a.to_string_lossy().into_owned()),
     );
-    let masked = crate::run::mask_args(&mut args, &options.mask);
+    // The batch record never holds a value to mask in clear, nor an AWS credential.
+    let secrets = options.build.layers().map_or_else(
+        |_| options.mask.clone(),
+        |layers| runner::mask::known_secrets(&layers, &options.mask),
+    );
     runner::record::Invocation {
         cwd: cwd.to_owned(),
         args,
-        masked,
+        masked: false,
     }
+    .masked_by(&runner::mask::Masker::new(secrets))
 }
 
 fn duration_arg(d: Duration) -> String {

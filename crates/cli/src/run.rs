@@ -214,7 +214,7 @@ pub(crate) fn run_one(
             args.parameters.as_deref(),
             args.secrets.as_deref(),
         )?,
-        mask: args.mask.clone(),
+        mask: args.masks()?,
         // One build per process: every child of this process is the build's.
         owns_children: true,
         flush_record,
@@ -273,8 +273,9 @@ pub(crate) fn run_one(
     if let Some(path) = &args.record_file {
         let mut json = serde_json::to_vec_pretty(&outcome.record).unwrap_or_default();
         json.push(b'\n');
-        // Written through the path (a pipe, /dev/stdout or a symlink stays what it is).
-        std::fs::write(path, &json).map_err(|source| CliError::WriteFile {
+        // Private, as the record in the state directory is; written through the path (a pipe,
+        // /dev/stdout or a symlink stays what it is).
+        write_private_through(path, &json).map_err(|source| CliError::WriteFile {
             what: "the record",
             path: path.display().to_string(),
             source,
@@ -290,6 +291,19 @@ pub(crate) fn run_one(
         })?;
     }
     Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+}
+
+/// Writes `bytes` to `path`, creating it readable by its owner alone (an existing file keeps
+/// its permissions), through a link or a pipe as they are.
+fn write_private_through(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
 }
 
 /// This process's arguments, as `rerun` needs them: without the per-run plumbing
@@ -328,29 +342,15 @@ fn invocation(
             _ => out.push(arg),
         }
     }
-    let masked = mask_args(&mut out, &args.mask);
+    // The engine masks it (the values to mask, AWS credentials, parameters and secrets) in
+    // every record it writes.
     runner::record::Invocation {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
         args: out,
-        masked,
+        masked: false,
     }
-}
-
-/// Replaces the values to mask wherever they stand in `args`: a record never holds them in
-/// clear, its command line included. True when there was one.
-pub(crate) fn mask_args(args: &mut [String], mask: &[String]) -> bool {
-    let mut masked = false;
-    for arg in args {
-        for value in mask.iter().filter(|v| !v.is_empty()) {
-            if arg.contains(value.as_str()) {
-                *arg = arg.replace(value.as_str(), runner::mask::MASK);
-                masked = true;
-            }
-        }
-    }
-    masked
 }
 
 /// `--artifacts`: a folder, or `s3://bucket/prefix` with the AWS settings of this process's

@@ -72,6 +72,28 @@ impl Finder {
     }
 }
 
+/// The AWS credentials CodeBuild hides in its logs.
+pub const AWS_CREDENTIALS: [&str; 3] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
+/// The values known to be secret before a build reads its buildspec: the `--mask` values, and
+/// the AWS credentials of every layer of its environment (`--env`, `--env-file`, the inherited
+/// one), however they were given. A record, a log or a batch record never holds them in clear,
+/// whatever the moment a build fails.
+pub fn known_secrets(layers: &crate::env::Layers, mask: &[String]) -> Vec<String> {
+    let credentials = layers
+        .overrides
+        .iter()
+        .chain(&layers.env_file)
+        .chain(&layers.inherited)
+        .filter(|(name, _)| AWS_CREDENTIALS.contains(&name.as_str()))
+        .map(|(_, value)| value.clone());
+    mask.iter().cloned().chain(credentials).collect()
+}
+
 impl Masker {
     /// A masker for these values. Empty values (and empty lines of multi-line values) are
     /// ignored: they would match everywhere.

@@ -96,6 +96,28 @@ pub struct Invocation {
     pub masked: bool,
 }
 
+impl Invocation {
+    /// The invocation with every value `masker` hides replaced by `***` in its arguments;
+    /// `masked` says whether one was.
+    pub fn masked_by(&self, masker: &crate::mask::Masker) -> Invocation {
+        let mut masked = self.masked;
+        let args = self
+            .args
+            .iter()
+            .map(|arg| {
+                let shown = masker.text(arg);
+                masked |= shown != arg.as_str();
+                shown.into_owned()
+            })
+            .collect();
+        Invocation {
+            cwd: masker.text(&self.cwd).into_owned(),
+            args,
+            masked,
+        }
+    }
+}
+
 /// Everything known about a build. `build.json` holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BuildRecord {
@@ -155,6 +177,68 @@ pub struct BuildRecord {
     /// Where it ran, when a scheduler ran it (`--executor slurm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+}
+
+impl BuildRecord {
+    /// The record with every value `masker` hides replaced by `***`, in every text it holds
+    /// (a secret may reach an artifact's name, a path, a test's failure message): what the
+    /// state directory, `--record-file` and the queries see.
+    pub fn masked_by(&self, masker: &crate::mask::Masker) -> BuildRecord {
+        let mut record = self.clone();
+        if masker.is_empty() {
+            return record;
+        }
+        let mask = |text: &mut String| {
+            if let std::borrow::Cow::Owned(masked) = masker.text(text) {
+                *text = masked;
+            }
+        };
+        for text in [
+            &mut record.id,
+            &mut record.project,
+            &mut record.buildspec,
+            &mut record.source,
+            &mut record.initiator,
+            &mut record.log_path,
+        ] {
+            mask(text);
+        }
+        record.batch_identifier.iter_mut().for_each(mask);
+        record.log_incomplete.iter_mut().for_each(mask);
+        record.invocation = record.invocation.map(|i| i.masked_by(masker));
+        for phase in &mut record.phases {
+            for context in &mut phase.contexts {
+                mask(&mut context.message);
+            }
+        }
+        for set in &mut record.artifacts {
+            set.name.iter_mut().for_each(mask);
+            mask(&mut set.location);
+            set.uploaded.iter_mut().for_each(mask);
+            for file in &mut set.files {
+                mask(&mut file.path);
+                file.link.iter_mut().for_each(mask);
+            }
+        }
+        for group in &mut record.reports {
+            mask(&mut group.name);
+            group.location.iter_mut().for_each(mask);
+            group.files.iter_mut().for_each(mask);
+            group.error.iter_mut().for_each(mask);
+            if let Some(crate::reports::Summary::Test(t)) = &mut group.summary {
+                for failure in &mut t.failures {
+                    mask(&mut failure.name);
+                    failure.suite.iter_mut().for_each(mask);
+                    failure.message.iter_mut().for_each(mask);
+                    failure.file.iter_mut().for_each(mask);
+                }
+            }
+        }
+        for value in record.exported_variables.values_mut() {
+            mask(value);
+        }
+        record
+    }
 }
 
 /// Where a scheduler ran a build, and how its job ended.

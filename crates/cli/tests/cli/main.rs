@@ -7,6 +7,7 @@ mod plan;
 mod query;
 mod run;
 mod slurm;
+mod trust;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

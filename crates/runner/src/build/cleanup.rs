@@ -197,9 +197,10 @@ impl Build<'_> {
         }
         Ok(BuildOutcome {
             record_path: self.record_path(),
-            record: self.record,
+            // The diagnostics quote the buildspec, which may hold a value to mask.
+            diagnostics: self.masker.text(&self.diagnostics).into_owned(),
+            record: self.record.masked_by(&self.masker),
             exit_code,
-            diagnostics: self.diagnostics,
         })
     }
 

@@ -296,6 +296,9 @@ impl<'r> Build<'r> {
             source,
         })?;
         let now = Timestamp::now();
+        // The values known to be secret before the buildspec is read are masked from the first
+        // word the build writes; those of its parameters and secrets join them once read.
+        let masker = Masker::new(crate::mask::known_secrets(&options.layers, &options.mask));
         let record = BuildRecord {
             id: format!("{project}:{uuid}"),
             uuid: uuid.clone(),
@@ -361,7 +364,7 @@ impl<'r> Build<'r> {
             own_identity: [None, None, None],
             stream: MaskedStream::default(),
             read_buf: vec![0u8; stream::READ_BUF_START],
-            masker: Masker::default(),
+            masker,
             secret_names: Vec::new(),
             tail: VecDeque::new(),
             succeeding: true,
@@ -381,14 +384,21 @@ impl<'r> Build<'r> {
 
     /// Replaces the record; `sync` waits until it is on the disk (the final record).
     fn save(&self, sync: bool) -> Result<(), StateError> {
-        let mut json = serde_json::to_vec_pretty(&self.record).unwrap_or_default();
+        let masked;
+        let record = if self.masker.is_empty() {
+            &self.record
+        } else {
+            masked = self.record.masked_by(&self.masker);
+            &masked
+        };
+        let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
         json.push(b'\n');
         let sync = sync && self.state_dir.flushes();
         match write_atomic(&self.record_path(), &json, sync) {
             // Nor did it fit over the old record's blocks (a record grows as phases end): a
             // compact one may. A record left IN_PROGRESS would say the build never ended.
             Err(e) if e.is_out_of_space() => {
-                let mut compact = serde_json::to_vec(&self.record).unwrap_or_default();
+                let mut compact = serde_json::to_vec(record).unwrap_or_default();
                 compact.push(b'\n');
                 crate::record::overwrite_in_place(&self.record_path(), &compact, sync)
                     .map_err(|_| e)

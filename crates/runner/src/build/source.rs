@@ -52,9 +52,12 @@ impl Build<'_> {
                 return Ok(false);
             }
         };
-        // The copy is written once the values to mask are known; a build that stops before then
-        // keeps its copy as read.
-        let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), &checked.source.text);
+        // The copy is masked with the values known so far (`--mask`, AWS credentials), and again
+        // below once the parameters and secrets are known.
+        let _ = crate::record::write_private(
+            &self.dir.join("buildspec.yml"),
+            self.masker.text(&checked.source.text).as_bytes(),
+        );
         if !checked.diagnostics.is_empty() {
             self.diagnostics = checked.render();
             for d in &checked.diagnostics {
@@ -117,24 +120,8 @@ impl Build<'_> {
                 }
             }
         }
-        // CodeBuild also hides AWS credentials; locally they come from the environment.
-        let credentials: Vec<String> = [
-            "AWS_ACCESS_KEY_ID",
-            "AWS_SECRET_ACCESS_KEY",
-            "AWS_SESSION_TOKEN",
-        ]
-        .iter()
-        .filter_map(|name| {
-            self.options
-                .layers
-                .overrides
-                .iter()
-                .chain(&self.options.layers.env_file)
-                .chain(&self.options.layers.inherited)
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        })
-        .collect();
+        // The `--mask` values and AWS credentials, masked since the build began.
+        let known = crate::mask::known_secrets(&self.options.layers, &self.options.mask);
         // A JSON secret read whole may be taken apart by the build (`jq .password`): its string
         // values are masked one by one too.
         // Short values (an id, `true`) would mask common words: only values of 6 or more
@@ -144,19 +131,18 @@ impl Build<'_> {
             .flat_map(|v| json_strings(v))
             .filter(|s| s.chars().count() >= 6)
             .collect();
-        self.masker = Masker::new(
-            secret_values
-                .values()
-                .chain(self.options.mask.iter())
-                .chain(credentials.iter())
-                .chain(leaves.iter()),
-        );
-        self.secret_names = secret_values.keys().cloned().collect();
-        if !self.masker.is_empty() {
-            // `--mask` values may be written in the buildspec itself.
+        if !secret_values.is_empty() {
+            self.masker = Masker::new(
+                secret_values
+                    .values()
+                    .chain(known.iter())
+                    .chain(leaves.iter()),
+            );
+            // A parameter's value may be written in the buildspec too.
             let masked = self.masker.text(&checked.source.text).into_owned();
             let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), masked);
         }
+        self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
             self.fail_download(
                 "CLIENT_ERROR",

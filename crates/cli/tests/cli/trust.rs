@@ -1,0 +1,161 @@
+//! What a build is given in trust stays out of everything the runner writes and prints.
+
+use std::path::Path;
+
+use crate::Sandbox;
+
+/// Every file under `dir` that holds `secret`, but for the build's own products (artifacts and
+/// report files are what the build wrote, not what the runner says).
+fn files_holding(dir: &Path, secret: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            let products = ["artifacts", "reports"]
+                .iter()
+                .any(|p| path.file_name().is_some_and(|n| n == *p) && path.is_dir());
+            if path.is_dir() {
+                if !products {
+                    todo.push(path);
+                }
+            } else if std::fs::read(&path)
+                .is_ok_and(|bytes| String::from_utf8_lossy(&bytes).contains(secret))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// A buildspec that prints its secrets, writes one into a failing test's report, and has a
+/// warning whose diagnostic quotes a line holding another.
+const LEAKY: &str = r#"version: 0.2
+env:
+  parameter-store:
+    DB_PASSWORD: /prod/db
+phases:
+  build:
+    commands:
+      - echo "key=$AWS_SECRET_ACCESS_KEY token=$TOKEN db=$DB_PASSWORD"
+      - mkdir -p reports
+      - printf '<testsuite name="s" tests="1" failures="1"><testcase name="login %s"><failure message="got %s"/></testcase></testsuite>\n' "$DB_PASSWORD" "$DB_PASSWORD" > reports/junit.xml
+    comands-with-token-tok-0123456789: [x]
+reports:
+  unit:
+    files: [reports/junit.xml]
+"#;
+
+const SECRETS: [&str; 3] = [
+    "aws-secret-0123456789",
+    "tok-0123456789",
+    "db-pass-0123456789",
+];
+
+#[test]
+fn secrets_stay_out_of_records_queries_and_diagnostics_however_they_were_given() {
+    let sb = Sandbox::new();
+    sb.write("buildspec.yml", LEAKY);
+    sb.write("params.yml", "/prod/db: db-pass-0123456789\n");
+    std::fs::create_dir(sb.path().join("out")).expect("mkdir");
+    let run = sb.run(&[
+        "run",
+        "--parameters",
+        "params.yml",
+        "--env",
+        "AWS_SECRET_ACCESS_KEY=aws-secret-0123456789",
+        "--env",
+        "TOKEN=tok-0123456789",
+        "--mask",
+        "tok-0123456789",
+        "--record-file",
+        "out/record.json",
+    ]);
+    run.expect_code(0)
+        .expect_stdout("key=*** token=*** db=***")
+        .expect_stderr("comands-with-token-***");
+    let mut printed = vec![run.stdout, run.stderr];
+    for args in [
+        &["inspect", "--last"][..],
+        &["inspect", "--last", "--json"],
+        &["report"],
+        &["report", "--json"],
+        &["report", "--junit", "out/builds.xml"],
+    ] {
+        let query = sb.run(args);
+        query.expect_code(0);
+        printed.push(query.stdout);
+        printed.push(query.stderr);
+    }
+    for secret in SECRETS {
+        for text in &printed {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        for dir in [".state", "out"] {
+            let found = files_holding(&sb.path().join(dir), secret);
+            assert!(found.is_empty(), "{secret} in {found:?}");
+        }
+    }
+    // The failing test is still reported, masked.
+    let record: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(sb.path().join("out/record.json")).expect("record file"),
+    )
+    .expect("json");
+    let failure = &record["reports"][0]["summary"]["failures"][0];
+    assert_eq!(failure["name"], "login ***");
+    assert_eq!(failure["message"], "got ***");
+    assert_eq!(record["invocation"]["masked"], true);
+}
+
+#[test]
+fn a_batch_record_holds_no_credential() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nbatch:\n  build-list:\n    - identifier: one\n    - identifier: two\nphases:\n  build:\n    commands:\n      - echo \"$AWS_SESSION_TOKEN\"\n",
+    );
+    sb.write("masks", "mask-file-value-1\n\nmask-file-value-2\n");
+    let run = sb.run(&[
+        "batch",
+        "--env",
+        "AWS_SESSION_TOKEN=session-0123456789",
+        "--env",
+        "OTHER=mask-file-value-2",
+        "--mask-file",
+        "masks",
+    ]);
+    run.expect_code(0);
+    for secret in ["session-0123456789", "mask-file-value-2"] {
+        assert!(!run.stdout.contains(secret), "{}", run.stdout);
+        let found = files_holding(&sb.path().join(".state"), secret);
+        assert!(found.is_empty(), "{secret} in {found:?}");
+    }
+}
+
+#[test]
+fn the_record_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    sb.write("buildspec.yml", crate::VALID);
+    sb.run(&["run", "--record-file", "record.json"]);
+    let mode = std::fs::metadata(sb.path().join("record.json"))
+        .expect("record file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn values_too_short_to_mask_are_refused() {
+    let sb = Sandbox::new();
+    sb.write("buildspec.yml", crate::VALID);
+    let run = sb.run(&["run", "--mask", "e"]);
+    run.expect_code(2)
+        .expect_stderr("a value to mask must have at least 4 characters (this one has 1)");
+    sb.write("masks", "long-enough\nabc\n");
+    let run = sb.run(&["run", "--mask-file", "masks"]);
+    run.expect_code(2)
+        .expect_stderr("masks:2: a value to mask must have at least 4 characters");
+    assert!(!sb.path().join(".state/last").exists(), "no build ran");
+}
