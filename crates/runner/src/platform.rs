@@ -474,6 +474,13 @@ fn is_zombie(pid: u32) -> bool {
     })
 }
 
+/// A process's command name (`/proc/<pid>/comm`), for messages.
+pub(crate) fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|name| name.trim_end().to_owned())
+}
+
 /// Sends a signal to each process; ones already gone are skipped.
 pub(crate) fn signal_each(pids: &[u32], signal: Signal) {
     for pid in pids {

@@ -177,6 +177,9 @@ pub struct BuildRecord {
     /// Where it ran, when a scheduler ran it (`--executor slurm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,
+    /// Processes of the build that could not be ended when it finished (by pid).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unended_processes: Vec<u32>,
 }
 
 impl BuildRecord {
@@ -568,6 +571,7 @@ impl StateDir {
                     runner_pid: 0,
                     runner_version: env!("CARGO_PKG_VERSION").to_owned(),
                     placement: None,
+                    unended_processes: Vec::new(),
                     // It never left the queue: the verdict closes that phase.
                     phases: vec![PhaseRecord {
                         phase: Phase::Queued,

@@ -73,6 +73,7 @@ fn record(i: u64) -> BuildRecord {
         runner_pid: 1,
         runner_version: "0.1.0".to_owned(),
         placement: None,
+        unended_processes: Vec::new(),
     }
 }
 

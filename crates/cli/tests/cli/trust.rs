@@ -159,3 +159,58 @@ fn values_too_short_to_mask_are_refused() {
         .expect_stderr("masks:2: a value to mask must have at least 4 characters");
     assert!(!sb.path().join(".state/last").exists(), "no build ran");
 }
+
+/// The live processes whose environment holds `NAME=value`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|v| v == marker.as_bytes()))
+        })
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| !r.starts_with('Z'))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_daemon_that_respawns_does_not_outlive_its_build() {
+    // It ignores SIGTERM and starts a new session every 10 ms: a sweep that kills what it
+    // found once, then only waits, leaves the one started in between.
+    let sb = Sandbox::new();
+    for run in 0..4 {
+        let mark = format!("RESPAWN_MARK=run-{run}-{}", std::process::id());
+        sb.write(
+            "buildspec.yml",
+            &format!(
+                "version: 0.2\nphases:\n  build:\n    commands:\n      - export {mark}\n      - setsid sh -c 'trap \"\" TERM; while :; do setsid sleep 1000 & sleep 0.01; done' > /dev/null 2>&1 &\n      - sleep 0.2\n"
+            ),
+        );
+        let started = std::time::Instant::now();
+        let ran = sb.run(&["run", "--grace", "2s"]);
+        ran.expect_code(0);
+        let left = processes_with(&mark);
+        for pid in &left {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(i32::try_from(*pid).expect("pid")),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(
+            left.is_empty(),
+            "run {run}: {left:?} outlived the build:\n{}",
+            ran.stdout
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+}

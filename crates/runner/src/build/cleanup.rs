@@ -239,6 +239,12 @@ impl Build<'_> {
         left
     }
 
+    /// Ends every process the build left outside its process group: SIGTERM, and the grace
+    /// period, for each found (and each found later, a daemon that respawns included); then
+    /// what is left is frozen and killed: SIGSTOP to each process found, looking again until no
+    /// new one appears (a stopped process cannot start another), then SIGKILL to them all. A
+    /// loop that starts a new process between a look and a kill cannot outrun that. Bounded in
+    /// time; what could not be ended is said in the log and kept in the record.
     pub(super) fn sweep(&mut self) {
         let marker = format!("CODEBUILD_BUILD_ID={}", self.record.id).into_bytes();
         let mut left = self.leftovers(&marker);
@@ -253,30 +259,19 @@ impl Build<'_> {
             left.len()
         ));
         self.flush();
-        platform::signal_each(&left, Signal::SIGTERM);
-        let mut all = left.clone();
+        let mut termed: Vec<u32> = Vec::new();
         let grace_end = Instant::now() + self.options.grace;
         loop {
-            platform::reap(0, &all);
+            let new: Vec<u32> = left
+                .iter()
+                .filter(|p| !termed.contains(p))
+                .copied()
+                .collect();
+            platform::signal_each(&new, Signal::SIGTERM);
+            termed.extend(new);
+            platform::reap(0, &termed);
             left = self.leftovers(&marker);
-            all.extend(
-                left.iter()
-                    .filter(|p| !all.contains(p))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-            if left.is_empty() {
-                break;
-            }
-            if Instant::now() >= grace_end || self.killed {
-                platform::signal_each(&left, Signal::SIGKILL);
-                // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
-                // processes are zombies, so that they can be reaped.
-                let kill_end = Instant::now() + Duration::from_secs(1);
-                while !self.leftovers(&marker).is_empty() && Instant::now() < kill_end {
-                    let _ = self.wait(Some(Duration::from_millis(5)), false);
-                }
-                platform::reap(0, &all);
+            if left.is_empty() || Instant::now() >= grace_end || self.killed {
                 break;
             }
             let _ = self.wait(Some(Duration::from_millis(20)), false);
@@ -284,11 +279,70 @@ impl Build<'_> {
                 self.killed = true;
             }
         }
+        let mut all = termed;
+        let kill_end = Instant::now() + SWEEP_KILL_LIMIT;
+        while !left.is_empty() && Instant::now() < kill_end {
+            let frozen = self.freeze(&marker, left, kill_end);
+            platform::signal_each(&frozen, Signal::SIGKILL);
+            // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
+            // processes are zombies, so that they can be reaped.
+            let gone_end = (Instant::now() + Duration::from_secs(1)).min(kill_end);
+            loop {
+                platform::reap(0, &frozen);
+                left = self.leftovers(&marker);
+                if left.is_empty() || Instant::now() >= gone_end {
+                    break;
+                }
+                let _ = self.wait(Some(Duration::from_millis(5)), false);
+            }
+            all.extend(frozen);
+        }
+        platform::reap(0, &all);
         if self.options.owns_children {
             platform::reap_all_children(&[]);
         }
+        if !left.is_empty() {
+            let named: Vec<String> = left
+                .iter()
+                .map(|pid| match platform::process_name(*pid) {
+                    Some(name) => format!("{pid} ({name})"),
+                    None => pid.to_string(),
+                })
+                .collect();
+            self.message(&format!(
+                "warning: {} process(es) of the build could not be ended: {}",
+                left.len(),
+                named.join(", ")
+            ));
+            self.record.unended_processes = left;
+            self.record_changed();
+        }
+    }
+
+    /// Stops (SIGSTOP) the processes found, and every process found after them, until a look
+    /// finds none that is not stopped yet or `until` passes; returns those stopped.
+    fn freeze(&mut self, marker: &[u8], found: Vec<u32>, until: Instant) -> Vec<u32> {
+        let mut frozen: Vec<u32> = Vec::new();
+        let mut new = found;
+        while !new.is_empty() {
+            platform::signal_each(&new, Signal::SIGSTOP);
+            frozen.extend(&new);
+            if Instant::now() >= until {
+                break;
+            }
+            // A process between fork and its stop may have started one more: look again.
+            new = self
+                .leftovers(marker)
+                .into_iter()
+                .filter(|p| !frozen.contains(p))
+                .collect();
+        }
+        frozen
     }
 }
+
+/// How long the sweep may take to freeze and kill what outlived the grace period.
+const SWEEP_KILL_LIMIT: Duration = Duration::from_secs(5);
 
 /// Waits until `pipe` reads end-of-file, at most `limit`.
 pub(super) fn wait_eof(pipe: &mut File, limit: Duration) -> bool {

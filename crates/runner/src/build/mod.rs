@@ -327,6 +327,7 @@ impl<'r> Build<'r> {
             runner_pid: std::process::id(),
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
             placement: None,
+            unended_processes: Vec::new(),
         };
         std::mem::forget(unstarted);
         let build = Build {
