@@ -4,7 +4,6 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use runner::query::{self, Query};
-use runner::record::StateDir;
 
 use crate::args::{PathArgs, ReportArgs};
 use crate::error::CliError;
@@ -34,7 +33,7 @@ fn when(text: &str) -> Result<jiff::Timestamp, CliError> {
 }
 
 pub(crate) fn report(args: &ReportArgs) -> Result<u8, CliError> {
-    let state = StateDir::open(crate::run::state_dir(args.state_dir.as_ref())?)?;
+    let state = crate::run::read_state(args.state_dir.as_ref(), "buildspec report")?;
     let mut filters = Vec::new();
     for filter in &args.filter {
         let Some((name, values)) = filter.split_once('=') else {
@@ -128,7 +127,7 @@ pub(crate) fn report(args: &ReportArgs) -> Result<u8, CliError> {
 }
 
 pub(crate) fn path(args: &PathArgs) -> Result<u8, CliError> {
-    let state = StateDir::open(crate::run::state_dir(args.state_dir.as_ref())?)?;
+    let state = crate::run::read_state(args.state_dir.as_ref(), "buildspec path")?;
     let record = state.find(if args.last {
         None
     } else {

@@ -116,7 +116,31 @@ pub(crate) fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
         .ok_or(CliError::NoStateDir)
 }
 
+/// The state directory for a command that reads records: created by nothing, with the builds
+/// whose runner is gone completed first, so that none is shown IN_PROGRESS for ever.
+pub(crate) fn read_state(given: Option<&PathBuf>, by: &str) -> Result<StateDir, CliError> {
+    let state = StateDir::at(state_dir(given)?);
+    complete_abandoned(&state, by);
+    Ok(state)
+}
+
+/// Completes the builds of `state` whose runner is gone (killed, or its machine restarted),
+/// ending what they left; each is said on stderr.
+pub(crate) fn complete_abandoned(state: &StateDir, by: &str) {
+    for record in runner::abandoned::recover(state, by) {
+        eprintln!(
+            "note: build {} was left {} by a runner that is gone; its record is completed: {}",
+            record.id,
+            runner::Status::InProgress.as_str(),
+            record.status.as_str()
+        );
+    }
+}
+
 pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+    if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
+        complete_abandoned(&StateDir::at(dir), "buildspec run");
+    }
     // A scheduler runs even one build as a job of its own.
     if args.many.executor.executor != crate::args::ExecutorArg::Local {
         return crate::many::run_paths(args);
@@ -459,7 +483,7 @@ pub(crate) fn stop_on_signals() -> Result<runner::Stop, CliError> {
 }
 
 pub(crate) fn inspect(args: &InspectArgs) -> Result<u8, CliError> {
-    let state = StateDir::open(state_dir(args.state_dir.as_ref())?)?;
+    let state = read_state(args.state_dir.as_ref(), "buildspec inspect")?;
     if let Some(batch) = args.build.as_deref().and_then(|b| b.strip_prefix("batch:")) {
         return inspect_batch(&state, batch, args.json);
     }

@@ -4,6 +4,7 @@
 
 #![warn(missing_docs)]
 
+pub mod abandoned;
 pub mod artifacts;
 pub mod build;
 pub mod cache;

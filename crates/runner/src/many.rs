@@ -441,6 +441,7 @@ pub fn run_many(
                                     status: Status::Fault,
                                     status_code: "CLIENT_ERROR".to_owned(),
                                     message: format!("the build could not be started: {e}"),
+                                    exit_code: None,
                                 };
                                 if let Ok(record) = place.state_dir.complete(
                                     &place.uuid,
@@ -589,6 +590,7 @@ fn conclude(job: &Job, ended: Ended) -> JobResult {
                             "the runner was killed by signal {} before it finished the build",
                             code - 128
                         ),
+                        exit_code: Some(code),
                     },
                     code => Verdict {
                         status: Status::Fault,
@@ -597,9 +599,15 @@ fn conclude(job: &Job, ended: Ended) -> JobResult {
                             "the runner ended (exit code {}) without finishing the build",
                             code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
                         ),
+                        exit_code: None,
                     },
                 })
             });
+            // A runner on this machine that died mid-build left its processes and runtime
+            // folders: they end with it. (A scheduler's node is another machine's business.)
+            if own.is_none() && ended.placement.is_none() {
+                crate::abandoned::end_what_is_left(&place.state_dir, &place.uuid);
+            }
             match place.state_dir.complete(
                 &place.uuid,
                 &place.fresh,

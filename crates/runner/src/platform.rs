@@ -888,3 +888,27 @@ impl NoFollowDir {
         Ok(())
     }
 }
+/// When a process started, in clock ticks after the machine's boot (`/proc/<pid>/stat`'s
+/// 22nd field): a pid with another start time is another process.
+pub(crate) fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(") ")?;
+    // The fields after the command name start with the state, the 3rd field.
+    rest.split(' ').nth(22 - 3)?.parse().ok()
+}
+
+/// This boot of this machine: a pid or a start time of another boot means nothing now.
+pub(crate) fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}
+
+/// This machine's name.
+pub(crate) fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+}

@@ -172,6 +172,16 @@ pub struct BuildRecord {
     pub exit_code: Option<i32>,
     /// The runner's process id, to tell a crashed build from a running one.
     pub runner_pid: u32,
+    /// When the runner process started (clock ticks after boot): with the pid, the boot and
+    /// the machine, what tells that the runner of a build still IN_PROGRESS is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_start: Option<u64>,
+    /// The boot of the machine the runner ran on (`/proc/sys/kernel/random/boot_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_boot: Option<String>,
+    /// The machine the runner ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_host: Option<String>,
     /// The runner's version.
     pub runner_version: String,
     /// Where it ran, when a scheduler ran it (`--executor slurm`).
@@ -283,6 +293,9 @@ pub struct Verdict {
     pub status_code: String,
     /// The phase context's message: what happened, in words.
     pub message: String,
+    /// The exit code the build ends with, when known (the runner died of signal 9: 137);
+    /// otherwise the status's own.
+    pub exit_code: Option<i32>,
 }
 
 /// A problem with the state directory.
@@ -367,6 +380,15 @@ impl StateDir {
             root,
             flush_each: true,
         })
+    }
+
+    /// A state directory to read, as it is: nothing is created (a command that only reads
+    /// records leaves no state directory where there was none).
+    pub fn at(root: impl Into<PathBuf>) -> StateDir {
+        StateDir {
+            root: root.into(),
+            flush_each: true,
+        }
     }
 
     /// The same directory, whose final records and build numbers are not flushed to the disk
@@ -471,6 +493,15 @@ impl StateDir {
         loop {
             let uuid =
                 fs::read_to_string(&path).map_err(|_| StateError::NotFound("--last".to_owned()))?;
+            // Only a uuid names a build: anything else in `last` (written by hand, or half
+            // written) is not a path to follow.
+            if uuid::Uuid::parse_str(uuid.trim()).is_err() {
+                if attempts < 3 {
+                    attempts += 1;
+                    continue;
+                }
+                return Err(StateError::NotFound("--last".to_owned()));
+            }
             match self.read(uuid.trim()) {
                 Err(StateError::Io { .. }) if attempts < 3 => attempts += 1,
                 read => return read,
@@ -500,7 +531,13 @@ impl StateDir {
         };
         let dir = self.root.join("builds");
         let mut matches = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(io_error("cannot list", &dir))? {
+        let entries = match fs::read_dir(&dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StateError::NotFound(query.to_owned()));
+            }
+            listed => listed.map_err(io_error("cannot list", &dir))?,
+        };
+        for entry in entries {
             let entry = entry.map_err(io_error("cannot list", &dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(wanted) {
@@ -525,6 +562,55 @@ impl StateDir {
 }
 
 impl StateDir {
+    fn leases_dir(&self) -> PathBuf {
+        self.root.join("running")
+    }
+
+    /// Takes the lease of a build that starts (`running/<uuid>`): it says the build's record
+    /// may be left IN_PROGRESS by a runner that dies, for [`crate::abandoned::recover`] to find.
+    pub(crate) fn lease(&self, uuid: &str) -> Result<(), StateError> {
+        let dir = self.leases_dir();
+        let path = dir.join(uuid);
+        match private_file(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
+                private_file(&path).map_err(io_error("cannot create", &path))?;
+            }
+            made => {
+                made.map_err(io_error("cannot create", &path))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Lets go of a build's lease: its record is final.
+    pub(crate) fn release(&self, uuid: &str) {
+        let _ = fs::remove_file(self.leases_dir().join(uuid));
+    }
+
+    /// The builds that hold a lease: running, or left IN_PROGRESS by a runner that died.
+    pub(crate) fn leases(&self) -> Vec<String> {
+        fs::read_dir(self.leases_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| uuid::Uuid::parse_str(name).is_ok())
+            .collect()
+    }
+
+    /// Claims a lease for this process, so that of two commands that found the same dead
+    /// build one ends it; false when another got there first.
+    pub(crate) fn claim(&self, uuid: &str) -> bool {
+        let dir = self.leases_dir();
+        let claimed = dir.join(format!(".ending-{uuid}-{}", std::process::id()));
+        let won = fs::rename(dir.join(uuid), &claimed).is_ok();
+        if won {
+            let _ = fs::remove_file(claimed);
+        }
+        won
+    }
+
     /// Completes the record of build `uuid` after its runner is gone. A record still IN_PROGRESS
     /// (the runner was killed) ends with the verdict: its open phase closed with the verdict's
     /// context, the end time and exit code set, a line added to the log. A record that ended
@@ -569,6 +655,9 @@ impl StateDir {
                     log_incomplete: None,
                     exit_code: None,
                     runner_pid: 0,
+                    runner_start: None,
+                    runner_boot: None,
+                    runner_host: None,
                     runner_version: env!("CARGO_PKG_VERSION").to_owned(),
                     placement: None,
                     unended_processes: Vec::new(),
@@ -615,7 +704,11 @@ impl StateDir {
                 }
             }
             record.end_time.get_or_insert(now);
-            record.exit_code = Some(crate::build::exit::of(verdict.status));
+            record.exit_code = Some(
+                verdict
+                    .exit_code
+                    .unwrap_or_else(|| crate::build::exit::of(verdict.status)),
+            );
             let line = format!(
                 "[Container] {} {}: {}\n",
                 crate::events::log_time(now),
@@ -636,6 +729,7 @@ impl StateDir {
         let mut json = serde_json::to_vec_pretty(&record).unwrap_or_default();
         json.push(b'\n');
         write_atomic(&dir.join("build.json"), &json, true)?;
+        self.release(uuid);
         Ok(record)
     }
 }

@@ -125,6 +125,28 @@ fn make_in(bases: impl Iterator<Item = PathBuf>, name: &str, mode: u32) -> Optio
     })
 }
 
+/// Removes the runtime folders a build left, wherever they are: for a build whose runner died
+/// (a killed worker, a runner killed with SIGKILL), on behalf of that runner.
+pub(crate) fn remove_left(uuid: &str) {
+    let bases = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(PathBuf::from("/dev/shm")),
+        Some(std::env::temp_dir()),
+    ];
+    for base in bases.into_iter().flatten() {
+        for name in [
+            format!("buildspec-{uuid}"),
+            format!("buildspec-{uuid}-users"),
+        ] {
+            let dir = base.join(name);
+            // A link in its place is not followed (remove_dir_all removes the link).
+            if fs::symlink_metadata(&dir).is_ok() {
+                let _ = fs::remove_dir_all(&dir);
+            }
+        }
+    }
+}
+
 /// Writes a file of `dir` that `user`'s shell reads (a script, an update), as that user: it is
 /// theirs, and a link they put in its place leads only where they could write themselves.
 pub(crate) fn write(dir: &Path, user: Option<&RunAs>, name: &str, bytes: &[u8]) -> io::Result<()> {

@@ -392,6 +392,7 @@ pub fn verdict(job_id: &str, info: &JobInfo) -> Option<(Verdict, bool)> {
                 status,
                 status_code: code.to_owned(),
                 message: format!("Slurm job {job_id} ended {} ({how}{reason})", info.state),
+                exit_code: None,
             },
             overrides,
         ))
@@ -501,6 +502,7 @@ impl Watcher {
                                     self.job_id,
                                     UNREACHABLE_LIMIT.as_secs()
                                 ),
+                                exit_code: None,
                             }),
                             overrides: false,
                             placement: None,
@@ -586,6 +588,7 @@ impl Watcher {
                         self.job_id,
                         self.config.max_pending.map_or(0, |d| d.as_secs())
                     ),
+                    exit_code: None,
                 }),
                 true,
             ),
@@ -601,6 +604,7 @@ impl Watcher {
                         info.state,
                         info.exit_code.as_deref().unwrap_or("")
                     ),
+                    exit_code: None,
                 }),
                 info.state == "CANCELLED",
             ),

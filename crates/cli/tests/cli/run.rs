@@ -357,17 +357,13 @@ fn the_default_buildspec_is_at_the_root_of_the_source() {
     );
 }
 
-#[test]
-fn a_killed_runner_leaves_a_readable_record_and_its_log() {
-    let sb = Sandbox::new();
-    sb.write(
-        "buildspec.yml",
-        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo $$ > sleeper.pid; echo started > started.fifo; exec sleep 60\n",
-    );
-    let fifo = sb.mkfifo("started.fifo");
-    // Nothing passes through the runner to say the command started (its console is not read):
-    // the command has acted as soon as the FIFO is written, and the runner may be killed
-    // before it reads a byte of the command's output. Its record and log must say what ran.
+/// Starts `buildspec run` of the sandbox's buildspec, which writes `started` to `started.fifo`
+/// once its command runs, and kills the runner with SIGKILL then.
+fn kill_a_runner_mid_build(sb: &Sandbox) {
+    let fifo = sb.path().join("started.fifo");
+    if !fifo.exists() {
+        sb.mkfifo("started.fifo");
+    }
     let mut child = sb
         .command(&["run"])
         .stdout(std::process::Stdio::null())
@@ -377,23 +373,86 @@ fn a_killed_runner_leaves_a_readable_record_and_its_log() {
     wait_for_start(&fifo);
     signal(&child, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
+}
+
+#[test]
+fn a_killed_runner_leaves_a_record_the_next_command_completes_and_nothing_running() {
+    let sb = Sandbox::new();
+    // A daemon of its own session, and the command itself, outlive the killed runner.
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - setsid sleep 600 & echo $! > daemon.pid; echo $$ > sleeper.pid; echo started > started.fifo; exec sleep 60\n",
+    );
+    // Nothing passes through the runner to say the command started (its console is not read):
+    // the command has acted as soon as the FIFO is written, and the runner may be killed
+    // before it reads a byte of the command's output. Its record and log must say what ran.
+    kill_a_runner_mid_build(&sb);
+    let pids: Vec<String> = ["daemon.pid", "sleeper.pid"]
+        .iter()
+        .map(|f| {
+            std::fs::read_to_string(sb.path().join(f))
+                .expect("pid")
+                .trim()
+                .to_owned()
+        })
+        .collect();
     let record = sb.run(&["inspect", "--last", "--json"]);
+    // Should the runner's leftovers survive, the test leaves nothing behind all the same.
+    for pid in &pids {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
     record.expect_code(0);
     let json: serde_json::Value =
         serde_json::from_str(&record.stdout).expect("the record is whole JSON");
-    // What the killed runner could not end is ended here: the test leaves nothing behind.
-    let pid = std::fs::read_to_string(sb.path().join("sleeper.pid")).expect("pid");
-    let _ = std::process::Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status();
     let uuid = json["uuid"].as_str().expect("uuid");
-    let _ = std::fs::remove_dir_all(format!("/dev/shm/buildspec-{uuid}"));
-    assert_eq!(json["status"], "IN_PROGRESS");
+    record.expect_stderr(&format!(
+        "note: build {} was left IN_PROGRESS by a runner that is gone; its record is completed: FAULT",
+        json["id"].as_str().expect("id")
+    ));
+    assert_eq!(json["status"], "FAULT");
+    assert_eq!(json["exit_code"], 3);
     let phases = json["phases"].as_array().expect("phases");
-    assert_eq!(phases.last().expect("a phase")["phase"], "BUILD");
-    assert_eq!(phases.last().expect("a phase")["status"], "IN_PROGRESS");
+    let build = phases.last().expect("a phase");
+    assert_eq!(build["phase"], "BUILD");
+    assert_eq!(build["status"], "FAULT");
+    assert_eq!(build["contexts"][0]["status_code"], "RUNNER_ERROR");
     let log = std::fs::read_to_string(json["log_path"].as_str().expect("log path")).expect("log");
     assert!(log.contains("exec sleep 60\n"), "{log}");
+    assert!(log.contains("RUNNER_ERROR: the runner (pid "), "{log}");
+    // What it left is ended: its processes, and its runtime folder.
+    for pid in &pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "process {pid} outlived its dead runner's build"
+        );
+    }
+    assert!(!std::path::Path::new(&format!("/dev/shm/buildspec-{uuid}")).exists());
+    // Said once: the record is final now.
+    let again = sb.run(&["inspect", "--last"]);
+    again.expect_code(0).expect_stdout("status     FAULT");
+    assert!(!again.stderr.contains("note:"), "{}", again.stderr);
+}
+
+#[test]
+fn report_and_run_complete_a_dead_runners_record_too() {
+    let sb = Sandbox::new();
+    sb.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo started > started.fifo; exec sleep 60\n",
+    );
+    for command in [&["report"][..], &["run", "other.yml"]] {
+        kill_a_runner_mid_build(&sb);
+        sb.write("other.yml", crate::VALID);
+        let found = sb.run(command);
+        found.expect_stderr("was left IN_PROGRESS by a runner that is gone");
+    }
+    let listed = sb.run(&["report", "--filter", "status=IN_PROGRESS", "--json"]);
+    listed.expect_code(0);
+    assert_eq!(listed.stdout.trim(), "[]");
 }
 
 #[test]

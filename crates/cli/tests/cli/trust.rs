@@ -214,3 +214,80 @@ fn a_daemon_that_respawns_does_not_outlive_its_build() {
         );
     }
 }
+
+/// Whether a process is gone (or only a zombie, which its parent has yet to collect).
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit_once(") ").is_some_and(|(_, r)| r.starts_with('Z'))
+    })
+}
+
+#[test]
+fn a_killed_worker_leaves_nothing_running_and_a_record_that_says_how_it_died() {
+    let sb = Sandbox::new();
+    sb.write(
+        "specs/a.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - setsid sleep 600 & echo $! > daemon.pid; echo $$ > driver.pid; echo started > started.fifo; exec sleep 600\n",
+    );
+    sb.write("specs/b.yml", crate::VALID.replace("make", "true").as_str());
+    sb.write("specs/c.yml", crate::VALID.replace("make", "true").as_str());
+    let fifo = sb.mkfifo("started.fifo");
+    let dispatcher = sb
+        .command(&["run", "specs", "--jobs", "3", "--in-place"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    crate::wait_for_start(&fifo);
+    let read = |name: &str| {
+        std::fs::read_to_string(sb.path().join(name))
+            .expect("pid file")
+            .trim()
+            .to_owned()
+    };
+    let (daemon, driver) = (read("daemon.pid"), read("driver.pid"));
+    // The driver shell's parent is the worker that runs the build.
+    let stat = std::fs::read_to_string(format!("/proc/{driver}/stat")).expect("driver");
+    let worker: i32 = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split(' ').nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("the driver's parent");
+    let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).expect("worker");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("__worker"),
+        "{worker} is not a worker"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(worker),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let ran = crate::Run::from(dispatcher.wait_with_output().expect("dispatcher"));
+    let sleeper = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(") ")
+                    .is_some_and(|(_, r)| r.split(' ').nth(1) == Some(driver.as_str()))
+            })
+        })
+        .collect::<Vec<_>>();
+    for pid in [&daemon, &driver].into_iter().chain(&sleeper) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
+    ran.expect_code(1);
+    assert!(gone(&daemon), "the daemon outlived its dead worker's build");
+    assert!(gone(&driver), "the driver outlived its dead worker's build");
+    let record = sb.run(&["report", "--filter", "buildspec=specs/a.yml", "--json"]);
+    let records: serde_json::Value = serde_json::from_str(&record.stdout).expect("json");
+    let a = &records[0];
+    assert_eq!(a["status"], "STOPPED", "{a}");
+    assert_eq!(a["exit_code"], 137, "{a}");
+    let uuid = a["uuid"].as_str().expect("uuid");
+    assert!(!std::path::Path::new(&format!("/dev/shm/buildspec-{uuid}")).exists());
+}

@@ -12,6 +12,7 @@ use nix::sys::signal::Signal;
 use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump, exit, signal_name};
 use crate::events::{Event, Phase, Status};
 use crate::platform;
+use crate::process::Leftovers;
 
 impl Build<'_> {
     /// SIGTERM to the build's process group, SIGKILL after the grace period.
@@ -191,6 +192,7 @@ impl Build<'_> {
         });
         self.flush();
         self.save(true)?;
+        self.state_dir.release(&self.record.uuid);
         if !self.recorded {
             // A build that ended before its first write (a buildspec that does not check).
             self.state_dir.set_last(&self.record.uuid)?;
@@ -219,26 +221,6 @@ impl Build<'_> {
         }
     }
 
-    /// The build's processes still alive. When the build is the only one of this process and
-    /// the process is their subreaper, they are its descendants (an orphan comes back to the
-    /// runner, even one that cleared its environment), and nothing else is. Otherwise they are
-    /// the processes carrying its `CODEBUILD_BUILD_ID`, found by reading every process's
-    /// environment, and, when the build owns the process's children, those children.
-    fn leftovers(&self, marker: &[u8]) -> Vec<u32> {
-        if self.options.owns_children && self.subreaper {
-            return platform::live_descendants();
-        }
-        let mut left = platform::processes_with(marker);
-        if self.options.owns_children {
-            for pid in platform::live_children() {
-                if !left.contains(&pid) {
-                    left.push(pid);
-                }
-            }
-        }
-        left
-    }
-
     /// Ends every process the build left outside its process group: SIGTERM, and the grace
     /// period, for each found (and each found later, a daemon that respawns included); then
     /// what is left is frozen and killed: SIGSTOP to each process found, looking again until no
@@ -246,8 +228,8 @@ impl Build<'_> {
     /// loop that starts a new process between a look and a kill cannot outrun that. Bounded in
     /// time; what could not be ended is said in the log and kept in the record.
     pub(super) fn sweep(&mut self) {
-        let marker = format!("CODEBUILD_BUILD_ID={}", self.record.id).into_bytes();
-        let mut left = self.leftovers(&marker);
+        let find = Leftovers::of_build(&self.record.id, self.options.owns_children, self.subreaper);
+        let mut left = find.find();
         if left.is_empty() {
             if self.options.owns_children {
                 platform::reap_all_children(&[]);
@@ -270,7 +252,7 @@ impl Build<'_> {
             platform::signal_each(&new, Signal::SIGTERM);
             termed.extend(new);
             platform::reap(0, &termed);
-            left = self.leftovers(&marker);
+            left = find.find();
             if left.is_empty() || Instant::now() >= grace_end || self.killed {
                 break;
             }
@@ -279,25 +261,16 @@ impl Build<'_> {
                 self.killed = true;
             }
         }
-        let mut all = termed;
-        let kill_end = Instant::now() + SWEEP_KILL_LIMIT;
-        while !left.is_empty() && Instant::now() < kill_end {
-            let frozen = self.freeze(&marker, left, kill_end);
-            platform::signal_each(&frozen, Signal::SIGKILL);
-            // SIGKILL is not refused, but it lands asynchronously: wait (briefly) until the
-            // processes are zombies, so that they can be reaped.
-            let gone_end = (Instant::now() + Duration::from_secs(1)).min(kill_end);
-            loop {
-                platform::reap(0, &frozen);
-                left = self.leftovers(&marker);
-                if left.is_empty() || Instant::now() >= gone_end {
-                    break;
-                }
-                let _ = self.wait(Some(Duration::from_millis(5)), false);
-            }
-            all.extend(frozen);
-        }
-        platform::reap(0, &all);
+        let (left, killed) = crate::process::freeze_and_kill(
+            &find,
+            left,
+            Instant::now() + SWEEP_KILL_LIMIT,
+            &mut |pause| {
+                let _ = self.wait(Some(pause), false);
+            },
+        );
+        platform::reap(0, &termed);
+        platform::reap(0, &killed);
         if self.options.owns_children {
             platform::reap_all_children(&[]);
         }
@@ -317,27 +290,6 @@ impl Build<'_> {
             self.record.unended_processes = left;
             self.record_changed();
         }
-    }
-
-    /// Stops (SIGSTOP) the processes found, and every process found after them, until a look
-    /// finds none that is not stopped yet or `until` passes; returns those stopped.
-    fn freeze(&mut self, marker: &[u8], found: Vec<u32>, until: Instant) -> Vec<u32> {
-        let mut frozen: Vec<u32> = Vec::new();
-        let mut new = found;
-        while !new.is_empty() {
-            platform::signal_each(&new, Signal::SIGSTOP);
-            frozen.extend(&new);
-            if Instant::now() >= until {
-                break;
-            }
-            // A process between fork and its stop may have started one more: look again.
-            new = self
-                .leftovers(marker)
-                .into_iter()
-                .filter(|p| !frozen.contains(p))
-                .collect();
-        }
-        frozen
     }
 }
 

@@ -168,6 +168,7 @@ pub fn run(
     // A build whose first record cannot be written has started nothing.
     if let Err(error) = build.run() {
         build.remove_runtime_files();
+        build.state_dir.release(&build.record.uuid);
         return Err(error.into());
     }
     build.finish()
@@ -325,6 +326,9 @@ impl<'r> Build<'r> {
             log_incomplete: None,
             exit_code: None,
             runner_pid: std::process::id(),
+            runner_start: platform::process_start(std::process::id()),
+            runner_boot: platform::boot_id(),
+            runner_host: platform::host_name(),
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
             placement: None,
             unended_processes: Vec::new(),
@@ -415,6 +419,8 @@ impl<'r> Build<'r> {
     /// twice, not three times. Before the console is flushed, which may wait on whatever reads
     /// it.
     fn record_started(&mut self) -> Result<(), StateError> {
+        // The lease says the record may be left IN_PROGRESS by a runner that dies.
+        self.state_dir.lease(&self.record.uuid)?;
         self.save(false)?;
         self.unsaved = false;
         self.recorded = true;
