@@ -260,6 +260,30 @@ impl BuildArgs {
     }
 }
 
+/// Reads a size: a number of bytes, or with a unit (`K`, `M`, `G`, `KiB`, `MiB`, `GiB`, in
+/// powers of 1024); `0` for none.
+pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" | "kb" => 10,
+        "m" | "mib" | "mb" => 20,
+        "g" | "gib" | "gb" => 30,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a size: write it like 100MiB, 2G or 512K"
+            ));
+        }
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("`{text}` is not a size: write it like 100MiB, 2G or 512K"))
+}
+
 /// Values shorter than this are refused as values to mask: they would hide common text (`e`
 /// in every word), the runner's own lines included, and protect nothing.
 pub(crate) const MASK_MIN_CHARS: usize = 4;
@@ -430,6 +454,10 @@ pub(crate) struct RunOptions {
     /// line can be read by every user.
     #[arg(long, value_name = "VALUE", value_parser = mask_value)]
     pub(crate) mask: Vec<String>,
+    /// How much of the build's output the log and the console keep (100MiB, 2G, 512K; 0 for no
+    /// limit): what it prints past that is counted, not kept.
+    #[arg(long, value_name = "SIZE", default_value = "100MiB", value_parser = parse_size)]
+    pub(crate) log_limit: u64,
     /// Values to mask, one per line, as --mask takes them.
     #[arg(long, value_name = "FILE", env = "BUILDSPEC_MASK_FILE")]
     pub(crate) mask_file: Option<PathBuf>,

@@ -1340,6 +1340,7 @@ fn child_args(
     push("--timeout", &duration_arg(o.timeout));
     push("--grace", &duration_arg(o.grace));
     push("--cleanup-timeout", &duration_arg(o.cleanup_timeout));
+    push("--log-limit", &o.log_limit.to_string());
     if let Some(p) = &o.parameters {
         push("--parameters", &abs(p));
     }

@@ -251,6 +251,7 @@ pub(crate) fn run_one(
         cache_dir: args.cache_dir.clone(),
         invocation: Some(invocation(args, file, given)),
         uuid: args.build_uuid.clone(),
+        log_limit: (args.log_limit > 0).then_some(args.log_limit),
         buildspec_name: args.record_buildspec.clone(),
         batch: match args.batch_member.as_slice() {
             [batch, identifier] => Some((batch.clone(), identifier.clone())),

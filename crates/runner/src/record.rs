@@ -84,6 +84,17 @@ pub struct ReportRecord {
     pub error: Option<String>,
 }
 
+/// Output past the log's limit: counted, not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogTruncated {
+    /// The limit, in bytes.
+    pub limit: u64,
+    /// Lines of output not kept.
+    pub lines: u64,
+    /// Their bytes (newlines counted).
+    pub bytes: u64,
+}
+
 /// How a build was started, so that `buildspec rerun` can start it again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invocation {
@@ -167,6 +178,9 @@ pub struct BuildRecord {
     /// Why lines are missing from the log (the first write that failed, such as a full disk).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_incomplete: Option<String>,
+    /// The output the log did not keep, past its limit (`--log-limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_truncated: Option<LogTruncated>,
     /// The exit code the CLI ended with, once the build is over.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -653,6 +667,7 @@ impl StateDir {
                     exported_variables: IndexMap::new(),
                     log_path: log_path.display().to_string(),
                     log_incomplete: None,
+                    log_truncated: None,
                     exit_code: None,
                     runner_pid: 0,
                     runner_start: None,

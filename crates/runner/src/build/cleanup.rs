@@ -127,6 +127,18 @@ impl Build<'_> {
         }
         self.pass_output(&[], true);
         self.recover_state();
+        if let Some(limit) = self.output_cap.reached() {
+            let (lines, bytes) = (self.output_cap.dropped_lines, self.output_cap.dropped_bytes);
+            self.message(&format!(
+                "{lines} line(s), {bytes} bytes of output were counted and not kept (log limit {})",
+                super::stream::show_size(limit)
+            ));
+            self.record.log_truncated = Some(crate::record::LogTruncated {
+                limit,
+                lines,
+                bytes,
+            });
+        }
 
         if let Some(plan) = &self.plan {
             let exported: IndexMap<String, String> = plan

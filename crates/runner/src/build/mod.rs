@@ -120,7 +120,12 @@ pub struct BuildOptions {
     /// The build's uuid, when its starter chose it (to find the record of a runner that died);
     /// a new one otherwise.
     pub uuid: Option<String>,
+    /// How many bytes of the build's output the log and the console keep; `None` for no limit.
+    pub log_limit: Option<u64>,
 }
+
+/// The default of [`BuildOptions::log_limit`].
+pub const DEFAULT_LOG_LIMIT: u64 = 100 * 1024 * 1024;
 
 /// How a build ended.
 #[derive(Debug, Clone)]
@@ -230,6 +235,8 @@ struct Build<'r> {
     /// The runner's own HOME, USER and LOGNAME, for the phases after a `run-as` phase.
     own_identity: [Option<String>; 3],
     stream: MaskedStream,
+    /// How much output the log and the console keep.
+    output_cap: stream::OutputCap,
     read_buf: Vec<u8>,
     masker: Masker,
     /// Variables whose values came from a provider: dumps show them as `***`.
@@ -324,6 +331,7 @@ impl<'r> Build<'r> {
             exported_variables: IndexMap::new(),
             log_path: log_path.display().to_string(),
             log_incomplete: None,
+            log_truncated: None,
             exit_code: None,
             runner_pid: std::process::id(),
             runner_start: platform::process_start(std::process::id()),
@@ -368,6 +376,7 @@ impl<'r> Build<'r> {
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
             stream: MaskedStream::default(),
+            output_cap: stream::OutputCap::new(options.log_limit),
             read_buf: vec![0u8; stream::READ_BUF_START],
             masker,
             secret_names: Vec::new(),

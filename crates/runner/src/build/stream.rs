@@ -121,19 +121,35 @@ impl Build<'_> {
     /// tail kept for RETRY patterns. `end` also passes on what was held back: the bytes kept
     /// for masking, and a last line without a newline.
     pub(super) fn pass_output(&mut self, bytes: &[u8], end: bool) {
-        let (log, reporter, tail, masker, stream, lines) = (
+        let (log, reporter, tail, masker, stream, lines, cap) = (
             &mut self.log,
             &mut *self.reporter,
             &mut self.tail,
             &self.masker,
             &mut self.stream,
             &mut self.lines,
+            &mut self.output_cap,
         );
         let renumber = self.error_lines.as_ref().zip(self.command_line);
         let now = Timestamp::now();
-        let mut out = |line: &[u8]| match renumber.and_then(|(e, at)| e.renumber(line, at)) {
-            Some(renumbered) => output_line(log, reporter, tail, now, &renumbered),
-            None => output_line(log, reporter, tail, now, line),
+        let mut out = |line: &[u8]| {
+            let line = match renumber.and_then(|(e, at)| e.renumber(line, at)) {
+                Some(renumbered) => std::borrow::Cow::Owned(renumbered),
+                None => std::borrow::Cow::Borrowed(line),
+            };
+            push_tail(tail, &line);
+            if cap.keeps(&line) {
+                output_line(log, reporter, now, &line);
+            } else if let Some(limit) = cap.just_reached() {
+                let text = format!(
+                    "warning: the build's output reached the log limit of {} (--log-limit): \
+                     what it prints from now on is counted, not kept",
+                    show_size(limit)
+                );
+                let event = Event::Message { text: &text };
+                let _ = crate::events::write_log(log, now, &event);
+                reporter.report(now, &event);
+            }
         };
         let mut to_lines = |bytes: &[u8]| lines.feed(bytes, &mut out);
         stream.feed(masker, bytes, &mut to_lines);
@@ -173,16 +189,73 @@ impl Build<'_> {
     }
 }
 
-/// One line of the build's output (masked already) to the log, the reporter and the tail kept for RETRY
-/// patterns.
+/// How much of the build's output the log and the console keep: a build that prints without
+/// end (`yes`) must not fill the disk or the terminal. Output past the limit is counted, and
+/// still reaches the RETRY tail.
+#[derive(Debug, Default)]
+pub(super) struct OutputCap {
+    /// The limit in bytes; `None` for none.
+    limit: Option<u64>,
+    /// Bytes of output kept so far.
+    kept: u64,
+    /// Lines and bytes dropped since the limit was reached.
+    pub(super) dropped_lines: u64,
+    pub(super) dropped_bytes: u64,
+}
+
+impl OutputCap {
+    pub(super) fn new(limit: Option<u64>) -> OutputCap {
+        OutputCap {
+            limit,
+            ..OutputCap::default()
+        }
+    }
+
+    /// Whether `line` is kept; counts it either way.
+    fn keeps(&mut self, line: &[u8]) -> bool {
+        let size = line.len() as u64 + 1;
+        match self.limit {
+            Some(limit) if self.dropped_lines > 0 || self.kept + size > limit => {
+                self.dropped_lines += 1;
+                self.dropped_bytes += size;
+                false
+            }
+            _ => {
+                self.kept += size;
+                true
+            }
+        }
+    }
+
+    /// The limit, the first time a line was dropped.
+    fn just_reached(&self) -> Option<u64> {
+        self.limit.filter(|_| self.dropped_lines == 1)
+    }
+
+    /// The limit, once it was reached.
+    pub(super) fn reached(&self) -> Option<u64> {
+        self.limit.filter(|_| self.dropped_lines > 0)
+    }
+}
+
+/// `104857600` as `100 MiB`.
+pub(super) fn show_size(bytes: u64) -> String {
+    const UNITS: [(&str, u64); 3] = [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in UNITS {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{} {unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+/// One line of the build's output (masked already) to the log and the reporter.
 pub(super) fn output_line(
     log: &mut BufWriter<super::log_file::LogFile>,
     reporter: &mut dyn Reporter,
-    tail: &mut VecDeque<Vec<u8>>,
     time: Timestamp,
     line: &[u8],
 ) {
-    push_tail(tail, line);
     let event = Event::Output { line };
     let _ = crate::events::write_log(log, time, &event);
     reporter.report(time, &event);

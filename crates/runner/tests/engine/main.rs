@@ -97,6 +97,7 @@ impl Fixture {
             batch: None,
             invocation: None,
             uuid: None,
+            log_limit: Some(runner::build::DEFAULT_LOG_LIMIT),
             buildspec_name: None,
         };
         Fixture {

@@ -472,3 +472,30 @@ fn a_cache_is_restored_as_the_first_phases_user() {
     );
     ran.logged("guarded: Permission denied");
 }
+
+#[test]
+fn output_past_the_log_limit_is_counted_not_kept() {
+    // 20,000 lines of 10 bytes, against a limit of 64 KiB; the RETRY tail still sees the end.
+    let mut fixture = Fixture::new(
+        "version: 0.2\nphases:\n  build:\n    on-failure: RETRY-1-last-line-19999\n    commands:\n      - i=0; while [ $i -lt 20000 ]; do printf 'line-%05d\\n' $i; i=$((i+1)); done; [ -f again ] || { touch again; echo last-line-19999; exit 1; }\n      - echo after\n",
+    );
+    fixture.options.log_limit = Some(64 * 1024);
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    ran.logged("warning: the build's output reached the log limit of 64 KiB (--log-limit): what it prints from now on is counted, not kept");
+    let kept: usize = ran.events.output.iter().map(|l| l.len() + 1).sum();
+    assert!(kept <= 64 * 1024, "{kept} bytes kept");
+    // The retry happened: the regex matched output past the limit.
+    assert_eq!(ran.phase(runner::Phase::Build).attempts, 2);
+    let truncated = ran
+        .record
+        .log_truncated
+        .as_ref()
+        .expect("said in the record");
+    assert_eq!(truncated.limit, 64 * 1024);
+    assert!(truncated.lines > 30_000, "{truncated:?}");
+    let log = std::fs::read_to_string(&ran.record.log_path).expect("log");
+    assert!(log.len() < 80 * 1024, "{} bytes of log", log.len());
+    assert!(log.contains("line(s),"), "the end says what was dropped");
+    assert!(log.contains("Build complete: SUCCEEDED"));
+}
