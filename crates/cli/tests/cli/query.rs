@@ -69,6 +69,7 @@ fn record(i: u64) -> BuildRecord {
         exported_variables: IndexMap::new(),
         log_path: "/dev/null".to_owned(),
         log_incomplete: None,
+        log_truncated: None,
         exit_code: Some(if status == Status::Succeeded { 0 } else { 1 }),
         runner_pid: 1,
         runner_start: None,
