@@ -20,15 +20,37 @@ use crate::error::CliError;
 fn main() -> ExitCode {
     // A dispatcher's worker is not a command anyone types: it stays out of clap, so that no help
     // and no completion script offers it (clap_complete lists hidden subcommands).
-    let mut given = std::env::args_os().skip(1);
-    if given.next().is_some_and(|a| a == runner::workers::WORKER) && given.next().is_none() {
+    let given: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if let [worker] = given.as_slice()
+        && worker == runner::workers::WORKER
+    {
         return ExitCode::from(exit_code(run::serve_builds()));
     }
-    let cli = Cli::parse();
+    // A Slurm job's build: its command line comes from a private file, not the node's `ps`.
+    let given = match given.as_slice() {
+        [request, file] if request == runner::slurm::REQUEST => {
+            match runner::slurm::take_request(std::path::Path::new(file)) {
+                Ok(args) => args,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot read the request {}: {e}",
+                        file.to_string_lossy()
+                    );
+                    return ExitCode::from(exit_codes::FAULT);
+                }
+            }
+        }
+        _ => given,
+    };
+    let cli = Cli::parse_from(std::iter::once("buildspec".into()).chain(given.iter().cloned()));
+    let given: Vec<String> = given
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Run(args) => run::run(&args),
+        Command::Run(args) => run::run(&args, &given),
         Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
         Command::Report(args) => query::report(&args),

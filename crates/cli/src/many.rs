@@ -601,7 +601,7 @@ fn shared_binary(shared: &Path) -> Result<PathBuf, CliError> {
     if target.is_file() {
         return Ok(target);
     }
-    std::fs::create_dir_all(&bin).map_err(fault)?;
+    runner::record::create_private_dir(&bin).map_err(fault)?;
     let partial = bin.join(format!(".buildspec.{}.partial", std::process::id()));
     std::fs::copy(&exe, &partial)
         .and_then(|_| std::fs::rename(&partial, &target))
@@ -1204,7 +1204,7 @@ fn set_source(argv: &mut Vec<String>, to: &Path) {
 /// A folder for one run's per-build files (their records as they end).
 fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
     let work = state_dir.join("runs").join(run_id);
-    std::fs::create_dir_all(&work).map_err(|source| CliError::WriteFile {
+    runner::record::create_private_dir(&work).map_err(|source| CliError::WriteFile {
         what: "the run's folder",
         path: work.display().to_string(),
         source,

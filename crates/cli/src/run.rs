@@ -137,7 +137,9 @@ pub(crate) fn complete_abandoned(state: &StateDir, by: &str) {
     }
 }
 
-pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
+/// `buildspec run`; `given` are the command line's arguments after the program's name, kept
+/// in the record for `rerun`.
+pub(crate) fn run(args: &RunArgs, given: &[String]) -> Result<u8, CliError> {
     if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
         complete_abandoned(&StateDir::at(dir), "buildspec run");
     }
@@ -146,12 +148,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<u8, CliError> {
         return crate::many::run_paths(args);
     }
     let one = |file| {
-        let given: Vec<String> = std::env::args().skip(1).collect();
         let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
         run_one(
             &args.options,
             file,
-            &given,
+            given,
             &stop_on_signals()?,
             &mut out,
             true,

@@ -130,6 +130,7 @@ pub struct Local;
 
 impl Launcher for Local {
     fn launch(&self, job: &mut Job) -> io::Result<Launched> {
+        platform::default_signals(&mut job.command);
         let child = job
             .command
             .stdin(Stdio::null())

@@ -18,6 +18,8 @@ pub const MASK: &str = "***";
 pub struct Masker {
     finder: Option<Finder>,
     longest: usize,
+    /// The values searched for (each line of a multi-line value on its own).
+    patterns: Vec<String>,
 }
 
 /// The search for secrets. Secrets often share a start (`secret-…`, `ghp_…`, `AKIA…`): a
@@ -124,6 +126,7 @@ impl Masker {
         Masker {
             finder: Finder::new(&patterns),
             longest,
+            patterns,
         }
     }
 
@@ -256,7 +259,30 @@ impl MaskedStream {
         self.buf.extend_from_slice(&text[cut..]);
     }
 
-    /// Passes on what was held back (at the end of a command, or of the build).
+    /// Passes on what was held back but cannot begin a secret, and keeps the rest: the end of
+    /// a command. A value one command starts to print and the next one finishes (`printf
+    /// 'tok-12'`, then `printf '34-abcd\n'`) is still masked whole, in either session, while
+    /// output that cannot be a secret's start is not delayed.
+    pub fn settle(&mut self, masker: &Masker, out: &mut impl FnMut(&[u8])) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let keep_from = (0..self.buf.len())
+            .find(|&i| {
+                let tail = &self.buf[i..];
+                masker
+                    .patterns
+                    .iter()
+                    .any(|p| p.len() > tail.len() && p.as_bytes().starts_with(tail))
+            })
+            .unwrap_or(self.buf.len());
+        if keep_from > 0 {
+            out(&masker.bytes(&self.buf[..keep_from]));
+            self.buf.drain(..keep_from);
+        }
+    }
+
+    /// Passes on what was held back (at the end of the build).
     pub fn flush(&mut self, masker: &Masker, out: &mut impl FnMut(&[u8])) {
         if !self.buf.is_empty() {
             out(&masker.bytes(&self.buf));

@@ -191,7 +191,8 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
     let attr = SpawnObject::new(libc::posix_spawnattr_init, libc::posix_spawnattr_destroy)?;
     let mut pid: libc::pid_t = 0;
     // SAFETY: `actions` and `attr` were initialised by their constructors and are destroyed by
-    // their drops, after the call. Every pointer given (the strings, the two null-terminated
+    // their drops, after the call. A `sigset_t` is plain bits: any pattern of them is a valid
+    // set. Every pointer given (the strings, the two null-terminated
     // arrays of pointers into them, `/dev/null`) outlives the call, which copies what it needs
     // before returning. The descriptors are open: the caller borrows them for the call. Output
     // goes to 1 and 2 before anything is put on 3 and 4, and the sources of 3 and 4 are at least
@@ -218,8 +219,11 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
         let mut none = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
         check(libc::sigemptyset(none.as_mut_ptr()))?;
         check(libc::posix_spawnattr_setsigmask(at, none.as_ptr()))?;
+        // Every bit set: `sigfillset` leaves out glibc's own two signals (32 and 33), which its
+        // posix_spawn then sets to SIG_IGN in the child, and an ignored signal stays ignored
+        // across exec.
         let mut all = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        check(libc::sigfillset(all.as_mut_ptr()))?;
+        std::ptr::write_bytes(all.as_mut_ptr(), 0xff, 1);
         check(libc::posix_spawnattr_setsigdefault(at, all.as_ptr()))?;
         check(libc::posix_spawnattr_setpgroup(at, 0))?;
         let flags = libc::POSIX_SPAWN_SETPGROUP

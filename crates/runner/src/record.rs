@@ -839,11 +839,12 @@ pub fn create_private_dir(path: &Path) -> io::Result<()> {
         .create(path)
 }
 
-/// Creates a directory, if missing, whose subdirectories are unrelated trees (the copies of the
-/// source that builds run side by side): on ext2, ext3 and ext4 they are spread over the disk as
-/// the state directory's build folders are ([`StateDir::open`]).
+/// Creates a private directory (0700), if missing, whose subdirectories are unrelated trees (the
+/// copies of the source that builds run side by side, in the temporary directory or a shared
+/// one, which other users may read): on ext2, ext3 and ext4 they are spread over the disk as the
+/// state directory's build folders are ([`StateDir::open`]).
 pub fn create_spread_dir(path: &Path) -> io::Result<()> {
-    fs::create_dir_all(path)?;
+    create_private_dir(path)?;
     crate::platform::spread_subdirectories(path);
     Ok(())
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::events::Status;
 use crate::many::{Ended, Job, Launched, Launcher, Output};
+use crate::platform;
 use crate::record::{Placement, Verdict};
 
 /// How builds are submitted.
@@ -138,12 +139,22 @@ impl Launcher for Slurm {
     fn launch(&self, job: &mut Job) -> io::Result<Launched> {
         let (script, output) = self.files(job);
         crate::record::create_private_dir(&self.config.jobs_dir)?;
-        crate::record::write_private(&script, job_script(&job.command))?;
-        // A job output file from an earlier try would be read as this one's.
-        match std::fs::remove_file(&output) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        // The build's arguments (its `--env` values and values to mask among them) go in a
+        // private file beside the script, never on the node's command line, which every user
+        // of the node can read.
+        let request = script.with_extension("request");
+        let args: Vec<std::ffi::OsString> = job
+            .command
+            .get_args()
+            .map(std::ffi::OsString::from)
+            .collect();
+        let mut framed = Vec::new();
+        crate::workers::write_request(&mut framed, &args)?;
+        crate::record::write_private(&request, &framed)?;
+        crate::record::write_private(&script, job_script(&job.command, &request))?;
+        // A job output file from an earlier try would be read as this one's; a new, private
+        // one takes its place (Slurm writes into it, keeping its mode).
+        crate::record::write_private(&output, b"")?;
         let c = &self.config;
         let mut sbatch = Command::new("sbatch");
         sbatch
@@ -184,8 +195,9 @@ impl Launcher for Slurm {
     }
 }
 
-/// The job's script: the build's `buildspec run`, exec'd so that Slurm's signals reach the runner.
-fn job_script(command: &Command) -> String {
+/// The job's script: the build's `buildspec`, exec'd so that Slurm's signals reach the runner,
+/// reading its arguments from the private `request` file ([`REQUEST`]).
+fn job_script(command: &Command, request: &Path) -> String {
     let mut script =
         String::from("#!/bin/sh\n# A build started by `buildspec --executor slurm`.\n");
     // The dispatcher's directory, where the node has it (every path the runner gets is
@@ -208,12 +220,25 @@ fn job_script(command: &Command) -> String {
     }
     script.push_str("exec ");
     script.push_str(&quote(&command.get_program().to_string_lossy()));
-    for arg in command.get_args() {
-        script.push(' ');
-        script.push_str(&quote(&arg.to_string_lossy()));
-    }
+    script.push(' ');
+    script.push_str(REQUEST);
+    script.push(' ');
+    script.push_str(&quote(&request.to_string_lossy()));
     script.push('\n');
     script
+}
+
+/// The argument that makes `buildspec` read its command line from a private file (written as a
+/// worker's request), remove the file, and run it: a Slurm job's build.
+pub const REQUEST: &str = "__request";
+
+/// Reads the command line a [`REQUEST`] file holds, and removes the file: it may hold secrets.
+pub fn take_request(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+    let bytes = crate::record::read_regular(path, 64 * 1024 * 1024)?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the request file is gone"))?;
+    let _ = std::fs::remove_file(path);
+    crate::workers::read_request(&mut bytes.as_slice())?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an empty request file"))
 }
 
 /// A word for `sh`, in single quotes.
@@ -223,6 +248,7 @@ fn quote(word: &str) -> String {
 
 /// Runs a Slurm client and returns what it printed.
 fn run(program: &'static str, command: &mut Command) -> Result<String, SlurmError> {
+    platform::default_signals(command);
     let out = command
         .stdin(Stdio::null())
         .output()
@@ -768,22 +794,38 @@ mod tests {
     }
 
     #[test]
-    fn the_job_script_execs_the_runner_with_every_word_quoted() {
+    fn the_job_script_execs_the_runner_on_its_private_request() {
         let mut command = Command::new("/shared/bin/buildspec");
         command
-            .args(["run", "it's here.yml", "--env", "A=$HOME"])
+            .args(["run", "it's here.yml", "--env", "TOKEN=s3cr3t"])
             .current_dir("/shared/src 1");
-        let script = job_script(&command);
+        let script = job_script(&command, Path::new("/shared/jobs/it's.request"));
         assert!(
             script.contains("cd '/shared/src 1' 2>/dev/null || :\n"),
             "{script}"
         );
         assert!(
             script.ends_with(
-                "exec '/shared/bin/buildspec' 'run' 'it'\\''s here.yml' '--env' 'A=$HOME'\n"
+                "exec '/shared/bin/buildspec' __request '/shared/jobs/it'\\''s.request'\n"
             ),
             "{script}"
         );
+        // The arguments stay off the node's command line.
+        assert!(!script.contains("s3cr3t"), "{script}");
+    }
+
+    #[test]
+    fn a_request_file_gives_its_command_line_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("job.request");
+        let args: Vec<std::ffi::OsString> =
+            ["run", "--env", "TOKEN=s3cr3t"].map(Into::into).to_vec();
+        let mut framed = Vec::new();
+        crate::workers::write_request(&mut framed, &args).expect("frame");
+        crate::record::write_private(&path, &framed).expect("write");
+        assert_eq!(take_request(&path).expect("read"), args);
+        assert!(!path.exists(), "a request is removed once read");
+        assert!(take_request(&path).is_err());
     }
 
     #[test]

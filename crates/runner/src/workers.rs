@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 
-use crate::many::{Ended, Job, Launched, Launcher, Local, Output};
+use crate::many::{Ended, Job, Launched, Launcher, Output};
 use crate::platform;
 
 const HELLO: &str = "buildspec-worker ";
@@ -102,8 +102,8 @@ pub fn end_line(token: &str, exit_code: u8) -> Vec<u8> {
 
 /// Runs builds in worker processes of this one, started as they are needed and used again.
 ///
-/// A job whose command sets its own environment, or a folder other than this process's, is
-/// started as a process of its own ([`Local`]): a worker's are those it was started with.
+/// A job whose command sets its own environment, or a folder other than this process's, gets a
+/// worker of its own, started with them and used for that build alone.
 #[derive(Debug, Default)]
 pub struct Workers {
     idle: Arc<Mutex<Vec<Worker>>>,
@@ -119,11 +119,27 @@ struct Worker {
 }
 
 impl Worker {
-    fn start(program: PathBuf) -> io::Result<Worker> {
+    /// A worker of `program`, in `like`'s folder and with its variables (a job's own command).
+    fn start(program: PathBuf, like: Option<&Command>) -> io::Result<Worker> {
         let mut command = Command::new(&program);
+        if let Some(like) = like {
+            if let Some(dir) = like.get_current_dir() {
+                command.current_dir(dir);
+            }
+            for (name, value) in like.get_envs() {
+                match value {
+                    Some(value) => command.env(name, value),
+                    None => command.env_remove(name),
+                };
+            }
+        }
         // Its own process group, as a build's runner has: a terminal's Ctrl-C reaches the
         // dispatcher alone, which passes one stop request on.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // Whatever the dispatcher inherited ignored (a `nohup`, a background job), a build's
+        // runner starts with every signal at its default, as a `buildspec run` typed in a
+        // terminal does.
+        platform::default_signals(&mut command);
         let mut child = command
             .arg(WORKER)
             .stdin(Stdio::piped())
@@ -210,7 +226,7 @@ impl Workers {
         });
         match idle {
             Some(worker) => Ok(worker),
-            None => Worker::start(program),
+            None => Worker::start(program, None),
         }
     }
 }
@@ -221,29 +237,44 @@ impl Launcher for Workers {
         let elsewhere = command
             .get_current_dir()
             .is_some_and(|dir| std::env::current_dir().is_ok_and(|here| here != dir));
-        if command.get_envs().next().is_some() || elsewhere {
-            return Local.launch(job);
-        }
+        // A job whose command sets its own folder or variables gets a worker of its own, used
+        // once: every build's arguments go to its runner on a pipe, never on a command line that
+        // every user of the machine can read (they may hold `--env` values).
+        let own = command.get_envs().next().is_some() || elsewhere;
         let program = PathBuf::from(command.get_program());
         let args: Vec<OsString> = command.get_args().map(OsString::from).collect();
-        let mut worker = self.take(program.clone())?;
+        let mut worker = if own {
+            Worker::start(program.clone(), Some(command))?
+        } else {
+            self.take(program.clone())?
+        };
         if write_request(&mut worker.input, &args).is_err() {
             // An idle worker that died (killed from outside): a new one takes the build.
             worker.close();
-            worker = Worker::start(program)?;
+            worker = Worker::start(program, own.then_some(command))?;
             write_request(&mut worker.input, &args)?;
         }
         let pid = worker.child.id();
-        let idle = Arc::clone(&self.idle);
+        // A worker of its own is not used again: its folder or variables are not the next
+        // build's.
+        let idle = if own {
+            None
+        } else {
+            Some(Arc::clone(&self.idle))
+        };
         Ok(Launched {
             handle: None,
             stop: Box::new(move || platform::signal_each(&[pid], Signal::SIGTERM)),
             watch: Box::new(move |output| {
                 let (ended, worker) = worker.follow(output);
-                if let Some(worker) = worker
-                    && let Ok(mut idle) = idle.lock()
-                {
-                    idle.push(worker);
+                match (worker, idle) {
+                    (Some(worker), Some(idle)) => {
+                        if let Ok(mut idle) = idle.lock() {
+                            idle.push(worker);
+                        }
+                    }
+                    (Some(worker), None) => worker.close(),
+                    _ => {}
                 }
                 ended
             }),

@@ -432,3 +432,81 @@ fn rerun_runs_a_build_that_ran_on_the_cluster_on_this_machine_and_says_so() {
     assert_eq!(last["batch_identifier"], "checks", "{last:#}");
     assert!(last["placement"].is_null(), "{last:#}");
 }
+
+/// Every process's command line that holds `text`.
+fn command_lines_holding(text: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .filter(|line| line.contains(text))
+        .collect()
+}
+
+#[test]
+fn a_jobs_secrets_stay_off_the_nodes_command_lines_and_its_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let Some(on) = Executor::Slurm.here(&sb) else {
+        return;
+    };
+    sb.write("buildspec.yml", &one_build("quiet", WAITS));
+    sb.write("masks", "mask-file-value-0123\n");
+    let fifo = sb.mkfifo("started.fifo");
+    let child = dispatch(
+        &sb,
+        &on,
+        &[
+            "--env",
+            "TOKEN=env-value-0123456789",
+            "--mask-file",
+            "masks",
+        ],
+    );
+    wait_for_start(&fifo);
+    // The runner runs on the node: nothing given in trust is on its command line.
+    let seen: Vec<String> = ["env-value-0123456789", "mask-file-value-0123"]
+        .iter()
+        .flat_map(|secret| command_lines_holding(secret))
+        .filter(|line| !line.contains("batch --in-place"))
+        .collect();
+    let job = journal(&sb)["members"][0]["handle"]
+        .as_str()
+        .expect("a job id")
+        .to_owned();
+    scancel(&job);
+    finish(child);
+    assert!(
+        seen.is_empty(),
+        "visible to every user of the node: {seen:?}"
+    );
+    // What the dispatcher leaves in the shared directory is the user's alone.
+    let shared = sb.path().join(".shared");
+    for dir in ["runs", "bin"] {
+        let mode = std::fs::metadata(shared.join(dir))
+            .expect(dir)
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{dir}");
+    }
+    let mut todo = vec![shared.join("runs")];
+    while let Some(dir) = todo.pop() {
+        for entry in std::fs::read_dir(&dir).expect("readable").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.extension().is_some_and(|e| e == "sh" || e == "out") {
+                let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+                assert_eq!(mode & 0o077, 0, "{} is readable by others", path.display());
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                assert!(!text.contains("env-value-0123456789"), "{}", path.display());
+            }
+        }
+    }
+}

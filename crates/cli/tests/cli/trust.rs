@@ -291,3 +291,40 @@ fn a_killed_worker_leaves_nothing_running_and_a_record_that_says_how_it_died() {
     let uuid = a["uuid"].as_str().expect("uuid");
     assert!(!std::path::Path::new(&format!("/dev/shm/buildspec-{uuid}")).exists());
 }
+
+#[test]
+fn commands_start_with_default_signals_whatever_the_runner_inherited() {
+    // A runner started as a background job of a script, or under `nohup`, has SIGINT, SIGQUIT
+    // or SIGHUP ignored; a build's commands, on CodeBuild, never do.
+    let sb = Sandbox::new();
+    let spec =
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - grep SigIgn /proc/self/status\n";
+    sb.write("buildspec.yml", spec);
+    sb.write("specs/a.yml", spec);
+    sb.write("specs/b.yml", spec);
+    for args in [&["run"][..], &["run", "specs", "--jobs", "2"]] {
+        let ran = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("trap '' INT QUIT HUP; exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_buildspec"))
+            .args(args)
+            .current_dir(sb.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("BUILDSPEC_STATE_DIR", sb.path().join(".state"))
+            .output()
+            .expect("runs");
+        let ran = crate::Run::from(ran);
+        ran.expect_code(0);
+        let masks: Vec<&str> = ran
+            .stdout
+            .lines()
+            .filter_map(|l| l.split("SigIgn:\t").nth(1))
+            .collect();
+        assert!(!masks.is_empty(), "{}", ran.stdout);
+        assert!(
+            masks.iter().all(|m| *m == "0000000000000000"),
+            "{args:?}: {masks:?}"
+        );
+    }
+}

@@ -125,7 +125,7 @@ impl Build<'_> {
                 break;
             }
         }
-        self.pass_output(&[], true);
+        self.pass_output(&[], super::stream::End::Build);
         self.recover_state();
         if let Some(limit) = self.output_cap.reached() {
             let (lines, bytes) = (self.output_cap.dropped_lines, self.output_cap.dropped_bytes);

@@ -9,6 +9,7 @@ use buildspec::{Command, PhaseName};
 use nix::sys::signal::Signal;
 
 use super::cleanup::wait_eof;
+use super::stream::End;
 use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id, signal_name};
 use crate::events::{Event, Phase, Status};
 use crate::platform;
@@ -377,7 +378,7 @@ impl Build<'_> {
         code: i32,
         started: Instant,
     ) {
-        self.pass_output(&[], true);
+        self.pass_output(&[], End::Command);
         self.last_exit = code;
         self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
@@ -505,7 +506,7 @@ impl Build<'_> {
             }
         };
         self.drain_output();
-        self.pass_output(&[], true);
+        self.pass_output(&[], End::Command);
         self.command_line = None;
         self.last_exit = code;
         self.reap_now_and_then();

@@ -33,7 +33,7 @@ impl Build<'_> {
             match output.read(&mut buf) {
                 Ok(0) => break false,
                 Ok(n) => {
-                    self.pass_output(&buf[..n], false);
+                    self.pass_output(&buf[..n], End::None);
                     if n < buf.len() {
                         break true;
                     }
@@ -65,7 +65,7 @@ impl Build<'_> {
                 let id_start = pos + marker.len();
                 if let Some(nl) = memchr::memchr(b'\n', &unread[id_start..]) {
                     let id = String::from_utf8_lossy(&unread[id_start..id_start + nl]).into_owned();
-                    self.pass_output(&unread[..pos], false);
+                    self.pass_output(&unread[..pos], End::None);
                     self.pending_pos += id_start + nl + 1;
                     self.pending_output = pending;
                     return (open, Some(id));
@@ -74,7 +74,7 @@ impl Build<'_> {
             // Everything but what may be the start of a marker goes on now.
             let keep = partial_marker(unread, marker);
             if keep > 0 {
-                self.pass_output(&unread[..keep], false);
+                self.pass_output(&unread[..keep], End::None);
                 self.pending_pos += keep;
             }
             self.pending_output = pending;
@@ -118,9 +118,10 @@ impl Build<'_> {
     }
 
     /// Passes output on: masked as a stream, split into lines, to the log, the console and the
-    /// tail kept for RETRY patterns. `end` also passes on what was held back: the bytes kept
-    /// for masking, and a last line without a newline.
-    pub(super) fn pass_output(&mut self, bytes: &[u8], end: bool) {
+    /// tail kept for RETRY patterns. At the `end` of a command, a last line without a newline
+    /// is passed on too, and what was held back for masking unless it may begin a secret that
+    /// the next command's output finishes; at the end of the build, everything.
+    pub(super) fn pass_output(&mut self, bytes: &[u8], end: End) {
         let (log, reporter, tail, masker, stream, lines, cap) = (
             &mut self.log,
             &mut *self.reporter,
@@ -153,9 +154,16 @@ impl Build<'_> {
         };
         let mut to_lines = |bytes: &[u8]| lines.feed(bytes, &mut out);
         stream.feed(masker, bytes, &mut to_lines);
-        if end {
-            stream.flush(masker, &mut to_lines);
-            lines.flush(&mut out);
+        match end {
+            End::None => {}
+            End::Command => {
+                stream.settle(masker, &mut to_lines);
+                lines.flush(&mut out);
+            }
+            End::Build => {
+                stream.flush(masker, &mut to_lines);
+                lines.flush(&mut out);
+            }
         }
     }
 
@@ -187,6 +195,17 @@ impl Build<'_> {
                 .is_ok_and(|ready| ready[0].readable),
         )
     }
+}
+
+/// What has ended with the bytes passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum End {
+    /// Nothing: more output follows.
+    None,
+    /// A command.
+    Command,
+    /// The build: nothing follows.
+    Build,
 }
 
 /// How much of the build's output the log and the console keep: a build that prints without

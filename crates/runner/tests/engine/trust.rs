@@ -499,3 +499,49 @@ fn output_past_the_log_limit_is_counted_not_kept() {
     assert!(log.contains("line(s),"), "the end says what was dropped");
     assert!(log.contains("Build complete: SUCCEEDED"));
 }
+
+#[test]
+fn a_secret_printed_across_two_commands_is_masked_in_either_session() {
+    for persistent in [false, true] {
+        let mut fixture = Fixture::new(
+            "version: 0.2\nphases:\n  build:\n    commands:\n      - printf 'before tok-12'\n      - printf '34-abcd\\n'\n      - printf 'tok-99 tok-1'\n      - echo 'x, not the secret'\n",
+        );
+        if persistent {
+            fixture = fixture.persistent();
+        }
+        fixture.options.mask = vec!["tok-1234-abcd".to_owned()];
+        let ran = fixture.run();
+        ran.expect(Succeeded);
+        // The commands' own text holds the pieces; their output must not.
+        for line in &ran.events.output {
+            assert!(
+                !line.contains("tok-12") && !line.starts_with("34-abcd"),
+                "persistent={persistent}: {line}"
+            );
+        }
+        // What cannot begin the secret is not held back; what could is, until it is settled.
+        assert!(
+            ran.events.output.iter().any(|l| l == "before "),
+            "{:?}",
+            ran.events.output
+        );
+        assert!(
+            ran.events.output.iter().any(|l| l == "***"),
+            "{:?}",
+            ran.events.output
+        );
+        assert!(
+            ran.events.output.iter().any(|l| l == "tok-99 "),
+            "{:?}",
+            ran.events.output
+        );
+        assert!(
+            ran.events
+                .output
+                .iter()
+                .any(|l| l == "tok-1x, not the secret"),
+            "{:?}",
+            ran.events.output
+        );
+    }
+}
