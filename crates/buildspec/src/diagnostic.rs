@@ -268,9 +268,19 @@ fn window(line: &str, indent: usize, width: usize) -> (String, usize, usize) {
     (shown, indent, width)
 }
 
-/// Tabs are shown as one space each so that the caret stays under its character.
+/// Tabs are shown as one space each so that the caret stays under its character, and other
+/// control characters as their Unicode pictures (`␀` for NUL), one character each: a raw one
+/// would reach the terminal (an escape sequence in a buildspec could rewrite the screen).
 fn visible(line: &str) -> String {
-    line.replace('\t', " ")
+    line.chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            '\u{7f}' => '\u{2421}',
+            c if u32::from(c) < 0x20 => char::from_u32(0x2400 + u32::from(c)).unwrap_or('?'),
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 /// The caret's indent and width, in characters: the value's first line, at least one character.

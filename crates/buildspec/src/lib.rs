@@ -122,10 +122,16 @@ pub enum ReadError {
         source: std::io::Error,
     },
     /// The file is not UTF-8 text.
-    #[error("{path} is not UTF-8 text")]
+    #[error("{path}:{line}:{column}: not UTF-8 text: the byte {byte:#04x} begins no character")]
     NotUtf8 {
         /// The path as given.
         path: String,
+        /// The line of the first byte that is not UTF-8 (1-based).
+        line: usize,
+        /// Its column, in characters (1-based).
+        column: usize,
+        /// The byte.
+        byte: u8,
     },
     /// The file is larger than any buildspec may be.
     #[error("{path} is {size} bytes, over the limit of {limit} bytes for a buildspec")]
@@ -155,7 +161,19 @@ pub fn read_source(path: &Path) -> Result<SourceFile, ReadError> {
         });
     }
     let bytes = std::fs::read(path).map_err(io)?;
-    let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8 { path: name.clone() })?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        // The text before it is valid: its lines and characters count as they are.
+        let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        ReadError::NotUtf8 {
+            path: name.clone(),
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+            byte: bytes[at],
+        }
+    })?;
     // A byte-order mark is not part of the YAML.
     let text = text
         .strip_prefix('\u{feff}')

@@ -355,8 +355,8 @@ pub(crate) struct ManyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SideBySide {
     /// How many builds run at once [default: the number of cores].
-    #[arg(long, short = 'j', value_name = "N")]
-    pub(crate) jobs: Option<usize>,
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) jobs: Option<u64>,
     /// Builds that run side by side share the source directory instead of each getting a copy.
     #[arg(long)]
     pub(crate) in_place: bool,

@@ -45,6 +45,16 @@ pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
     for dir in skip.iter().flatten().filter_map(|d| d.canonicalize().ok()) {
         files.retain(|f| !f.canonicalize().is_ok_and(|f| f.starts_with(&dir)));
     }
+    // A directory named on the command line with no buildspec in it is a mistake (a typo, a
+    // checkout that failed), not a reason to run the others and succeed.
+    for dir in args.paths.iter().filter(|p| p.is_dir()) {
+        if !files.iter().any(|f| f.starts_with(dir)) {
+            return Err(CliError::Usage(format!(
+                "{} holds no buildspec: nothing runs",
+                dir.display()
+            )));
+        }
+    }
     if files.is_empty() {
         return Err(CliError::Missing {
             path: format!(
@@ -1216,6 +1226,7 @@ fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
 fn parallel(side_by_side: &crate::args::SideBySide) -> usize {
     side_by_side
         .jobs
+        .and_then(|n| usize::try_from(n).ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 

@@ -45,6 +45,12 @@ impl Sandbox {
         path
     }
 
+    pub(crate) fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, bytes).expect("write");
+        path
+    }
+
     /// Runs `buildspec ARGS` in the sandbox with a small fixed environment.
     pub(crate) fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, &[])

@@ -597,6 +597,24 @@ echo $? > exit.txt
         shown.contains("\n           incomplete: No space left on device"),
         "{shown}"
     );
+    // The environment at the end is written whole or not at all, and the console says so: an
+    // empty file would say the build ended without variables.
+    let uuid = record["uuid"].as_str().expect("uuid");
+    let end = sb
+        .path()
+        .join("full/state/builds")
+        .join(uuid)
+        .join("env/end.env");
+    assert!(
+        std::fs::metadata(&end).map_or(true, |m| m.len() > 0),
+        "an empty end.env"
+    );
+    if !end.exists() {
+        assert!(
+            console.contains("warning: cannot write env/end.env"),
+            "{console}"
+        );
+    }
 }
 
 #[test]

@@ -328,3 +328,55 @@ fn commands_start_with_default_signals_whatever_the_runner_inherited() {
         );
     }
 }
+
+#[test]
+fn bad_input_gets_a_clear_error_and_changes_nothing() {
+    let sb = Sandbox::new();
+    sb.write("ok.yml", crate::VALID);
+    std::fs::create_dir(sb.path().join("empty")).expect("mkdir");
+    // A directory without buildspecs is a mistake: nothing runs, the others neither.
+    let run = sb.run(&["run", "empty", "ok.yml"]);
+    run.expect_code(2)
+        .expect_stderr("empty holds no buildspec: nothing runs");
+    assert!(!sb.path().join(".state/last").exists(), "a build ran");
+    let run = sb.run(&["run", ".", "--jobs", "0"]);
+    run.expect_code(2).expect_stderr("--jobs");
+    let run = sb.run(&["run", "--log-limit", "10Q"]);
+    run.expect_code(2).expect_stderr("`10Q` is not a size");
+    // Commands that only read create no state directory.
+    for args in [&["inspect", "--last"][..], &["report"], &["path", "--last"]] {
+        sb.run(args);
+        assert!(!sb.path().join(".state").exists(), "{args:?} created it");
+    }
+    // A `last` that does not hold a uuid names no build, whatever path it spells.
+    std::fs::create_dir_all(sb.path().join(".state/builds/x")).expect("mkdir");
+    std::fs::write(sb.path().join(".state/builds/x/build.json"), "{}").expect("write");
+    std::fs::write(sb.path().join(".state/last"), "x\n").expect("write");
+    let run = sb.run(&["inspect", "--last"]);
+    run.expect_code(2)
+        .expect_stderr("no build matches `--last`");
+}
+
+#[test]
+fn a_buildspec_that_is_not_text_is_shown_safely_and_located() {
+    let sb = Sandbox::new();
+    sb.write_bytes(
+        "nul.yml",
+        b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo a\x00\x1b[2Jb\n",
+    );
+    let run = sb.run(&["check", "nul.yml"]);
+    run.expect_code(2);
+    assert!(
+        !run.stdout.contains('\0') && !run.stdout.contains('\x1b'),
+        "{:?}",
+        run.stdout
+    );
+    run.expect_stdout("echo a\u{2400}");
+    sb.write_bytes(
+        "latin1.yml",
+        b"version: 0.2\nphases:\n  build:\n    commands:\n      - echo caf\xe9\n",
+    );
+    let run = sb.run(&["check", "latin1.yml"]);
+    run.expect_code(2)
+        .expect_stdout("latin1.yml:5:17: not UTF-8 text: the byte 0xe9 begins no character");
+}

@@ -55,6 +55,21 @@ impl Build<'_> {
         let _ = child.wait();
     }
 
+    /// Writes an environment dump whole or not at all (a full disk leaves no empty file that
+    /// would say the build had no variables), and says in the log when it could not.
+    pub(super) fn write_dump(&mut self, name: &str, dump: &str) {
+        let dir = self.dir.join("env");
+        let written = crate::record::create_private_dir(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                crate::record::write_atomic(&dir.join(name), dump.as_bytes(), false)
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(e) = written {
+            self.message(&format!("warning: cannot write env/{name}: {e}"));
+        }
+    }
+
     /// Removes the runtime files: the state report and update hold values in clear.
     pub(super) fn remove_runtime_files(&self) {
         self.runtime.remove();
@@ -156,10 +171,8 @@ impl Build<'_> {
                 .collect();
             self.record.exported_variables = exported;
         }
-        let _ = crate::record::write_private(
-            &self.dir.join("env").join("end.env"),
-            env_dump(&self.state, &self.secret_names, &self.masker),
-        );
+        let dump = env_dump(&self.state, &self.secret_names, &self.masker);
+        self.write_dump("end.env", &dump);
         self.remove_runtime_files();
 
         // A stop request that arrived after the last command (or while FINALIZING waited) is

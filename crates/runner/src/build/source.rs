@@ -222,8 +222,7 @@ impl Build<'_> {
         self.own_identity =
             ["HOME", "USER", "LOGNAME"].map(|n| self.state.variables.get(n).cloned());
         let dump = env_dump(&self.state, &self.secret_names, &self.masker);
-        let _ = crate::record::create_private_dir(&self.dir.join("env"));
-        let _ = crate::record::write_private(&self.dir.join("env").join("start.env"), dump);
+        self.write_dump("start.env", &dump);
         // Version 0.1 carries nothing between commands, whatever session was asked for.
         let kind = if plan.session_state {
             self.options.session

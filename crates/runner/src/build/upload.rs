@@ -72,19 +72,20 @@ impl Build<'_> {
             // Collecting and sending files takes time: the record shows the phase meanwhile.
             self.save_record();
         }
-        let mut failure: Option<String> = None;
+        // Every set that failed, each with its reason: the first is not the only one to fix.
+        let mut failures: Vec<String> = Vec::new();
         let mut uploader = None;
         if let Destination::S3 { url, config } = &self.options.artifacts
             && !sets.is_empty()
         {
             match Uploader::new(url.clone(), config.clone()) {
                 Ok(u) => uploader = Some(u),
-                Err(e) => failure = Some(e.to_string()),
+                Err(e) => failures.push(e.to_string()),
             }
         }
         for (id, set) in &sets {
             if self.deadline.is_some_and(|d| Instant::now() >= d) {
-                failure.get_or_insert_with(|| "the upload ran out of time".to_owned());
+                failures.push("the upload ran out of time".to_owned());
                 break;
             }
             let uploaded = self.upload_set(id, set).and_then(|()| match &uploader {
@@ -97,11 +98,13 @@ impl Build<'_> {
                 } else {
                     format!("{id}: {reason}")
                 };
-                failure.get_or_insert(reason);
+                self.message(&format!("Artifact set failed: {reason}"));
+                failures.push(reason);
             }
         }
         self.process_reports();
         self.save_cache();
+        let failure = (!failures.is_empty()).then(|| failures.join("; "));
         match failure {
             None => self.end_phase(Phase::UploadArtifacts, Status::Succeeded, None, true),
             Some(message) => {

@@ -545,3 +545,23 @@ fn a_secret_printed_across_two_commands_is_masked_in_either_session() {
         );
     }
 }
+
+#[test]
+fn every_artifact_set_that_fails_is_reported() {
+    let ran = crate::run(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo ok > ok.txt\nartifacts:\n  files: [missing-one]\n  secondary-artifacts:\n    fine:\n      files: [ok.txt]\n    docs:\n      files: [missing-two]\n",
+    );
+    ran.expect(Failed);
+    let message = &ran.phase(runner::Phase::UploadArtifacts).contexts[0].message;
+    assert_eq!(
+        message,
+        "no matching artifact paths found; docs: no matching artifact paths found"
+    );
+    ran.logged("Artifact set failed: no matching artifact paths found")
+        .logged("Artifact set failed: docs: no matching artifact paths found");
+    assert_eq!(
+        ran.record.artifacts.len(),
+        1,
+        "the set that could be written is"
+    );
+}
