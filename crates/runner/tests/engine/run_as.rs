@@ -165,3 +165,21 @@ fn run_as_an_unknown_user_fails_before_anything_runs() {
         );
     }
 }
+
+#[test]
+fn run_as_works_in_a_persistent_session_too() {
+    if !can_switch_users() {
+        return;
+    }
+    let user = TestUser::create();
+    let fixture = open_fixture(&format!(
+        "version: 0.2\nphases:\n  install:\n    commands:\n      - f() {{ echo in a function; }}\n      - f\n  build:\n    run-as: {name}\n    commands:\n      - g() {{ echo as $(id -un); }}\n      - g\n      - CARRIED=yes\n  post_build:\n    commands:\n      - echo back as $(id -un) carried=$CARRIED\n",
+        name = user.name
+    ))
+    .persistent();
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("in a "), ["function"]);
+    assert_eq!(ran.said("as "), [user.name.as_str()]);
+    assert_eq!(ran.said("back as "), ["root carried=yes"]);
+}
