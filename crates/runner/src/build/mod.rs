@@ -868,21 +868,54 @@ fn env_dump(state: &SessionState, secrets: &[String], masker: &Masker) -> String
     out
 }
 
-/// The checkout's commit, read from `.git` without running git.
+/// The checkout's commit, read from `.git` without running git. The checkout is the build's
+/// input, which a root runner reads before anything runs: its files are read only as regular
+/// files (no link followed, no FIFO waited on, a few KiB at most), a reference only under
+/// `refs/`, and only a commit id comes out, so that a `.git/HEAD` that links to, or a reference
+/// that climbs to, a file the build may not read passes nothing of it into the build's
+/// variables.
 fn git_head(source: &Path) -> Option<String> {
+    const LIMIT: u64 = 4096;
     let git = source.join(".git");
-    let head = std::fs::read_to_string(git.join("HEAD")).ok()?;
+    let read = |path: &Path| {
+        crate::record::read_regular(path, LIMIT)
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+    };
+    let is_commit =
+        |text: &str| matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let head = read(&git.join("HEAD"))?;
     let head = head.trim();
     let Some(reference) = head.strip_prefix("ref: ") else {
-        return Some(head.to_owned());
+        return is_commit(head).then(|| head.to_owned());
     };
-    if let Ok(commit) = std::fs::read_to_string(git.join(reference)) {
-        return Some(commit.trim().to_owned());
+    let reference = reference.trim();
+    let safe = reference.starts_with("refs/")
+        && reference
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..");
+    if !safe {
+        return None;
     }
-    let packed = std::fs::read_to_string(git.join("packed-refs")).ok()?;
+    if let Some(commit) = read(&git.join(reference)) {
+        let commit = commit.trim();
+        return is_commit(commit).then(|| commit.to_owned());
+    }
+    let packed = read_packed_refs(&git.join("packed-refs"))?;
     packed
         .lines()
-        .find(|l| l.ends_with(reference))
-        .and_then(|l| l.split(' ').next())
+        .filter_map(|l| l.split_once(' '))
+        .find(|(_, name)| *name == reference)
+        .map(|(commit, _)| commit)
+        .filter(|commit| is_commit(commit))
         .map(str::to_owned)
+}
+
+/// `packed-refs`, which may be large in a big repository, read as `git_head` reads the rest.
+fn read_packed_refs(path: &Path) -> Option<String> {
+    crate::record::read_regular(path, 64 * 1024 * 1024)
+        .ok()
+        .flatten()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
 }

@@ -28,6 +28,19 @@ impl Build<'_> {
         let yaml_location = std::path::absolute(&self.options.buildspec)
             .unwrap_or_else(|_| self.options.buildspec.clone());
         self.message(&format!("YAML location is {}", yaml_location.display()));
+        if let Some(outside) = self.links_out_of_source() {
+            self.invalid = true;
+            self.fail_download(
+                "YAML_FILE_ERROR",
+                &format!(
+                    "{} is a link out of the source directory (to {}): a buildspec in the source \
+                     must lie in it",
+                    self.options.buildspec.display(),
+                    outside.display()
+                ),
+            );
+            return Ok(false);
+        }
         let checked = match buildspec::check_file(
             &self.options.buildspec,
             &buildspec::Options {
@@ -383,6 +396,27 @@ impl Build<'_> {
         self.restore_cache();
         self.end_phase(Phase::DownloadSource, Status::Succeeded, None, true);
         Ok(true)
+    }
+}
+
+impl Build<'_> {
+    /// Where the buildspec leads, when it lies in the source directory and is a link (or behind
+    /// one) to a file outside it. The source is the build's input: a checkout whose
+    /// `buildspec.yml` links to `/etc/shadow`, or to the runner's credentials, would have the
+    /// runner read that file and quote its lines in diagnostics, in a log others may read. A
+    /// buildspec named outside the source is the user's own choice.
+    fn links_out_of_source(&self) -> Option<std::path::PathBuf> {
+        let source = std::path::absolute(&self.options.source_dir).ok()?;
+        let given = std::path::absolute(&self.options.buildspec).ok()?;
+        let climbs = given
+            .components()
+            .any(|c| c == std::path::Component::ParentDir);
+        if climbs || !given.starts_with(&source) {
+            return None;
+        }
+        let real = given.canonicalize().ok()?;
+        let real_source = source.canonicalize().ok()?;
+        (!real.starts_with(&real_source)).then_some(real)
     }
 }
 

@@ -565,3 +565,45 @@ fn every_artifact_set_that_fails_is_reported() {
         "the set that could be written is"
     );
 }
+
+#[test]
+fn a_checkout_cannot_make_the_runner_read_files_outside_it() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    let secret = outside.path().join("secret");
+    std::fs::write(&secret, "top-secret-line\nversion: 0.2\n").expect("write");
+    // A buildspec that is a link out of the source: read, its lines would be quoted in the log.
+    let fixture = Fixture::new("version: 0.2\n");
+    let spec = fixture.source().join("buildspec.yml");
+    std::fs::remove_file(&spec).expect("rm");
+    std::os::unix::fs::symlink(&secret, &spec).expect("link");
+    let ran = fixture.run();
+    ran.expect(Failed);
+    assert!(
+        !ran.events.log.contains("top-secret-line"),
+        "{}",
+        ran.events.log
+    );
+    assert_eq!(
+        ran.record.phases[0].contexts[0].status_code,
+        "YAML_FILE_ERROR"
+    );
+    ran.logged("is a link out of the source directory");
+    // A `.git/HEAD` whose reference climbs out: its target's text must not become a variable.
+    let fixture = Fixture::new(
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - echo \"version=$CODEBUILD_RESOLVED_SOURCE_VERSION\"\n",
+    );
+    let git = fixture.source().join(".git");
+    std::fs::create_dir(&git).expect("mkdir");
+    let climb = format!("ref: ../../../../../../../..{}\n", secret.display());
+    std::fs::write(git.join("HEAD"), climb).expect("write");
+    let ran = fixture.run();
+    ran.expect(Succeeded);
+    assert_eq!(ran.said("version="), [""]);
+    // A real checkout's commit is still read.
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    std::fs::create_dir_all(git.join("refs/heads")).expect("mkdir");
+    std::fs::write(git.join("HEAD"), "ref: refs/heads/main\n").expect("write");
+    std::fs::write(git.join("refs/heads/main"), format!("{commit}\n")).expect("write");
+    let ran = fixture.run();
+    assert_eq!(ran.said("version="), [commit]);
+}
