@@ -87,6 +87,11 @@ pub(crate) fn can_switch_users() -> bool {
     false
 }
 
+/// A user made for the test, when the test can switch users (see [`can_switch_users`]).
+pub(crate) fn test_user() -> Option<TestUser> {
+    can_switch_users().then(TestUser::create)
+}
+
 /// A fixture whose source a `run-as` user can reach and write.
 pub(crate) fn open_fixture(yaml: &str) -> Fixture {
     let mut fixture = Fixture::new(yaml);
@@ -103,10 +108,9 @@ pub(crate) fn open_fixture(yaml: &str) -> Fixture {
 
 #[test]
 fn run_as_switches_user_per_phase() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     let fixture = open_fixture(&format!(
         "\
 version: 0.2
@@ -168,10 +172,9 @@ fn run_as_an_unknown_user_fails_before_anything_runs() {
 
 #[test]
 fn run_as_works_in_a_persistent_session_too() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     let fixture = open_fixture(&format!(
         "version: 0.2\nphases:\n  install:\n    commands:\n      - f() {{ echo in a function; }}\n      - f\n  build:\n    run-as: {name}\n    commands:\n      - g() {{ echo as $(id -un); }}\n      - g\n      - CARRIED=yes\n  post_build:\n    commands:\n      - echo back as $(id -un) carried=$CARRIED\n",
         name = user.name

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use runner::events::Status::*;
 
-use crate::run_as::{TestUser, can_switch_users, open_fixture};
+use crate::run_as::{open_fixture, test_user};
 use crate::{Fixture, Ran};
 
 /// Runs the build on a thread of its own, and fails the test if it has not ended in time: an
@@ -34,10 +34,9 @@ fn root_file(dir: &Path, name: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_run_as_phase_cannot_replace_what_a_later_root_phase_runs() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     let probe = tempfile::tempdir().expect("tempdir");
     let pwned = probe.path().join("pwned");
     // Every runtime folder the user can find: the scripts of later phases replaced, a file
@@ -80,10 +79,9 @@ phases:
 
 #[test]
 fn the_runner_writes_a_run_as_users_files_as_that_user() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     let probe = tempfile::tempdir().expect("tempdir");
     let target = root_file(probe.path(), "target");
     std::fs::set_permissions(probe.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -111,10 +109,9 @@ phases:
 
 #[test]
 fn a_state_report_that_is_not_a_file_is_refused_without_waiting() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     // A FIFO in place of the state report: reading it would wait for a writer forever.
     let fixture = open_fixture(&format!(
         r#"version: 0.2
@@ -188,10 +185,9 @@ fn a_stop_request_is_not_kept_waiting_by_a_long_buildspec() {
 
 #[test]
 fn names_and_cache_keys_are_evaluated_as_the_builds_user() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     // The build puts its own `date` first on PATH; `name` and `cache.key` call it.
     let fixture = open_fixture(&format!(
         r#"version: 0.2
@@ -229,10 +225,9 @@ cache:
 
 #[test]
 fn artifacts_take_nothing_the_builds_user_cannot_read() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     for packaging in [
         runner::build::Packaging::None,
         runner::build::Packaging::Zip,
@@ -439,10 +434,9 @@ fn a_cache_is_never_restored_through_a_link_in_the_source() {
 
 #[test]
 fn a_cache_is_restored_as_the_first_phases_user() {
-    if !can_switch_users() {
+    let Some(user) = test_user() else {
         return;
-    }
-    let user = TestUser::create();
+    };
     let (cache, entry) = cache_with_entry("'deps/**/*'");
     // A tampered entry names an absolute path the user cannot write: it stays untouched.
     let guarded = tempfile::tempdir().expect("tempdir");
