@@ -192,9 +192,8 @@ fn posix_spawn(launch: &Launch<'_>) -> io::Result<Process> {
     let mut pid: libc::pid_t = 0;
     // SAFETY: `actions` and `attr` were initialised by their constructors and are destroyed by
     // their drops, after the call. A `sigset_t` is plain bits: any pattern of them is a valid
-    // set. Every pointer given (the strings, the two null-terminated
-    // arrays of pointers into them, `/dev/null`) outlives the call, which copies what it needs
-    // before returning. The descriptors are open: the caller borrows them for the call. Output
+    // set. Every pointer given (the strings, the two null-terminated arrays of pointers into
+    // them, `/dev/null`) outlives the call, which copies what it needs before returning. The descriptors are open: the caller borrows them for the call. Output
     // goes to 1 and 2 before anything is put on 3 and 4, and the sources of 3 and 4 are at least
     // 10, so no action overwrites a descriptor that a later one reads.
     unsafe {

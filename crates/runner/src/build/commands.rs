@@ -487,11 +487,11 @@ impl Build<'_> {
             Some(session) => session.send(id, self.succeeding, self.last_exit, &self.state),
             None => Err(io::Error::other("no session")),
         };
-        self.command_line = Some(line);
         if let Err(e) = sent {
             self.message(&format!("cannot send the command to the shell: {e}"));
             return Err(Status::Fault);
         }
+        self.command_line = Some(line);
         let code = match self.wait_for_reply() {
             Ok(code) => code,
             Err(status) => {
