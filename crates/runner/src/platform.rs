@@ -900,18 +900,30 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
     rest.split(' ').nth(22 - 3)?.parse().ok()
 }
 
-/// This boot of this machine: a pid or a start time of another boot means nothing now.
-pub(crate) fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
+/// When this process started ([`process_start`]), read once: a worker runs many builds.
+pub(crate) fn own_start() -> Option<u64> {
+    static START: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *START.get_or_init(|| process_start(std::process::id()))
 }
 
-/// This machine's name.
+/// This boot of this machine: a pid or a start time of another boot means nothing now. Read
+/// once per process.
+pub(crate) fn boot_id() -> Option<String> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| first_line("/proc/sys/kernel/random/boot_id"))
+        .clone()
+}
+
+/// This machine's name, read once per process.
 pub(crate) fn host_name() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| first_line("/proc/sys/kernel/hostname"))
+        .clone()
+}
+
+fn first_line(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
         .ok()
-        .map(|id| id.trim().to_owned())
-        .filter(|id| !id.is_empty())
+        .map(|text| text.trim().to_owned())
+        .filter(|text| !text.is_empty())
 }

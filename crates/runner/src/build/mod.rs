@@ -334,7 +334,7 @@ impl<'r> Build<'r> {
             log_truncated: None,
             exit_code: None,
             runner_pid: std::process::id(),
-            runner_start: platform::process_start(std::process::id()),
+            runner_start: platform::own_start(),
             runner_boot: platform::boot_id(),
             runner_host: platform::host_name(),
             runner_version: env!("CARGO_PKG_VERSION").to_owned(),
