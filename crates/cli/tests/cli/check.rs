@@ -140,5 +140,5 @@ fn unreadable_files_are_reported_not_fatal() {
     let run = sb.run(&["check", "good.yml", "binary.yml"]);
     run.expect_code(2);
     assert!(run.stdout.contains("ok      good.yml"));
-    run.expect_stdout("binary.yml is not UTF-8 text");
+    run.expect_stdout("binary.yml:1:1: not UTF-8 text: the byte 0xff begins no character");
 }
