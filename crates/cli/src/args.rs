@@ -260,6 +260,15 @@ impl BuildArgs {
     }
 }
 
+impl From<PackagingArg> for runner::build::Packaging {
+    fn from(packaging: PackagingArg) -> Self {
+        match packaging {
+            PackagingArg::None => runner::build::Packaging::None,
+            PackagingArg::Zip => runner::build::Packaging::Zip,
+        }
+    }
+}
+
 /// Reads a size: a number of bytes, or with a unit (`K`, `M`, `G`, `KiB`, `MiB`, `GiB`, in
 /// powers of 1024); `0` for none.
 pub(crate) fn parse_size(text: &str) -> Result<u64, String> {

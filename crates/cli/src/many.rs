@@ -312,12 +312,7 @@ fn run_members(
     // Builds side by side must not see each other's files: each gets a copy of the source. A
     // scheduler's node sees only the shared directory: the copy goes there.
     let copies = !many.side_by_side.in_place && (slurm || (parallel > 1 && members.len() > 1));
-    let project = options.build.project.clone().unwrap_or_else(|| {
-        std::path::absolute(&source)
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "local".to_owned())
-    });
+    let project = runner::env::project_name(options.build.project.as_deref(), &source);
     let (exe, copies_root, launcher): (PathBuf, PathBuf, Box<dyn runner::many::Launcher>) = if slurm
     {
         let shared = shared_dir(many)?;
@@ -456,7 +451,7 @@ fn run_members(
                         .unwrap_or_else(|_| source.clone())
                         .display()
                         .to_string(),
-                    initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
+                    initiator: runner::env::initiator(),
                     session: session_name(options.session).to_owned(),
                     batch: member.batch.then(|| (batch_id.clone(), member.id.clone())),
                 },
@@ -707,7 +702,7 @@ fn session_name(session: SessionArg) -> &'static str {
 /// build that counts failed.
 fn exit_code(ran: &runner::many::Ran, failed: bool) -> u8 {
     match ran.stopped {
-        Some(signal) => u8::try_from(128 + signal).unwrap_or(exit_codes::FAILED),
+        Some(signal) => runner::outcome::exit::byte(runner::outcome::exit::of_signal(signal)),
         None if failed => exit_codes::FAILED,
         None => exit_codes::SUCCESS,
     }

@@ -53,15 +53,11 @@ pub(crate) fn run(args: &PlanArgs) -> Result<u8, CliError> {
         .collect();
 
     let source_dir = absolute(&args.build.source_dir());
-    let project = args.build.project.clone().unwrap_or_else(|| {
-        source_dir
-            .file_name()
-            .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
-    });
+    let project = env::project_name(args.build.project.as_deref(), &source_dir);
     let context = BuildContext {
         project,
         source_dir: source_dir.display().to_string(),
-        initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
+        initiator: env::initiator(),
         region: None,
         ..BuildContext::default()
     };

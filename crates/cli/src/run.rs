@@ -11,7 +11,7 @@ use runner::events::{Event, Reporter, write_log};
 use runner::record::{StateDir, default_state_dir};
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, PackagingArg, RunArgs, RunOptions};
+use crate::args::{InspectArgs, LogFormat, RunArgs, RunOptions};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
 
@@ -233,7 +233,7 @@ pub(crate) fn run_one(
         grace: args.grace,
         cleanup_timeout: args.cleanup_timeout,
         layers: args.build.layers()?,
-        initiator: std::env::var("USER").unwrap_or_else(|_| "local".to_owned()),
+        initiator: runner::env::initiator(),
         strict: args.build.strict,
         providers: runner::secrets::Providers::load(
             args.parameters.as_deref(),
@@ -244,10 +244,7 @@ pub(crate) fn run_one(
         owns_children: true,
         flush_record,
         artifacts: destination(args.artifacts.as_deref())?,
-        packaging: match args.packaging {
-            PackagingArg::None => runner::build::Packaging::None,
-            PackagingArg::Zip => runner::build::Packaging::Zip,
-        },
+        packaging: args.packaging.into(),
         reports: args.reports.clone(),
         cache_dir: args.cache_dir.clone(),
         invocation: Some(invocation(args, file, given)),
@@ -316,7 +313,7 @@ pub(crate) fn run_one(
             }
         })?;
     }
-    Ok(u8::try_from(outcome.exit_code).unwrap_or(exit_codes::FAULT))
+    Ok(runner::outcome::exit::byte(outcome.exit_code))
 }
 
 /// Writes `bytes` to `path`, creating it readable by its owner alone (an existing file keeps

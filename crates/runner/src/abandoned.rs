@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::events::Status;
+use crate::outcome::{ContextCode, Status};
 use crate::platform;
 use crate::process::{Leftovers, freeze_and_kill};
 use crate::record::{BuildRecord, FreshRecord, StateDir, Verdict};
@@ -81,7 +81,7 @@ pub fn recover(state: &StateDir, by: &str) -> Vec<BuildRecord> {
         end_what_is_left(state, &uuid);
         let verdict = Verdict {
             status: Status::Fault,
-            status_code: "RUNNER_ERROR".to_owned(),
+            status_code: ContextCode::RunnerError,
             message: format!(
                 "the runner (pid {}) is gone without finishing the build: it was killed, or its \
                  machine restarted; completed by {by} (pid {})",

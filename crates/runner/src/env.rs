@@ -379,6 +379,23 @@ pub fn parse_env_file(path: &Path) -> Result<Vec<(String, String)>, EnvError> {
     Ok(out)
 }
 
+/// A build's project (`CODEBUILD_BUILD_ID`'s first part): the one given, else the name of the
+/// source directory (`local` for `/`).
+pub fn project_name(given: Option<&str>, source_dir: &std::path::Path) -> String {
+    if let Some(project) = given {
+        return project.to_owned();
+    }
+    std::path::absolute(source_dir)
+        .ok()
+        .and_then(|dir| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// Who starts a build (`CODEBUILD_INITIATOR`): `$USER`, else `local`.
+pub fn initiator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "local".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

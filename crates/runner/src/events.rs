@@ -59,46 +59,7 @@ impl From<buildspec::PhaseName> for Phase {
     }
 }
 
-/// The status of a phase or a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Status {
-    /// Still running (what a record says after the runner was killed).
-    InProgress,
-    /// Done, and well.
-    Succeeded,
-    /// A command failed, or the buildspec is invalid.
-    Failed,
-    /// The runner itself failed.
-    Fault,
-    /// The build ran past `--timeout`.
-    TimedOut,
-    /// The build was stopped by a signal.
-    Stopped,
-}
-
-impl Status {
-    /// The name CodeBuild uses.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::InProgress => "IN_PROGRESS",
-            Status::Succeeded => "SUCCEEDED",
-            Status::Failed => "FAILED",
-            Status::Fault => "FAULT",
-            Status::TimedOut => "TIMED_OUT",
-            Status::Stopped => "STOPPED",
-        }
-    }
-}
-
-/// Why a phase ended as it did: CodeBuild's phase context.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Context {
-    /// `COMMAND_EXECUTION_ERROR`, `YAML_FILE_ERROR`, `CLIENT_ERROR`, `BUILD_TIMED_OUT`...
-    pub status_code: String,
-    /// CodeBuild's message.
-    pub message: String,
-}
+pub use crate::outcome::{Context, Status};
 
 /// One thing that happened.
 #[derive(Debug, Serialize)]

@@ -12,6 +12,7 @@ pub mod env;
 pub mod events;
 pub mod many;
 pub mod mask;
+pub mod outcome;
 pub mod output;
 mod platform;
 mod process;

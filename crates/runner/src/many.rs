@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::events::Status;
+use crate::outcome::{ContextCode, Status, exit};
 use crate::platform;
 use crate::record::{BuildRecord, FreshRecord, Placement, StateDir, Verdict};
 use crate::stop::Stop;
@@ -440,7 +440,7 @@ pub fn run_many(
                             if let Some(place) = &jobs[i].record {
                                 let verdict = Verdict {
                                     status: Status::Fault,
-                                    status_code: "CLIENT_ERROR".to_owned(),
+                                    status_code: ContextCode::ClientError,
                                     message: format!("the build could not be started: {e}"),
                                     exit_code: None,
                                 };
@@ -586,7 +586,7 @@ fn conclude(job: &Job, ended: Ended) -> JobResult {
                 own.is_none().then(|| match ended.exit_code {
                     Some(code) if code > 128 => Verdict {
                         status: Status::Stopped,
-                        status_code: "BUILD_STOPPED".to_owned(),
+                        status_code: ContextCode::BuildStopped,
                         message: format!(
                             "the runner was killed by signal {} before it finished the build",
                             code - 128
@@ -595,7 +595,7 @@ fn conclude(job: &Job, ended: Ended) -> JobResult {
                     },
                     code => Verdict {
                         status: Status::Fault,
-                        status_code: "RUNNER_ERROR".to_owned(),
+                        status_code: ContextCode::RunnerError,
                         message: format!(
                             "the runner ended (exit code {}) without finishing the build",
                             code.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
@@ -694,7 +694,7 @@ fn watch(mut child: Child, output: &mut dyn FnMut(Output)) -> Ended {
     }
     let code = child.wait().ok().and_then(|s| {
         use std::os::unix::process::ExitStatusExt as _;
-        s.code().or_else(|| s.signal().map(|n| 128 + n))
+        s.code().or_else(|| s.signal().map(exit::of_signal))
     });
     Ended {
         exit_code: code,

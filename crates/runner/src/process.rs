@@ -12,7 +12,7 @@ use crate::platform;
 pub(crate) fn exit_code(status: ExitStatus) -> i32 {
     status
         .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
+        .or_else(|| status.signal().map(crate::outcome::exit::of_signal))
         .unwrap_or(255)
 }
 

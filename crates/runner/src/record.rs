@@ -19,7 +19,8 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Context, Phase, Status};
+use crate::events::Phase;
+use crate::outcome::{Context, ContextCode, Status, exit};
 
 /// One phase of a build, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +208,48 @@ pub struct BuildRecord {
 }
 
 impl BuildRecord {
+    /// The record of a build that starts at `now` (IN_PROGRESS, no phase yet), with its log at
+    /// `log_path`; the runner's identity and the invocation are its starter's to fill in.
+    pub fn new(
+        uuid: &str,
+        number: u64,
+        fresh: &FreshRecord,
+        log_path: &Path,
+        now: Timestamp,
+    ) -> BuildRecord {
+        BuildRecord {
+            id: format!("{}:{uuid}", fresh.project),
+            uuid: uuid.to_owned(),
+            number,
+            project: fresh.project.clone(),
+            buildspec: fresh.buildspec.clone(),
+            source: fresh.source.clone(),
+            status: Status::InProgress,
+            start_time: now,
+            end_time: None,
+            initiator: fresh.initiator.clone(),
+            session: fresh.session.clone(),
+            phases: Vec::new(),
+            artifacts: Vec::new(),
+            reports: Vec::new(),
+            batch_id: fresh.batch.as_ref().map(|b| b.0.clone()),
+            batch_identifier: fresh.batch.as_ref().map(|b| b.1.clone()),
+            invocation: None,
+            exported_variables: IndexMap::new(),
+            log_path: log_path.display().to_string(),
+            log_incomplete: None,
+            log_truncated: None,
+            exit_code: None,
+            runner_pid: 0,
+            runner_start: None,
+            runner_boot: None,
+            runner_host: None,
+            runner_version: env!("CARGO_PKG_VERSION").to_owned(),
+            placement: None,
+            unended_processes: Vec::new(),
+        }
+    }
+
     /// The record with every value `masker` hides replaced by `***`, in every text it holds
     /// (a secret may reach an artifact's name, a path, a test's failure message): what the
     /// state directory, `--record-file` and the queries see.
@@ -303,8 +346,8 @@ pub struct Placement {
 pub struct Verdict {
     /// The status the build ends with.
     pub status: Status,
-    /// The phase context's code (`BUILD_STOPPED`, `BUILD_TIMED_OUT`, `JOB_FAILED`...).
-    pub status_code: String,
+    /// The phase context's code (`BUILD_STOPPED`, `BUILD_TIMED_OUT`, `SLURM_JOB_FAILED`...).
+    pub status_code: ContextCode,
     /// The phase context's message: what happened, in words.
     pub message: String,
     /// The exit code the build ends with, when known (the runner died of signal 9: 137);
@@ -647,56 +690,26 @@ impl StateDir {
             Ok(record) => record,
             Err(StateError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
-                BuildRecord {
-                    id: format!("{}:{uuid}", fresh.project),
-                    uuid: uuid.to_owned(),
-                    number: self.next_number(&fresh.project)?,
-                    project: fresh.project.clone(),
-                    buildspec: fresh.buildspec.clone(),
-                    source: fresh.source.clone(),
+                let number = self.next_number(&fresh.project)?;
+                let mut record = BuildRecord::new(uuid, number, fresh, &log_path, now);
+                // It never left the queue: the verdict closes that phase.
+                record.phases.push(PhaseRecord {
+                    phase: Phase::Queued,
                     status: Status::InProgress,
                     start_time: now,
                     end_time: None,
-                    initiator: fresh.initiator.clone(),
-                    session: fresh.session.clone(),
-                    artifacts: Vec::new(),
-                    reports: Vec::new(),
-                    batch_id: fresh.batch.as_ref().map(|b| b.0.clone()),
-                    batch_identifier: fresh.batch.as_ref().map(|b| b.1.clone()),
-                    invocation: None,
-                    exported_variables: IndexMap::new(),
-                    log_path: log_path.display().to_string(),
-                    log_incomplete: None,
-                    log_truncated: None,
-                    exit_code: None,
-                    runner_pid: 0,
-                    runner_start: None,
-                    runner_boot: None,
-                    runner_host: None,
-                    runner_version: env!("CARGO_PKG_VERSION").to_owned(),
-                    placement: None,
-                    unended_processes: Vec::new(),
-                    // It never left the queue: the verdict closes that phase.
-                    phases: vec![PhaseRecord {
-                        phase: Phase::Queued,
-                        status: Status::InProgress,
-                        start_time: now,
-                        end_time: None,
-                        duration_ms: None,
-                        contexts: Vec::new(),
-                        attempts: 1,
-                    }],
-                }
+                    duration_ms: None,
+                    contexts: Vec::new(),
+                    attempts: 1,
+                });
+                record
             }
             Err(e) => return Err(e),
         };
         let unfinished = record.status == Status::InProgress;
         if let Some(verdict) = verdict.filter(|_| unfinished || overrides) {
             record.status = verdict.status;
-            let context = Context {
-                status_code: verdict.status_code.clone(),
-                message: verdict.message.clone(),
-            };
+            let context = Context::new(verdict.status_code, verdict.message.clone());
             match record
                 .phases
                 .iter_mut()
@@ -722,12 +735,12 @@ impl StateDir {
             record.exit_code = Some(
                 verdict
                     .exit_code
-                    .unwrap_or_else(|| crate::build::exit::of(verdict.status)),
+                    .unwrap_or_else(|| exit::of(verdict.status, None, false)),
             );
             let line = format!(
                 "[Container] {} {}: {}\n",
                 crate::events::log_time(now),
-                verdict.status_code,
+                verdict.status_code.as_str(),
                 verdict.message
             );
             let appended = OpenOptions::new()

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::events::Status;
 use crate::many::{Ended, Job, Launched, Launcher, Output};
+use crate::outcome::{ContextCode, Status, exit};
 use crate::platform;
 use crate::record::{Placement, Verdict};
 
@@ -412,11 +412,11 @@ pub fn verdict(job_id: &str, info: &JobInfo) -> Option<(Verdict, bool)> {
         .as_deref()
         .map(|r| format!(", reason {r}"))
         .unwrap_or_default();
-    let said = |status, code: &str, overrides: bool| {
+    let said = |status, code: ContextCode, overrides: bool| {
         Some((
             Verdict {
                 status,
-                status_code: code.to_owned(),
+                status_code: code,
                 message: format!("Slurm job {job_id} ended {} ({how}{reason})", info.state),
                 exit_code: None,
             },
@@ -425,13 +425,13 @@ pub fn verdict(job_id: &str, info: &JobInfo) -> Option<(Verdict, bool)> {
     };
     match info.state.as_str() {
         "COMPLETED" => None,
-        "FAILED" => said(Status::Failed, "SLURM_JOB_FAILED", false),
-        "CANCELLED" | "PREEMPTED" => said(Status::Stopped, "BUILD_STOPPED", true),
-        "TIMEOUT" | "DEADLINE" => said(Status::TimedOut, "BUILD_TIMED_OUT", true),
-        "NODE_FAIL" => said(Status::Fault, "SLURM_NODE_FAIL", true),
-        "OUT_OF_MEMORY" => said(Status::Fault, "SLURM_OUT_OF_MEMORY", true),
-        "BOOT_FAIL" => said(Status::Fault, "SLURM_BOOT_FAIL", true),
-        _ => said(Status::Fault, "SLURM_JOB_FAILED", false),
+        "FAILED" => said(Status::Failed, ContextCode::SlurmJobFailed, false),
+        "CANCELLED" | "PREEMPTED" => said(Status::Stopped, ContextCode::BuildStopped, true),
+        "TIMEOUT" | "DEADLINE" => said(Status::TimedOut, ContextCode::BuildTimedOut, true),
+        "NODE_FAIL" => said(Status::Fault, ContextCode::SlurmNodeFail, true),
+        "OUT_OF_MEMORY" => said(Status::Fault, ContextCode::SlurmOutOfMemory, true),
+        "BOOT_FAIL" => said(Status::Fault, ContextCode::SlurmBootFail, true),
+        _ => said(Status::Fault, ContextCode::SlurmJobFailed, false),
     }
 }
 
@@ -522,7 +522,7 @@ impl Watcher {
                             exit_code: None,
                             verdict: Some(Verdict {
                                 status: Status::Fault,
-                                status_code: "SLURM_UNREACHABLE".to_owned(),
+                                status_code: ContextCode::SlurmUnreachable,
                                 message: format!(
                                     "Slurm did not answer about job {} for {}s: {e}",
                                     self.job_id,
@@ -584,7 +584,11 @@ impl Watcher {
 
     fn ended(&self, info: &JobInfo, out: &mut dyn FnMut(Output)) -> Ended {
         let (exit, signal) = info.exit_and_signal();
-        let exit_code = if signal > 0 { Some(128 + signal) } else { exit };
+        let exit_code = if signal > 0 {
+            Some(exit::of_signal(signal))
+        } else {
+            exit
+        };
         out(Output::Note(format!(
             "Slurm job {} ended {} (exit code {})",
             self.job_id,
@@ -608,7 +612,7 @@ impl Watcher {
             CANCELLED_PENDING => (
                 Some(Verdict {
                     status: Status::Stopped,
-                    status_code: "BUILD_STOPPED".to_owned(),
+                    status_code: ContextCode::BuildStopped,
                     message: format!(
                         "Slurm job {} was still pending after --max-pending {}s, and was cancelled",
                         self.job_id,
@@ -623,7 +627,7 @@ impl Watcher {
             STOP_ASKED | KILLED => (
                 Some(Verdict {
                     status: Status::Stopped,
-                    status_code: "BUILD_STOPPED".to_owned(),
+                    status_code: ContextCode::BuildStopped,
                     message: format!(
                         "Slurm job {} was stopped ({} {})",
                         self.job_id,

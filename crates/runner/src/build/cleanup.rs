@@ -9,8 +9,9 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 use nix::sys::signal::Signal;
 
-use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump, exit, signal_name};
+use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump};
 use crate::events::{Event, Phase, Status};
+use crate::outcome::{Context, exit, signal_name};
 use crate::platform;
 use crate::process::Leftovers;
 
@@ -187,20 +188,13 @@ impl Build<'_> {
                 .iter()
                 .any(|p| p.status == Status::Stopped);
         if stopped_late {
-            let context = super::stopped_context(self.stopped.unwrap_or(15));
+            let context = Context::stopped_by(self.stopped.unwrap_or(libc::SIGTERM));
             self.end_phase(Phase::Finalizing, Status::Stopped, Some(context), true);
         } else {
             self.end_phase(Phase::Finalizing, Status::Succeeded, None, true);
         }
         let status = self.final_status();
-        let exit_code = match status {
-            Status::Succeeded => exit::SUCCEEDED,
-            Status::Failed if self.invalid => exit::INVALID,
-            Status::Failed => exit::FAILED,
-            Status::TimedOut => exit::TIMED_OUT,
-            Status::Stopped => 128 + self.stopped.unwrap_or(15),
-            Status::Fault | Status::InProgress => exit::FAULT,
-        };
+        let exit_code = exit::of(status, self.stopped, self.invalid);
         let now = Timestamp::now();
         self.record.status = status;
         self.record.end_time = Some(now);

@@ -10,8 +10,9 @@ use nix::sys::signal::Signal;
 
 use super::cleanup::wait_eof;
 use super::stream::End;
-use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id, signal_name};
+use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id};
 use crate::events::{Event, Phase, Status};
+use crate::outcome::{exit, signal_name};
 use crate::platform;
 use crate::session::{Listed, Reply, Session, SessionKind};
 
@@ -499,7 +500,7 @@ impl Build<'_> {
                 self.emit(&Event::CommandFinished {
                     phase,
                     command: text,
-                    exit_code: 128 + 15,
+                    exit_code: exit::of_signal(libc::SIGTERM),
                     duration: started.elapsed(),
                 });
                 return Err(status);

@@ -11,12 +11,12 @@ use buildspec::plan::Next;
 use buildspec::{OnFailure, PhaseName, Plan};
 use indexmap::IndexMap;
 use jiff::Timestamp;
-use nix::sys::signal::Signal;
 
 use self::log_file::LogFile;
 use crate::env::Layers;
-use crate::events::{Context, Event, Phase, Reporter, Status};
+use crate::events::{Event, Phase, Reporter};
 use crate::mask::{MaskedStream, Masker};
+use crate::outcome::{Context, ContextCode, Status};
 use crate::output::LineBuffer;
 use crate::platform;
 use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
@@ -38,31 +38,7 @@ mod upload;
 pub use reports::summary_table;
 pub use upload::{Destination, Packaging};
 
-/// Exit codes by outcome (docs/exit-codes.md).
-pub mod exit {
-    /// The build succeeded.
-    pub const SUCCEEDED: i32 = 0;
-    /// A phase failed.
-    pub const FAILED: i32 = 1;
-    /// The buildspec is invalid (or the command line is wrong).
-    pub const INVALID: i32 = 2;
-    /// The runner itself failed.
-    pub const FAULT: i32 = 3;
-    /// The build timed out.
-    pub const TIMED_OUT: i32 = 124;
-
-    /// The exit code of a build that ended with `status` without a runner to say more (a
-    /// stopped one as by SIGTERM).
-    pub fn of(status: crate::Status) -> i32 {
-        match status {
-            crate::Status::Succeeded => SUCCEEDED,
-            crate::Status::Failed => FAILED,
-            crate::Status::TimedOut => TIMED_OUT,
-            crate::Status::Stopped => 128 + 15,
-            crate::Status::Fault | crate::Status::InProgress => FAULT,
-        }
-    }
-}
+pub use crate::outcome::exit;
 
 /// Everything a build needs to know before it starts.
 #[derive(Debug, Clone)]
@@ -275,11 +251,7 @@ impl<'r> Build<'r> {
         }
         let source_dir =
             std::path::absolute(&options.source_dir).unwrap_or_else(|_| options.source_dir.clone());
-        let project = options.project.clone().unwrap_or_else(|| {
-            source_dir
-                .file_name()
-                .map_or_else(|| "local".to_owned(), |n| n.to_string_lossy().into_owned())
-        });
+        let project = crate::env::project_name(options.project.as_deref(), &source_dir);
         let uuid = options
             .uuid
             .clone()
@@ -307,40 +279,23 @@ impl<'r> Build<'r> {
         // The values known to be secret before the buildspec is read are masked from the first
         // word the build writes; those of its parameters and secrets join them once read.
         let masker = Masker::new(crate::mask::known_secrets(&options.layers, &options.mask));
-        let record = BuildRecord {
-            id: format!("{project}:{uuid}"),
-            uuid: uuid.clone(),
-            number,
+        let fresh = crate::record::FreshRecord {
             project,
             buildspec: options
                 .buildspec_name
                 .clone()
                 .unwrap_or_else(|| options.buildspec.display().to_string()),
             source: source_dir.display().to_string(),
-            status: Status::InProgress,
-            start_time: now,
-            end_time: None,
             initiator: options.initiator.clone(),
             session: options.session.as_str().to_owned(),
-            phases: Vec::new(),
-            artifacts: Vec::new(),
-            reports: Vec::new(),
-            batch_id: options.batch.as_ref().map(|b| b.0.clone()),
-            batch_identifier: options.batch.as_ref().map(|b| b.1.clone()),
-            invocation: options.invocation.clone(),
-            exported_variables: IndexMap::new(),
-            log_path: log_path.display().to_string(),
-            log_incomplete: None,
-            log_truncated: None,
-            exit_code: None,
-            runner_pid: std::process::id(),
-            runner_start: platform::own_start(),
-            runner_boot: platform::boot_id(),
-            runner_host: platform::host_name(),
-            runner_version: env!("CARGO_PKG_VERSION").to_owned(),
-            placement: None,
-            unended_processes: Vec::new(),
+            batch: options.batch.clone(),
         };
+        let mut record = BuildRecord::new(&uuid, number, &fresh, &log_path, now);
+        record.invocation.clone_from(&options.invocation);
+        record.runner_pid = std::process::id();
+        record.runner_start = platform::own_start();
+        record.runner_boot = platform::boot_id();
+        record.runner_host = platform::host_name();
         std::mem::forget(unstarted);
         let build = Build {
             options,
@@ -674,14 +629,11 @@ impl<'r> Build<'r> {
         Ok(())
     }
 
-    fn fail_download(&mut self, code: &str, message: &str) {
+    fn fail_download(&mut self, code: ContextCode, message: &str) {
         self.end_phase(
             Phase::DownloadSource,
             Status::Failed,
-            Some(Context {
-                status_code: code.to_owned(),
-                message: message.to_owned(),
-            }),
+            Some(Context::new(code, message)),
             true,
         );
     }
@@ -748,15 +700,14 @@ impl<'r> Build<'r> {
             }
             if let Some(status) = interrupted {
                 let context = match status {
-                    Status::TimedOut => Context {
-                        status_code: "BUILD_TIMED_OUT".to_owned(),
-                        message: "Build has timed out. ".to_owned(),
-                    },
-                    Status::Stopped => stopped_context(self.stopped.unwrap_or(15)),
-                    _ => Context {
-                        status_code: "CLIENT_ERROR".to_owned(),
-                        message: "the shell session could not run the command".to_owned(),
-                    },
+                    Status::TimedOut => {
+                        Context::new(ContextCode::BuildTimedOut, "Build has timed out. ")
+                    }
+                    Status::Stopped => Context::stopped_by(self.stopped.unwrap_or(libc::SIGTERM)),
+                    _ => Context::new(
+                        ContextCode::ClientError,
+                        "the shell session could not run the command",
+                    ),
                 };
                 self.succeeding = false;
                 self.end_phase(phase, status, Some(context), true);
@@ -768,10 +719,7 @@ impl<'r> Build<'r> {
                     return (Status::Succeeded, buildspec::plan::after_success(name));
                 }
                 Some((message, retrying)) => {
-                    let context = Context {
-                        status_code: "COMMAND_EXECUTION_ERROR".to_owned(),
-                        message,
-                    };
+                    let context = Context::new(ContextCode::CommandExecutionError, message);
                     if retrying {
                         self.end_phase(phase, Status::Failed, Some(context), false);
                         self.message(&format!(
@@ -831,19 +779,6 @@ impl<'r> Build<'r> {
         }
         Status::Succeeded
     }
-}
-
-/// The context of a phase that a stop request ended.
-fn stopped_context(signal: i32) -> Context {
-    Context {
-        status_code: "BUILD_STOPPED".to_owned(),
-        message: format!("Build stopped by {}", signal_name(signal)),
-    }
-}
-
-/// `SIGINT`, `SIGTERM`... for messages.
-fn signal_name(signal: i32) -> String {
-    Signal::try_from(signal).map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_owned())
 }
 
 /// The script of a phase's command: `build-3`, `post_build-finally-1`.

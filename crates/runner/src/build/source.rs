@@ -11,8 +11,9 @@ use indexmap::IndexMap;
 
 use super::{Build, env_dump, git_head, script_id};
 use crate::env::{self, BuildContext, Source};
-use crate::events::{Context, Phase, Status};
+use crate::events::Phase;
 use crate::mask::Masker;
+use crate::outcome::{Context, ContextCode, Status};
 use crate::platform;
 use crate::record::StateError;
 use crate::session::{SessionKind, SessionSpec};
@@ -31,7 +32,7 @@ impl Build<'_> {
         if let Some(outside) = self.links_out_of_source() {
             self.invalid = true;
             self.fail_download(
-                "YAML_FILE_ERROR",
+                ContextCode::YamlFileError,
                 &format!(
                     "{} is a link out of the source directory (to {}): a buildspec in the source \
                      must lie in it",
@@ -59,7 +60,7 @@ impl Build<'_> {
                 };
                 self.invalid = true;
                 self.fail_download(
-                    "YAML_FILE_ERROR",
+                    ContextCode::YamlFileError,
                     &format!("{message}: {}", self.options.buildspec.display()),
                 );
                 return Ok(false);
@@ -94,7 +95,7 @@ impl Build<'_> {
                 Some(s) => format!("{} at line {} column {}", d.message, s.line, s.column),
                 None => d.message.clone(),
             });
-            self.fail_download("YAML_FILE_ERROR", &message);
+            self.fail_download(ContextCode::YamlFileError, &message);
             return Ok(false);
         };
         let spec_env = checked
@@ -112,7 +113,7 @@ impl Build<'_> {
                 }
                 Err(message) => {
                     self.fail_download(
-                        "CLIENT_ERROR",
+                        ContextCode::ClientError,
                         &format!("{message} (for {name}; give it with --parameters FILE)"),
                     );
                     return Ok(false);
@@ -126,7 +127,7 @@ impl Build<'_> {
                 }
                 Err(message) => {
                     self.fail_download(
-                        "CLIENT_ERROR",
+                        ContextCode::ClientError,
                         &format!("{message} (for {name}; give it with --secrets FILE)"),
                     );
                     return Ok(false);
@@ -158,7 +159,7 @@ impl Build<'_> {
         self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
             self.fail_download(
-                "CLIENT_ERROR",
+                ContextCode::ClientError,
                 &format!(
                     "{} is a Windows shell; the local runner runs POSIX shells",
                     plan.shell.program()
@@ -269,7 +270,7 @@ impl Build<'_> {
             }
             if !platform::is_root() {
                 self.fail_download(
-                    "CLIENT_ERROR",
+                    ContextCode::ClientError,
                     &format!(
                         "run-as {name} needs the runner to run as root; it runs as {}",
                         me.as_deref().unwrap_or("another user")
@@ -282,7 +283,7 @@ impl Build<'_> {
                     self.users.insert(name.to_owned(), user);
                 }
                 Err(message) => {
-                    self.fail_download("CLIENT_ERROR", &message);
+                    self.fail_download(ContextCode::ClientError, &message);
                     return Ok(false);
                 }
             }
@@ -291,7 +292,7 @@ impl Build<'_> {
         let users: Vec<&platform::RunAs> = self.users.values().collect();
         if let Err(e) = self.runtime.add_users(&self.record.uuid, &users) {
             self.fail_download(
-                "CLIENT_ERROR",
+                ContextCode::ClientError,
                 &format!("cannot make the runtime folders of the run-as users: {e}"),
             );
             return Ok(false);
@@ -328,7 +329,7 @@ impl Build<'_> {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Stopped,
-                            Some(super::stopped_context(signal)),
+                            Some(Context::stopped_by(signal)),
                             true,
                         );
                         return Ok(false);
@@ -338,13 +339,13 @@ impl Build<'_> {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Fault,
-                            Some(Context {
-                                status_code: "CLIENT_ERROR".to_owned(),
-                                message: format!(
+                            Some(Context::new(
+                                ContextCode::ClientError,
+                                format!(
                                     "cannot write the command scripts in {}: {e}",
                                     dir.display()
                                 ),
-                            }),
+                            )),
                             true,
                         );
                         return Ok(false);

@@ -9,7 +9,8 @@ use buildspec::model::ArtifactSet;
 
 use super::Build;
 use crate::artifacts::{self, Rules, pattern};
-use crate::events::{Context, Phase, Status};
+use crate::events::Phase;
+use crate::outcome::{Context, ContextCode, Status};
 use crate::platform;
 use crate::record::ArtifactRecord;
 use crate::s3::{S3Config, S3Url, Uploader};
@@ -112,10 +113,7 @@ impl Build<'_> {
                 self.end_phase(
                     Phase::UploadArtifacts,
                     Status::Failed,
-                    Some(Context {
-                        status_code: "CLIENT_ERROR".to_owned(),
-                        message,
-                    }),
+                    Some(Context::new(ContextCode::ClientError, message)),
                     true,
                 );
             }
