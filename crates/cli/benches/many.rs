@@ -114,7 +114,7 @@ fn floors(dir: &Path, list: &Path, n: usize) -> [(&'static str, Duration); 3] {
     ));
     let builds = floor.join("builds");
     // Spread over the disk as the state directory's are: see docs/record.md.
-    runner::record::create_spread_dir(&builds).expect("mkdir");
+    runner::store::create_spread_dir(&builds).expect("mkdir");
     // The sizes of a one-command build's.
     let record = vec![b'x'; 2700];
     let log = vec![b'x'; 2500];

@@ -28,10 +28,10 @@ pub(crate) enum CliError {
     Run(#[from] runner::RunError),
     /// The state directory is unusable.
     #[error(transparent)]
-    State(#[from] runner::record::StateError),
+    State(#[from] runner::store::StateError),
     /// A --parameters or --secrets file cannot be used.
     #[error(transparent)]
-    Providers(#[from] runner::secrets::ProviderError),
+    Providers(#[from] runner::env::secrets::ProviderError),
     /// The record (--record-file) or the exported variables (--exported-variables) could not
     /// be written.
     #[error("cannot write {what} to {path}: {source}")]
@@ -89,7 +89,7 @@ pub(crate) enum CliError {
     Executor(String),
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
-    S3(#[from] runner::s3::S3Error),
+    S3(#[from] runner::outputs::s3::S3Error),
 
     /// A worker was sent what it does not run (a dispatcher's bug, not a user's).
     #[error("worker: {0}")]
@@ -112,8 +112,8 @@ impl CliError {
             | CliError::ReadFile { .. }
             | CliError::Usage(_)
             | CliError::Invalid { .. } => exit_codes::USAGE,
-            CliError::State(runner::record::StateError::NotFound(_))
-            | CliError::State(runner::record::StateError::Ambiguous { .. })
+            CliError::State(runner::store::StateError::NotFound(_))
+            | CliError::State(runner::store::StateError::Ambiguous { .. })
             | CliError::NoStateDir => exit_codes::USAGE,
             CliError::Walk { .. }
             | CliError::Output(_)

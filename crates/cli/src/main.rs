@@ -22,14 +22,14 @@ fn main() -> ExitCode {
     // and no completion script offers it (clap_complete lists hidden subcommands).
     let given: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if let [worker] = given.as_slice()
-        && worker == runner::workers::WORKER
+        && worker == runner::dispatch::workers::WORKER
     {
         return ExitCode::from(exit_code(run::serve_builds()));
     }
     // A Slurm job's build: its command line comes from a private file, not the node's `ps`.
     let given = match given.as_slice() {
-        [request, file] if request == runner::slurm::REQUEST => {
-            match runner::slurm::take_request(std::path::Path::new(file)) {
+        [request, file] if request == runner::dispatch::slurm::REQUEST => {
+            match runner::dispatch::slurm::take_request(std::path::Path::new(file)) {
                 Ok(args) => args,
                 Err(e) => {
                     eprintln!(

@@ -1,5 +1,5 @@
 //! `buildspec run` of several buildspecs, and `buildspec batch`: many builds, each a `buildspec
-//! run` process of its own, scheduled by the engine (`runner::many`), their lines prefixed with
+//! run` process of its own, scheduled by the engine (`runner::dispatch`), their lines prefixed with
 //! the build's identifier, and a summary at the end.
 
 use std::ffi::OsString;
@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use buildspec::Options;
-use runner::many::{Job, JobResult, ManyEvent, Outcome};
+use runner::dispatch::{Job, JobResult, ManyEvent, Outcome};
 use serde::Serialize;
 
 use crate::args::{
@@ -118,7 +118,7 @@ struct MemberState {
     /// How the build is started, as its record would say: `rerun` starts a build that never
     /// ran (and so has no record) from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    invocation: Option<runner::record::Invocation>,
+    invocation: Option<runner::store::Invocation>,
 }
 
 /// What `--resume` and `rerun` read of a batch record.
@@ -148,7 +148,7 @@ impl Journal {
     fn dispatching(&self) -> bool {
         self.status == "IN_PROGRESS"
             && self.dispatcher_pid != 0
-            && runner::many::process_alive(self.dispatcher_pid)
+            && runner::dispatch::process_alive(self.dispatcher_pid)
     }
 }
 
@@ -313,24 +313,24 @@ fn run_members(
     // scheduler's node sees only the shared directory: the copy goes there.
     let copies = !many.side_by_side.in_place && (slurm || (parallel > 1 && members.len() > 1));
     let project = runner::env::project_name(options.build.project.as_deref(), &source);
-    let (exe, copies_root, launcher): (PathBuf, PathBuf, Box<dyn runner::many::Launcher>) = if slurm
-    {
-        let shared = shared_dir(many)?;
-        let run_dir = shared.join("runs").join(&run_id);
-        let launcher = slurm_launcher(options, many, run_dir.join("jobs"))?;
-        (shared_binary(&shared)?, run_dir, Box::new(launcher))
-    } else {
-        (
-            std::env::current_exe().map_err(CliError::Output)?,
-            // The copies live outside the source (which may hold the state directory).
-            std::env::temp_dir().join(format!("buildspec-{run_id}")),
-            Box::new(runner::workers::Workers::new()),
-        )
-    };
-    let state = runner::record::StateDir::open(&state_dir)?;
+    let (exe, copies_root, launcher): (PathBuf, PathBuf, Box<dyn runner::dispatch::Launcher>) =
+        if slurm {
+            let shared = shared_dir(many)?;
+            let run_dir = shared.join("runs").join(&run_id);
+            let launcher = slurm_launcher(options, many, run_dir.join("jobs"))?;
+            (shared_binary(&shared)?, run_dir, Box::new(launcher))
+        } else {
+            (
+                std::env::current_exe().map_err(CliError::Output)?,
+                // The copies live outside the source (which may hold the state directory).
+                std::env::temp_dir().join(format!("buildspec-{run_id}")),
+                Box::new(runner::dispatch::workers::Workers::new()),
+            )
+        };
+    let state = runner::store::StateDir::open(&state_dir)?;
     if copies {
         // Made here once; a copy that cannot be made says so as its build's start fails.
-        let _ = runner::record::create_spread_dir(&copies_root);
+        let _ = runner::store::create_spread_dir(&copies_root);
     }
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut jobs = Vec::with_capacity(members.len());
@@ -417,7 +417,7 @@ fn run_members(
         if member.batch {
             command.arg("--batch-member").arg(&batch_id).arg(&member.id);
         }
-        let before: Option<runner::many::Before> = copies.then(|| {
+        let before: Option<runner::dispatch::Before> = copies.then(|| {
             let from = source.clone();
             let to = build_source.clone();
             let skip = [Some(state_dir.clone()), many.executor.shared_dir.clone()];
@@ -430,7 +430,7 @@ fn run_members(
                     std::fs::copy(spec, copy)?;
                 }
                 Ok(())
-            }) as runner::many::Before
+            }) as runner::dispatch::Before
         });
         journal_members.push(MemberState {
             id: member.id.clone(),
@@ -441,10 +441,10 @@ fn run_members(
                 .then(|| member_invocation(options, &state_dir, &source, &project, &member, &cwd)),
         });
         jobs.push(Job {
-            record: Some(runner::many::RecordPlace {
+            record: Some(runner::dispatch::RecordPlace {
                 state_dir: state.clone(),
                 uuid,
-                fresh: runner::record::FreshRecord {
+                fresh: runner::store::FreshRecord {
                     project: project.clone(),
                     buildspec: member.buildspec.display().to_string(),
                     source: std::path::absolute(&source)
@@ -606,7 +606,7 @@ fn shared_binary(shared: &Path) -> Result<PathBuf, CliError> {
     if target.is_file() {
         return Ok(target);
     }
-    runner::record::create_private_dir(&bin).map_err(fault)?;
+    runner::store::create_private_dir(&bin).map_err(fault)?;
     let partial = bin.join(format!(".buildspec.{}.partial", std::process::id()));
     std::fs::copy(&exe, &partial)
         .and_then(|_| std::fs::rename(&partial, &target))
@@ -621,16 +621,16 @@ fn slurm_launcher(
     options: &RunOptions,
     many: &ManyArgs,
     jobs_dir: PathBuf,
-) -> Result<runner::slurm::Slurm, CliError> {
+) -> Result<runner::dispatch::slurm::Slurm, CliError> {
     let e = &many.executor;
     let after_stop = options.grace + options.cleanup_timeout;
-    let launcher = runner::slurm::Slurm::new(runner::slurm::SlurmConfig {
+    let launcher = runner::dispatch::slurm::Slurm::new(runner::dispatch::slurm::SlurmConfig {
         jobs_dir,
         partition: e.slurm_partition.clone(),
         account: e.slurm_account.clone(),
         time: e.slurm_time.clone().or_else(|| {
             (!options.timeout.is_zero())
-                .then(|| runner::slurm::time_limit(options.timeout, after_stop))
+                .then(|| runner::dispatch::slurm::time_limit(options.timeout, after_stop))
         }),
         extra: e.slurm_arg.clone(),
         max_pending: e.max_pending,
@@ -700,7 +700,7 @@ fn session_name(session: SessionArg) -> &'static str {
 
 /// 128 + the signal when a stop request ended the builds, as for one build; else 1 when a
 /// build that counts failed.
-fn exit_code(ran: &runner::many::Ran, failed: bool) -> u8 {
+fn exit_code(ran: &runner::dispatch::Ran, failed: bool) -> u8 {
     match ran.stopped {
         Some(signal) => runner::outcome::exit::byte(runner::outcome::exit::of_signal(signal)),
         None if failed => exit_codes::FAILED,
@@ -716,9 +716,9 @@ fn execute(
     parallel: usize,
     fast_fail: bool,
     json: bool,
-    launcher: &dyn runner::many::Launcher,
+    launcher: &dyn runner::dispatch::Launcher,
     also: &mut dyn FnMut(&ManyEvent<'_>),
-) -> Result<runner::many::Ran, CliError> {
+) -> Result<runner::dispatch::Ran, CliError> {
     let stop = crate::run::stop_on_signals()?;
     let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
     let terminal = io::stdout().is_terminal();
@@ -734,55 +734,56 @@ fn execute(
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let ran = runner::many::run_many(jobs, parallel, fast_fail, launcher, &stop, &mut |event| {
-        also(&event);
-        if let Some(p) = progress.as_mut() {
-            p.update(&event);
-        }
-        let (id, line) = match event {
-            ManyEvent::Idle => {
-                flush_above(progress.as_ref(), &mut out, &mut held);
-                return;
+    let ran =
+        runner::dispatch::run_many(jobs, parallel, fast_fail, launcher, &stop, &mut |event| {
+            also(&event);
+            if let Some(p) = progress.as_mut() {
+                p.update(&event);
             }
-            ManyEvent::Line { id, line } => (id, line.to_vec()),
-            ManyEvent::Note { id, text } if json => (
-                id,
-                serde_json::to_vec(&serde_json::json!({
-                    "event": "executor",
-                    "time": jiff::Timestamp::now(),
-                    "message": text,
-                }))
-                .unwrap_or_default(),
-            ),
-            ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
-            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
-            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
-                result.id.as_str(),
-                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
-            ),
-            _ => return,
-        };
-        let mut text: &mut dyn Write = if progress.is_some() {
-            &mut held
-        } else {
-            &mut out
-        };
-        let _ = if json {
-            write_json_line(&mut text, id, &line)
-        } else {
-            let index = index.get(id).copied().unwrap_or(0);
-            write_prefixed(
-                &mut text,
-                id,
-                width,
-                colour.then(|| COLOURS[index % COLOURS.len()]),
-                &line,
-            )
-        };
-        if held.len() >= 64 * 1024 {
-            flush_above(progress.as_ref(), &mut out, &mut held);
-        }
-    });
+            let (id, line) = match event {
+                ManyEvent::Idle => {
+                    flush_above(progress.as_ref(), &mut out, &mut held);
+                    return;
+                }
+                ManyEvent::Line { id, line } => (id, line.to_vec()),
+                ManyEvent::Note { id, text } if json => (
+                    id,
+                    serde_json::to_vec(&serde_json::json!({
+                        "event": "executor",
+                        "time": jiff::Timestamp::now(),
+                        "message": text,
+                    }))
+                    .unwrap_or_default(),
+                ),
+                ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
+                ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
+                ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
+                    result.id.as_str(),
+                    format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
+                ),
+                _ => return,
+            };
+            let mut text: &mut dyn Write = if progress.is_some() {
+                &mut held
+            } else {
+                &mut out
+            };
+            let _ = if json {
+                write_json_line(&mut text, id, &line)
+            } else {
+                let index = index.get(id).copied().unwrap_or(0);
+                write_prefixed(
+                    &mut text,
+                    id,
+                    width,
+                    colour.then(|| COLOURS[index % COLOURS.len()]),
+                    &line,
+                )
+            };
+            if held.len() >= 64 * 1024 {
+                flush_above(progress.as_ref(), &mut out, &mut held);
+            }
+        });
     flush_above(progress.as_ref(), &mut out, &mut held);
     if let Some(p) = progress {
         p.bar.finish_and_clear();
@@ -869,7 +870,7 @@ struct Target {
     id: String,
     /// Its batch's id and its identifier there.
     batch: Option<(String, String)>,
-    invocation: runner::record::Invocation,
+    invocation: runner::store::Invocation,
     /// How messages name it.
     name: String,
     /// Where its latest run was placed, when a scheduler ran it (`slurm job 42`).
@@ -878,13 +879,14 @@ struct Target {
 
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let state_dir = crate::run::state_dir(args.state_dir.as_ref())?;
-    let state = runner::record::StateDir::open(&state_dir)?;
-    let query = runner::query::Query {
+    let state = runner::store::StateDir::open(&state_dir)?;
+    let query = runner::store::query::Query {
         latest: true,
-        ..runner::query::Query::default()
+        ..runner::store::query::Query::default()
     };
-    let latest = runner::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
-    let selected: Vec<&runner::record::BuildRecord> = latest
+    let latest =
+        runner::store::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
+    let selected: Vec<&runner::store::BuildRecord> = latest
         .iter()
         .filter(|r| !args.failed || r.status != runner::Status::Succeeded)
         .collect();
@@ -953,7 +955,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let copies = !args.side_by_side.in_place && parallel > 1 && targets.len() > 1;
     let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
     if copies {
-        let _ = runner::record::create_spread_dir(&copies_root);
+        let _ = runner::store::create_spread_dir(&copies_root);
     }
     let batch_of = |id: &str| batches.iter().find(|b| b.journal.id == id);
     let planned = |(batch, identifier): &(String, String)| {
@@ -999,7 +1001,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
             ]);
         }
         let cwd = PathBuf::from(&target.invocation.cwd);
-        let before: Option<runner::many::Before> = if copies {
+        let before: Option<runner::dispatch::Before> = if copies {
             let source = cwd.join(given_source(&argv));
             let copy = copies_root.join(format!("src-{i}"));
             set_source(&mut argv, &copy);
@@ -1037,7 +1039,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         parallel,
         fast_fail,
         false,
-        &runner::workers::Workers::new(),
+        &runner::dispatch::workers::Workers::new(),
         &mut |_| {},
     )?;
     let _ = std::fs::remove_dir_all(&work);
@@ -1076,7 +1078,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
 /// unless it is among `targets` already or has run since in another batch.
 fn never_ran(
     batches: &[Batch],
-    latest: &[runner::record::BuildRecord],
+    latest: &[runner::store::BuildRecord],
     targets: &[Target],
 ) -> Vec<Target> {
     let mut found = Vec::new();
@@ -1209,7 +1211,7 @@ fn set_source(argv: &mut Vec<String>, to: &Path) {
 /// A folder for one run's per-build files (their records as they end).
 fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
     let work = state_dir.join("runs").join(run_id);
-    runner::record::create_private_dir(&work).map_err(|source| CliError::WriteFile {
+    runner::store::create_private_dir(&work).map_err(|source| CliError::WriteFile {
         what: "the run's folder",
         path: work.display().to_string(),
         source,
@@ -1241,7 +1243,7 @@ fn write_batch_record(
         source,
     })?;
     // Rewritten as builds start and end: a reader never sees half of it.
-    runner::record::write_atomic(&path, &json, false).map_err(CliError::State)
+    runner::store::write_atomic(&path, &json, false).map_err(CliError::State)
 }
 
 /// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
@@ -1284,7 +1286,7 @@ fn member_invocation(
     project: &str,
     member: &Member,
     cwd: &str,
-) -> runner::record::Invocation {
+) -> runner::store::Invocation {
     let mut args = vec!["run".to_owned(), member.buildspec.display().to_string()];
     args.extend(
         child_args(options, state_dir, source, project, member)
@@ -1294,14 +1296,14 @@ fn member_invocation(
     // The batch record never holds a value to mask in clear, nor an AWS credential.
     let secrets = options.build.layers().map_or_else(
         |_| options.mask.clone(),
-        |layers| runner::mask::known_secrets(&layers, &options.mask),
+        |layers| runner::env::mask::known_secrets(&layers, &options.mask),
     );
-    runner::record::Invocation {
+    runner::store::Invocation {
         cwd: cwd.to_owned(),
         args,
         masked: false,
     }
-    .masked_by(&runner::mask::Masker::new(secrets))
+    .masked_by(&runner::env::mask::Masker::new(secrets))
 }
 
 fn duration_arg(d: Duration) -> String {
@@ -1358,7 +1360,7 @@ fn child_args(
     }
     // Each build's sets and reports under its own folder, so that builds do not overwrite each
     // other's `primary`.
-    let folder = runner::artifacts::folder_name(&member.id, "build");
+    let folder = runner::outputs::artifacts::folder_name(&member.id, "build");
     if let Some(dest) = &o.artifacts {
         let text = dest.to_string_lossy();
         if text.starts_with("s3://") {
@@ -1455,7 +1457,7 @@ fn summary(results: &[JobResult]) -> String {
         };
         let place = match (&r.record, &r.reason) {
             (_, Some(reason)) => reason.clone(),
-            (Some(record), None) => runner::query::failed_phase(record).unwrap_or_default(),
+            (Some(record), None) => runner::store::query::failed_phase(record).unwrap_or_default(),
             (None, None) => String::new(),
         };
         let _ = writeln!(out, "{:<width$}  {status:<10}  {time:>8}  {place}", r.id);

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use runner::query::{self, Query};
+use runner::store::query::{self, Query};
 
 use crate::args::{PathArgs, ReportArgs};
 use crate::error::CliError;

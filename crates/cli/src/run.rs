@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use runner::BuildOptions;
 use runner::build::Destination;
 use runner::events::{Event, Reporter, write_log};
-use runner::record::{StateDir, default_state_dir};
+use runner::store::{StateDir, default_state_dir};
 use serde::Serialize;
 
 use crate::args::{InspectArgs, LogFormat, RunArgs, RunOptions};
@@ -127,7 +127,7 @@ pub(crate) fn read_state(given: Option<&PathBuf>, by: &str) -> Result<StateDir, 
 /// Completes the builds of `state` whose runner is gone (killed, or its machine restarted),
 /// ending what they left; each is said on stderr.
 pub(crate) fn complete_abandoned(state: &StateDir, by: &str) {
-    for record in runner::abandoned::recover(state, by) {
+    for record in runner::store::abandoned::recover(state, by) {
         eprintln!(
             "note: build {} was left {} by a runner that is gone; its record is completed: {}",
             record.id,
@@ -165,19 +165,21 @@ pub(crate) fn run(args: &RunArgs, given: &[String]) -> Result<u8, CliError> {
     }
 }
 
-/// The builds a dispatcher of many builds sends (`runner::workers`), each run as `run` would
+/// The builds a dispatcher of many builds sends (`runner::dispatch::workers`), each run as `run` would
 /// run it in a process of its own, one after another, until the dispatcher closes the pipe.
 /// Their records are flushed to the disk together, before the worker ends.
 pub(crate) fn serve_builds() -> Result<u8, CliError> {
     use crate::args::{Cli, Command};
     use clap::Parser as _;
     let stop = stop_on_signals()?;
-    let mut input = runner::workers::requests().map_err(CliError::Output)?;
-    let token = runner::workers::read_hello(&mut input).map_err(CliError::Output)?;
+    let mut input = runner::dispatch::workers::requests().map_err(CliError::Output)?;
+    let token = runner::dispatch::workers::read_hello(&mut input).map_err(CliError::Output)?;
     let mut written = std::collections::BTreeSet::new();
     // A build's last lines and its end line go out in one write.
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    while let Some(request) = runner::workers::read_request(&mut input).map_err(CliError::Output)? {
+    while let Some(request) =
+        runner::dispatch::workers::read_request(&mut input).map_err(CliError::Output)?
+    {
         let given: Vec<String> = request
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
@@ -203,12 +205,12 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
         };
         // A stop that came after the build ended is not the next build's.
         stop.clear();
-        out.write_all(&runner::workers::end_line(&token, code))
+        out.write_all(&runner::dispatch::workers::end_line(&token, code))
             .and_then(|()| out.flush())
             .map_err(CliError::Output)?;
     }
     for dir in written {
-        runner::record::StateDir::open(dir)?.flush()?;
+        runner::store::StateDir::open(dir)?.flush()?;
     }
     Ok(exit_codes::SUCCESS)
 }
@@ -235,7 +237,7 @@ pub(crate) fn run_one(
         layers: args.build.layers()?,
         initiator: runner::env::initiator(),
         strict: args.build.strict,
-        providers: runner::secrets::Providers::load(
+        providers: runner::env::secrets::Providers::load(
             args.parameters.as_deref(),
             args.secrets.as_deref(),
         )?,
@@ -335,7 +337,7 @@ fn invocation(
     args: &RunOptions,
     file: Option<&std::path::Path>,
     given: &[String],
-) -> runner::record::Invocation {
+) -> runner::store::Invocation {
     let copied = file.map(|f| f.display().to_string());
     let mut out = Vec::new();
     let mut given = given.iter().cloned();
@@ -367,7 +369,7 @@ fn invocation(
     }
     // The engine masks it (the values to mask, AWS credentials, parameters and secrets) in
     // every record it writes.
-    runner::record::Invocation {
+    runner::store::Invocation {
         cwd: std::env::current_dir()
             .map(|d| d.display().to_string())
             .unwrap_or_default(),
@@ -385,7 +387,7 @@ fn destination(given: Option<&std::path::Path>) -> Result<Destination, CliError>
     match path.to_str() {
         Some(text) if text.starts_with("s3://") => Ok(Destination::S3 {
             url: text.parse()?,
-            config: runner::s3::S3Config::from_env(|name| std::env::var(name).ok())?,
+            config: runner::outputs::s3::S3Config::from_env(|name| std::env::var(name).ok())?,
         }),
         _ => Ok(Destination::Dir(path.to_path_buf())),
     }
@@ -405,7 +407,7 @@ fn dotenv(variables: &indexmap::IndexMap<String, String>) -> String {
         if plain(value) {
             out.push_str(value);
         } else {
-            out.push_str(&runner::state::quote(value));
+            out.push_str(&runner::build::shell::state::quote(value));
         }
         out.push('\n');
     }
@@ -429,9 +431,9 @@ fn inspect_batch(state: &StateDir, prefix: &str, json: bool) -> Result<u8, CliEr
         .unwrap_or_default();
     let [path] = matches.as_slice() else {
         return Err(CliError::State(if matches.is_empty() {
-            runner::record::StateError::NotFound(format!("batch:{prefix}"))
+            runner::store::StateError::NotFound(format!("batch:{prefix}"))
         } else {
-            runner::record::StateError::Ambiguous {
+            runner::store::StateError::Ambiguous {
                 query: format!("batch:{prefix}"),
                 matches: matches.iter().map(|p| p.display().to_string()).collect(),
             }

@@ -26,7 +26,7 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Moves a descriptor to a number of at least 10, so that mapping it onto 3 or 4 in a child can
 /// never overwrite another descriptor that is still to be mapped.
-pub(crate) fn raise(fd: OwnedFd) -> io::Result<OwnedFd> {
+pub(crate) fn above_fd_ten(fd: OwnedFd) -> io::Result<OwnedFd> {
     if fd.as_raw_fd() >= 10 {
         return Ok(fd);
     }
@@ -62,7 +62,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Gives the child `fds[i].0` as descriptor `fds[i].1` (3, 4, ...), open across exec. The
-/// sources must be at least 10 (see [`raise`]) and stay open until the child is spawned.
+/// sources must be at least 10 (see [`above_fd_ten`]) and stay open until the child is spawned.
 fn map_fds(command: &mut Command, fds: Vec<(RawFd, RawFd)>) {
     let fds: Vec<(RawFd, RawFd)> = fds;
     // SAFETY: the closure runs in the child between fork and exec, where only async-signal-safe
@@ -97,7 +97,7 @@ pub(crate) struct Launch<'a> {
     pub(crate) env: &'a BTreeMap<String, String>,
     pub(crate) cwd: &'a Path,
     pub(crate) output: BorrowedFd<'a>,
-    /// At least 10 each (see [`raise`]), so that no mapping overwrites another.
+    /// At least 10 each (see [`above_fd_ten`]), so that no mapping overwrites another.
     pub(crate) fds: [BorrowedFd<'a>; 2],
     /// The user to run as (root only), instead of this process's.
     pub(crate) user: Option<&'a RunAs>,

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 use runner::events::{Context, Phase, Status};
-use runner::record::{BuildRecord, PhaseRecord};
+use runner::store::{BuildRecord, PhaseRecord};
 
 use crate::Sandbox;
 

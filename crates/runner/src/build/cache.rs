@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use buildspec::model::{Cache as CacheSpec, CacheAction};
 
 use super::Build;
-use crate::artifacts::{self, CollectError, Rules};
-use crate::cache::{Cache, Save, Saved, Wanted};
+use crate::outputs::artifacts::{self, CollectError, Rules};
+use crate::store::cache::{Cache, Save, Saved, Wanted};
 
 impl Build<'_> {
     fn cache_spec(&self) -> Option<CacheSpec> {

@@ -10,10 +10,10 @@ use jiff::Timestamp;
 use nix::sys::signal::Signal;
 
 use super::{Build, BuildOutcome, DRAIN_LIMIT, RunError, env_dump};
+use crate::build::processes::Leftovers;
 use crate::events::{Event, Phase, Status};
 use crate::outcome::{Context, exit, signal_name};
 use crate::platform;
-use crate::process::Leftovers;
 
 impl Build<'_> {
     /// SIGTERM to the build's process group, SIGKILL after the grace period.
@@ -60,10 +60,10 @@ impl Build<'_> {
     /// would say the build had no variables), and says in the log when it could not.
     pub(super) fn write_dump(&mut self, name: &str, dump: &str) {
         let dir = self.dir.join("env");
-        let written = crate::record::create_private_dir(&dir)
+        let written = crate::store::create_private_dir(&dir)
             .map_err(|e| e.to_string())
             .and_then(|()| {
-                crate::record::write_atomic(&dir.join(name), dump.as_bytes(), false)
+                crate::store::write_atomic(&dir.join(name), dump.as_bytes(), false)
                     .map_err(|e| e.to_string())
             });
         if let Err(e) = written {
@@ -149,7 +149,7 @@ impl Build<'_> {
                 "{lines} line(s), {bytes} bytes of output were counted and not kept (log limit {})",
                 super::stream::show_size(limit)
             ));
-            self.record.log_truncated = Some(crate::record::LogTruncated {
+            self.record.log_truncated = Some(crate::store::LogTruncated {
                 limit,
                 lines,
                 bytes,
@@ -165,14 +165,19 @@ impl Build<'_> {
                         name.clone(),
                         // A value that holds a secret is not exported in clear either.
                         self.masker
-                            .text(self.state.variables.get(name).map_or("", String::as_str))
+                            .text(
+                                self.shell_state
+                                    .variables
+                                    .get(name)
+                                    .map_or("", String::as_str),
+                            )
                             .into_owned(),
                     )
                 })
                 .collect();
             self.record.exported_variables = exported;
         }
-        let dump = env_dump(&self.state, &self.secret_names, &self.masker);
+        let dump = env_dump(&self.shell_state, &self.secret_names, &self.masker);
         self.write_dump("end.env", &dump);
         self.remove_runtime_files();
 
@@ -280,7 +285,7 @@ impl Build<'_> {
                 self.killed = true;
             }
         }
-        let (left, killed) = crate::process::freeze_and_kill(
+        let (left, killed) = crate::build::processes::freeze_and_kill(
             &find,
             left,
             Instant::now() + SWEEP_KILL_LIMIT,

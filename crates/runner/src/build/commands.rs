@@ -11,10 +11,10 @@ use nix::sys::signal::Signal;
 use super::cleanup::wait_eof;
 use super::stream::End;
 use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id};
+use crate::build::shell::{Listed, Reply, Session, SessionKind};
 use crate::events::{Event, Phase, Status};
 use crate::outcome::{exit, signal_name};
 use crate::platform;
-use crate::session::{Listed, Reply, Session, SessionKind};
 
 /// Where a persistent list is.
 struct Progress<'l> {
@@ -68,10 +68,10 @@ impl Build<'_> {
             };
             match value {
                 Some(value) => {
-                    self.state.variables.insert(name.to_owned(), value);
+                    self.shell_state.variables.insert(name.to_owned(), value);
                 }
                 None => {
-                    self.state.variables.remove(name);
+                    self.shell_state.variables.remove(name);
                 }
             }
         }
@@ -118,7 +118,7 @@ impl Build<'_> {
             .output_write
             .as_ref()
             .ok_or_else(|| io::Error::other("no output pipe"))?;
-        self.session = Some(Session::start(spec, &self.state, output)?);
+        self.session = Some(Session::start(spec, &self.shell_state, output)?);
         Ok(())
     }
 
@@ -191,7 +191,7 @@ impl Build<'_> {
                 .collect();
             let sent = match self.session.as_mut() {
                 Some(session) => {
-                    session.send_list(&listed, self.succeeding, self.last_exit, &self.state)
+                    session.send_list(&listed, self.succeeding, self.last_exit, &self.shell_state)
                 }
                 None => Err(io::Error::other("no session")),
             };
@@ -226,7 +226,7 @@ impl Build<'_> {
                 match reply {
                     Reply::Done(code, state, stopped_at) => {
                         if let Some(state) = state {
-                            self.state = state;
+                            self.shell_state = state;
                         }
                         // Every marker of the list is in the pipe once the driver has replied
                         // (it wrote them first), though some may not have been read yet.
@@ -334,9 +334,9 @@ impl Build<'_> {
         };
         if let Some(mut state) = Session::take_exit_state(&spec.scripts, spec.user.as_ref()) {
             if state.cwd.is_empty() {
-                state.cwd.clone_from(&self.state.cwd);
+                state.cwd.clone_from(&self.shell_state.cwd);
             }
-            self.state = state;
+            self.shell_state = state;
         }
     }
 
@@ -485,7 +485,7 @@ impl Build<'_> {
             return Err(Status::Fault);
         }
         let sent = match self.session.as_mut() {
-            Some(session) => session.send(id, self.succeeding, self.last_exit, &self.state),
+            Some(session) => session.send(id, self.succeeding, self.last_exit, &self.shell_state),
             None => Err(io::Error::other("no session")),
         };
         if let Err(e) = sent {
@@ -534,7 +534,7 @@ impl Build<'_> {
             match reply {
                 Reply::Done(code, state, _) => {
                     if let Some(state) = state {
-                        self.state = state;
+                        self.shell_state = state;
                     }
                     return Ok(code);
                 }

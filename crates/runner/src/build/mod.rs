@@ -13,24 +13,27 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 
 use self::log_file::LogFile;
+use crate::build::output::LineBuffer;
+use crate::build::shell::runtime::Runtime;
+use crate::build::shell::state::SessionState;
+use crate::build::shell::{ErrorLines, Session, SessionKind, SessionSpec};
 use crate::env::Layers;
+use crate::env::mask::{MaskedStream, Masker};
+use crate::env::secrets::Providers;
 use crate::events::{Event, Phase, Reporter};
-use crate::mask::{MaskedStream, Masker};
 use crate::outcome::{Context, ContextCode, Status};
-use crate::output::LineBuffer;
 use crate::platform;
-use crate::record::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
-use crate::runtime::Runtime;
-use crate::secrets::Providers;
-use crate::session::{ErrorLines, Session, SessionKind, SessionSpec};
-use crate::state::SessionState;
 use crate::stop::Stop;
+use crate::store::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
 
 mod cache;
 mod cleanup;
 mod commands;
 mod log_file;
+pub mod output;
+pub(crate) mod processes;
 mod reports;
+pub mod shell;
 mod source;
 mod stream;
 mod upload;
@@ -90,7 +93,7 @@ pub struct BuildOptions {
     /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
     pub batch: Option<(String, String)>,
     /// How the build was started, for the record.
-    pub invocation: Option<crate::record::Invocation>,
+    pub invocation: Option<crate::store::Invocation>,
     /// The buildspec's name for the record, when the file run is a copy of it.
     pub buildspec_name: Option<String>,
     /// The build's uuid, when its starter chose it (to find the record of a runner that died);
@@ -193,7 +196,8 @@ struct Build<'r> {
     plan: Option<Plan>,
     session: Option<Session>,
     spec: Option<SessionSpec>,
-    state: SessionState,
+    /// The variables and directory the next command starts with.
+    shell_state: SessionState,
     output_read: Option<File>,
     output_write: Option<OwnedFd>,
     lines: LineBuffer,
@@ -266,20 +270,23 @@ impl<'r> Build<'r> {
         // A build that cannot start (a full disk, an unwritable state directory) leaves no
         // folder in memory behind it.
         let unstarted = RemoveOnDrop(&runtime);
-        crate::record::create_private_dir(&dir).map_err(|source| RunError::Io {
+        crate::store::create_private_dir(&dir).map_err(|source| RunError::Io {
             path: dir.display().to_string(),
             source,
         })?;
         let log_path = dir.join("build.log");
-        let log = crate::record::private_file(&log_path).map_err(|source| RunError::Io {
+        let log = crate::store::private_file(&log_path).map_err(|source| RunError::Io {
             path: log_path.display().to_string(),
             source,
         })?;
         let now = Timestamp::now();
         // The values known to be secret before the buildspec is read are masked from the first
         // word the build writes; those of its parameters and secrets join them once read.
-        let masker = Masker::new(crate::mask::known_secrets(&options.layers, &options.mask));
-        let fresh = crate::record::FreshRecord {
+        let masker = Masker::new(crate::env::mask::known_secrets(
+            &options.layers,
+            &options.mask,
+        ));
+        let fresh = crate::store::FreshRecord {
             project,
             buildspec: options
                 .buildspec_name
@@ -319,7 +326,7 @@ impl<'r> Build<'r> {
             plan: None,
             session: None,
             spec: None,
-            state: SessionState::default(),
+            shell_state: SessionState::default(),
             output_read: None,
             output_write: None,
             lines: LineBuffer::default(),
@@ -369,8 +376,7 @@ impl<'r> Build<'r> {
             Err(e) if e.is_out_of_space() => {
                 let mut compact = serde_json::to_vec(record).unwrap_or_default();
                 compact.push(b'\n');
-                crate::record::overwrite_in_place(&self.record_path(), &compact, sync)
-                    .map_err(|_| e)
+                crate::store::overwrite_in_place(&self.record_path(), &compact, sync).map_err(|_| e)
             }
             written => written,
         }
@@ -646,7 +652,7 @@ impl<'r> Build<'r> {
         };
         self.use_user(planned.run_as.as_deref());
         let attempts = planned.retries + 1;
-        let start_state = self.state.clone();
+        let start_state = self.shell_state.clone();
         let pattern = match &planned.on_failure {
             Some(OnFailure::Retry {
                 pattern: Some(p), ..
@@ -727,7 +733,7 @@ impl<'r> Build<'r> {
                             phase.as_str(),
                             attempt + 1
                         ));
-                        self.state = start_state.clone();
+                        self.shell_state = start_state.clone();
                         continue;
                     }
                     self.succeeding = false;
@@ -794,9 +800,9 @@ fn env_dump(state: &SessionState, secrets: &[String], masker: &Masker) -> String
         out.push_str(name);
         out.push('=');
         if secrets.contains(name) {
-            out.push_str(crate::mask::MASK);
+            out.push_str(crate::env::mask::MASK);
         } else {
-            out.push_str(&crate::state::quote(&masker.text(value)));
+            out.push_str(&crate::build::shell::state::quote(&masker.text(value)));
         }
         out.push('\n');
     }
@@ -813,7 +819,7 @@ fn git_head(source: &Path) -> Option<String> {
     const LIMIT: u64 = 4096;
     let git = source.join(".git");
     let read = |path: &Path| {
-        crate::record::read_regular(path, LIMIT)
+        crate::store::read_regular(path, LIMIT)
             .ok()
             .flatten()
             .and_then(|bytes| String::from_utf8(bytes).ok())
@@ -849,7 +855,7 @@ fn git_head(source: &Path) -> Option<String> {
 
 /// `packed-refs`, which may be large in a big repository, read as `git_head` reads the rest.
 fn read_packed_refs(path: &Path) -> Option<String> {
-    crate::record::read_regular(path, 64 * 1024 * 1024)
+    crate::store::read_regular(path, 64 * 1024 * 1024)
         .ok()
         .flatten()
         .and_then(|bytes| String::from_utf8(bytes).ok())

@@ -8,9 +8,9 @@ use std::path::PathBuf;
 use buildspec::model::ReportGroup;
 
 use super::Build;
-use crate::artifacts::{self, Rules};
-use crate::record::ReportRecord;
-use crate::reports::{self, CoverageSummary, Summary, TestSummary};
+use crate::outputs::artifacts::{self, Rules};
+use crate::outputs::reports::{self, CoverageSummary, Summary, TestSummary};
+use crate::store::ReportRecord;
 
 /// The folder a group's files land in: an ARN's last part, or the name.
 fn group_folder(name: &str) -> String {
@@ -41,7 +41,7 @@ impl Build<'_> {
             .clone()
             .unwrap_or_else(|| self.dir.join("reports"));
         for (name, group) in &groups {
-            let record = self.process_group(&root, name, group);
+            let record = self.report_group(&root, name, group);
             self.record.reports.push(record);
         }
         let table = summary_table(&self.record.reports);
@@ -50,7 +50,7 @@ impl Build<'_> {
         }
     }
 
-    fn process_group(
+    fn report_group(
         &mut self,
         root: &std::path::Path,
         name: &str,

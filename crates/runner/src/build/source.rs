@@ -10,14 +10,14 @@ use buildspec::plan::PlannedPhase;
 use indexmap::IndexMap;
 
 use super::{Build, env_dump, git_head, script_id};
+use crate::build::shell::state::SessionState;
+use crate::build::shell::{SessionKind, SessionSpec};
+use crate::env::mask::Masker;
 use crate::env::{self, BuildContext, Source};
 use crate::events::Phase;
-use crate::mask::Masker;
 use crate::outcome::{Context, ContextCode, Status};
 use crate::platform;
-use crate::record::StateError;
-use crate::session::{SessionKind, SessionSpec};
-use crate::state::SessionState;
+use crate::store::StateError;
 
 impl Build<'_> {
     /// Reads and checks the buildspec, prepares the environment and writes the first record.
@@ -68,7 +68,7 @@ impl Build<'_> {
         };
         // The copy is masked with the values known so far (`--mask`, AWS credentials), and again
         // below once the parameters and secrets are known.
-        let _ = crate::record::write_private(
+        let _ = crate::store::write_private(
             &self.dir.join("buildspec.yml"),
             self.masker.text(&checked.source.text).as_bytes(),
         );
@@ -135,7 +135,7 @@ impl Build<'_> {
             }
         }
         // The `--mask` values and AWS credentials, masked since the build began.
-        let known = crate::mask::known_secrets(&self.options.layers, &self.options.mask);
+        let known = crate::env::mask::known_secrets(&self.options.layers, &self.options.mask);
         // A JSON secret read whole may be taken apart by the build (`jq .password`): its string
         // values are masked one by one too.
         // Short values (an id, `true`) would mask common words: only values of 6 or more
@@ -154,7 +154,7 @@ impl Build<'_> {
             );
             // A parameter's value may be written in the buildspec too.
             let masked = self.masker.text(&checked.source.text).into_owned();
-            let _ = crate::record::write_private(&self.dir.join("buildspec.yml"), masked);
+            let _ = crate::store::write_private(&self.dir.join("buildspec.yml"), masked);
         }
         self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
@@ -216,11 +216,11 @@ impl Build<'_> {
         for w in warnings {
             self.message(&format!("warning: {}", w.message));
         }
-        self.state = SessionState {
+        self.shell_state = SessionState {
             variables: variables
                 .into_iter()
                 // PWD and its kin belong to the shell, which sets them from its directory.
-                .filter(|v| !crate::state::SHELL_OWNED.contains(&v.name.as_str()))
+                .filter(|v| !crate::build::shell::state::SHELL_OWNED.contains(&v.name.as_str()))
                 .filter_map(|v| {
                     let value = match v.source {
                         Source::ParameterStore | Source::SecretsManager => {
@@ -234,8 +234,8 @@ impl Build<'_> {
             cwd: source,
         };
         self.own_identity =
-            ["HOME", "USER", "LOGNAME"].map(|n| self.state.variables.get(n).cloned());
-        let dump = env_dump(&self.state, &self.secret_names, &self.masker);
+            ["HOME", "USER", "LOGNAME"].map(|n| self.shell_state.variables.get(n).cloned());
+        let dump = env_dump(&self.shell_state, &self.secret_names, &self.masker);
         self.write_dump("start.env", &dump);
         // Version 0.1 carries nothing between commands, whatever session was asked for.
         let kind = if plan.session_state {
@@ -314,7 +314,7 @@ impl Build<'_> {
                         "#### {id}.sh (buildspec line {})",
                         command.line
                     );
-                    let text = crate::session::script(&command.text, kind);
+                    let text = crate::build::shell::script(&command.text, kind);
                     record_scripts.push_str(&text);
                     if kind == SessionKind::Persistent {
                         continue;
@@ -335,7 +335,9 @@ impl Build<'_> {
                         return Ok(false);
                     }
                     let name = format!("{id}.sh");
-                    if let Err(e) = crate::runtime::write(&dir, user, &name, text.as_bytes()) {
+                    if let Err(e) =
+                        crate::build::shell::runtime::write(&dir, user, &name, text.as_bytes())
+                    {
                         self.end_phase(
                             Phase::DownloadSource,
                             Status::Fault,
@@ -353,15 +355,15 @@ impl Build<'_> {
                 }
             }
         }
-        let _ = crate::record::write_private(
+        let _ = crate::store::write_private(
             &self.dir.join("scripts.sh"),
             self.masker.text(&record_scripts).as_bytes(),
         );
         let token = uuid::Uuid::new_v4().simple().to_string();
         self.spec = Some(SessionSpec {
-            shell: crate::session::resolve_shell(
+            shell: crate::build::shell::resolve_shell(
                 plan.shell.program(),
-                self.state.variables.get("PATH").map(String::as_str),
+                self.shell_state.variables.get("PATH").map(String::as_str),
             ),
             kind,
             stateless: !plan.session_state,
@@ -377,7 +379,7 @@ impl Build<'_> {
             self.error_lines = self
                 .spec
                 .as_ref()
-                .map(|spec| crate::session::ErrorLines::new(&spec.name));
+                .map(|spec| crate::build::shell::ErrorLines::new(&spec.name));
         }
         if kind == SessionKind::Persistent {
             self.marker = Some(

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use buildspec::model::ArtifactSet;
 
 use super::Build;
-use crate::artifacts::{self, Rules, pattern};
 use crate::events::Phase;
 use crate::outcome::{Context, ContextCode, Status};
+use crate::outputs::artifacts::{self, Rules, pattern};
+use crate::outputs::s3::{S3Config, S3Url, Uploader};
 use crate::platform;
-use crate::record::ArtifactRecord;
-use crate::s3::{S3Config, S3Url, Uploader};
+use crate::store::ArtifactRecord;
 
 /// Where artifact sets are written.
 #[derive(Debug, Clone, Default)]
@@ -121,7 +121,7 @@ impl Build<'_> {
     }
 
     pub(super) fn expand(&self, text: &str) -> String {
-        pattern::expand_vars(text, &self.state.variables)
+        pattern::expand_vars(text, &self.shell_state.variables)
     }
 
     /// Collects one set and writes it; the error is the phase context's message.
@@ -320,10 +320,10 @@ impl Build<'_> {
     pub(super) fn evaluate(&mut self, expr: &str) -> Result<String, String> {
         let plan_shell = self.plan.as_ref().map(|p| p.shell);
         let program = plan_shell.map_or("sh", |s| s.program());
-        let cwd = if self.state.cwd.is_empty() {
+        let cwd = if self.shell_state.cwd.is_empty() {
             self.record.source.clone()
         } else {
-            self.state.cwd.clone()
+            self.shell_state.cwd.clone()
         };
         let mut command = Command::new(program);
         command
@@ -332,7 +332,7 @@ impl Build<'_> {
             .arg("buildspec")
             .arg(expr)
             .env_clear()
-            .envs(&self.state.variables)
+            .envs(&self.shell_state.variables)
             .current_dir(&cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

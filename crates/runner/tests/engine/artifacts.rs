@@ -68,7 +68,7 @@ fn listing(dir: &Path) -> Vec<String> {
 impl Ran {
     /// The record of a set, which must have been written.
     #[track_caller]
-    fn set(&self, id: &str) -> &runner::record::ArtifactRecord {
+    fn set(&self, id: &str) -> &runner::store::ArtifactRecord {
         self.record
             .artifacts
             .iter()

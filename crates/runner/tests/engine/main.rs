@@ -19,7 +19,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use runner::env::Layers;
 use runner::events::{Event, Phase, Reporter, Status};
-use runner::record::{BuildRecord, PhaseRecord};
+use runner::store::{BuildRecord, PhaseRecord};
 use runner::{BuildOptions, SessionKind};
 
 /// What a build reported, kept for assertions.
@@ -86,7 +86,7 @@ impl Fixture {
             },
             initiator: "tester".to_owned(),
             strict: false,
-            providers: runner::secrets::Providers::default(),
+            providers: runner::env::secrets::Providers::default(),
             mask: Vec::new(),
             owns_children: false,
             flush_record: true,

@@ -112,6 +112,6 @@ fn a_single_long_line_is_passed_on_in_bounded_pieces() {
         ran.events
             .output
             .iter()
-            .all(|l| l.len() <= runner::output::MAX_LINE)
+            .all(|l| l.len() <= runner::build::output::MAX_LINE)
     );
 }

@@ -1,7 +1,7 @@
 //! Build records and logs.
 
 use runner::events::Status;
-use runner::record::{BuildRecord, StateDir};
+use runner::store::{BuildRecord, StateDir};
 
 use crate::Fixture;
 

@@ -2,8 +2,8 @@
 //! for the build to fail.
 
 use runner::events::{Phase, Status};
-use runner::record::ReportRecord;
-use runner::reports::Summary;
+use runner::outputs::reports::Summary;
+use runner::store::ReportRecord;
 
 use crate::{Fixture, Ran};
 

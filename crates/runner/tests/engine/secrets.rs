@@ -35,7 +35,8 @@ fn fixture() -> Fixture {
     let secrets = fixture.source().join("secrets.yml");
     std::fs::write(&secrets, "prod/db:\n  password: 'pa:ss w0rd'\n  user: me\n").expect("write");
     fixture.options.providers =
-        runner::secrets::Providers::load(Some(&parameters), Some(&secrets)).expect("providers");
+        runner::env::secrets::Providers::load(Some(&parameters), Some(&secrets))
+            .expect("providers");
     fixture.options.layers.inherited.push((
         "AWS_SECRET_ACCESS_KEY".into(),
         "wJalrXUtnFEMI/K7MDENG".into(),
@@ -103,7 +104,7 @@ fn provider_values_reach_the_commands_and_never_the_logs() {
 #[test]
 fn a_missing_value_fails_download_source() {
     let mut fixture = fixture();
-    fixture.options.providers = runner::secrets::Providers::default();
+    fixture.options.providers = runner::env::secrets::Providers::default();
     let ran = fixture.run();
     ran.expect(Failed);
     assert_eq!(ran.record.phases[0].phase, runner::Phase::DownloadSource);

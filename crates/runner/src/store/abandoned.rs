@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::build::processes::{Leftovers, freeze_and_kill};
 use crate::outcome::{ContextCode, Status};
 use crate::platform;
-use crate::process::{Leftovers, freeze_and_kill};
-use crate::record::{BuildRecord, FreshRecord, StateDir, Verdict};
+use crate::store::{BuildRecord, FreshRecord, StateDir, Verdict};
 
 /// How long ending a dead build's processes may take.
 const END_LIMIT: Duration = Duration::from_secs(5);
@@ -35,7 +35,7 @@ pub(crate) fn runner_gone(record: &BuildRecord) -> Option<bool> {
 /// build id (frozen, then killed), and its runtime folders. Nothing when it has no record
 /// yet (it never started a command).
 pub fn end_what_is_left(state: &StateDir, uuid: &str) {
-    crate::runtime::remove_left(uuid);
+    crate::build::shell::runtime::remove_left(uuid);
     let Ok(record) = state.read(uuid) else {
         return;
     };

@@ -61,7 +61,7 @@ impl Runtime {
             });
         }
         let own = build_dir.join("scripts");
-        crate::record::create_private_dir(&own)?;
+        crate::store::create_private_dir(&own)?;
         Ok(Runtime {
             own,
             in_memory: false,
@@ -151,7 +151,7 @@ pub(crate) fn remove_left(uuid: &str) {
 /// theirs, and a link they put in its place leads only where they could write themselves.
 pub(crate) fn write(dir: &Path, user: Option<&RunAs>, name: &str, bytes: &[u8]) -> io::Result<()> {
     let path = dir.join(name);
-    platform::as_user(user, || crate::record::write_private(&path, bytes))?
+    platform::as_user(user, || crate::store::write_private(&path, bytes))?
 }
 
 /// Reads and removes a state report that `user`'s shell wrote in `dir`; `None` when there is
@@ -161,7 +161,7 @@ pub(crate) fn write(dir: &Path, user: Option<&RunAs>, name: &str, bytes: &[u8]) 
 pub(crate) fn take(dir: &Path, user: Option<&RunAs>, name: &str) -> io::Result<Option<Vec<u8>>> {
     let path = dir.join(name);
     let read = platform::as_user(user, || {
-        crate::record::read_regular(&path, REPORT_LIMIT).map_err(|e| {
+        crate::store::read_regular(&path, REPORT_LIMIT).map_err(|e| {
             io::Error::other(format!(
                 "the state report {} is refused: {e}",
                 path.display()

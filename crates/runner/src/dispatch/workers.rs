@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 
-use crate::many::{Ended, Job, Launched, Launcher, Output};
+use crate::dispatch::{Ended, Job, Launched, Launcher, Output};
 use crate::platform;
 
 const HELLO: &str = "buildspec-worker ";
@@ -195,7 +195,11 @@ impl Worker {
         }
         // It died: its exit status is the build's, as a runner process's would be.
         drop(self.input);
-        let code = self.child.wait().ok().map(crate::process::exit_code);
+        let code = self
+            .child
+            .wait()
+            .ok()
+            .map(crate::build::processes::exit_code);
         (
             Ended {
                 exit_code: code,

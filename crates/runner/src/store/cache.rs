@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::artifacts::pattern::{self, FilePattern};
-use crate::artifacts::{self, Collection, FileRecord};
+use crate::outputs::artifacts::pattern::{self, FilePattern};
+use crate::outputs::artifacts::{self, Collection, FileRecord};
 use crate::platform;
 
 /// What a cache entry says about itself.
@@ -323,7 +323,7 @@ impl Cache {
 
     /// An entry's `meta.json`: read as untrusted input (a regular file, of bounded size).
     fn meta(entry: &Path) -> Option<Meta> {
-        let text = crate::record::read_regular(&entry.join("meta.json"), 64 * 1024).ok()??;
+        let text = crate::store::read_regular(&entry.join("meta.json"), 64 * 1024).ok()??;
         serde_json::from_slice(&text).ok()
     }
 

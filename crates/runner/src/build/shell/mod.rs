@@ -15,6 +15,12 @@
 //!
 //! A command's end is the status line the driver writes on descriptor 3, never end-of-file on the
 //! output: background processes may hold the output pipe for the rest of the build.
+//!
+//! `state` parses what the shell reports and writes the update that brings it to a state;
+//! `runtime` owns the folders the scripts and those reports live in.
+
+pub(crate) mod runtime;
+pub mod state;
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -22,8 +28,8 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use self::state::SessionState;
 use crate::platform;
-use crate::state::{self, SessionState};
 
 /// How commands share state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -145,8 +151,8 @@ impl Session {
     ) -> io::Result<Session> {
         let (status_r, status_w) = platform::pipe()?;
         let (control_r, control_w) = platform::pipe()?;
-        let status_w = platform::raise(status_w)?;
-        let control_r = platform::raise(control_r)?;
+        let status_w = platform::above_fd_ten(status_w)?;
+        let control_r = platform::above_fd_ten(control_r)?;
         let user_env;
         let env = match &spec.user {
             None => &state.variables,
@@ -237,7 +243,7 @@ impl Session {
         // the newline), which cost more than a trivial command.
         self.batches += 1;
         let id = format!("batch-{}", self.batches);
-        crate::runtime::write(
+        crate::build::shell::runtime::write(
             &self.spec.scripts,
             self.spec.user.as_ref(),
             &format!("{id}.sh"),
@@ -258,7 +264,7 @@ impl Session {
         if !self.spec.stateless && self.driver_state != *state {
             let update = state::update_script(&self.driver_state, state);
             if !update.is_empty() {
-                crate::runtime::write(
+                crate::build::shell::runtime::write(
                     &self.spec.scripts,
                     self.spec.user.as_ref(),
                     "update",
@@ -294,7 +300,9 @@ impl Session {
         else {
             if ended {
                 let status = self.child.wait()?;
-                return Ok(Reply::DriverExited(crate::process::exit_code(status)));
+                return Ok(Reply::DriverExited(crate::build::processes::exit_code(
+                    status,
+                )));
             }
             return Ok(Reply::Pending);
         };
@@ -342,7 +350,7 @@ impl Session {
         scripts: &Path,
         user: Option<&platform::RunAs>,
     ) -> Option<SessionState> {
-        let report = crate::runtime::take(scripts, user, "exit-state").ok()??;
+        let report = crate::build::shell::runtime::take(scripts, user, "exit-state").ok()??;
         let mut state = state::parse_report(&report).ok()?;
         state
             .variables
@@ -353,8 +361,11 @@ impl Session {
     /// The state a compat command wrote, if it got to (a command that ended with `exit` did not).
     /// The file is removed: it holds secrets in clear.
     fn take_state_file(&mut self) -> io::Result<Option<SessionState>> {
-        let Some(report) =
-            crate::runtime::take(&self.spec.scripts, self.spec.user.as_ref(), "state")?
+        let Some(report) = crate::build::shell::runtime::take(
+            &self.spec.scripts,
+            self.spec.user.as_ref(),
+            "state",
+        )?
         else {
             return Ok(None);
         };

@@ -1,6 +1,9 @@
 //! The build's environment: the layers it is made of, their precedence, and where each variable
 //! came from (decisions §5).
 
+pub mod mask;
+pub mod secrets;
+
 use std::path::Path;
 
 use buildspec::model::Env;

@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::many::{Ended, Job, Launched, Launcher, Output};
+use crate::dispatch::{Ended, Job, Launched, Launcher, Output};
 use crate::outcome::{ContextCode, Status, exit};
 use crate::platform;
-use crate::record::{Placement, Verdict};
+use crate::store::{Placement, Verdict};
 
 /// How builds are submitted.
 #[derive(Debug, Clone)]
@@ -101,7 +101,7 @@ impl Slurm {
     fn files(&self, job: &Job) -> (PathBuf, PathBuf) {
         let stem = match &job.record {
             Some(place) => place.uuid.clone(),
-            None => crate::artifacts::folder_name(&job.id, "build"),
+            None => crate::outputs::artifacts::folder_name(&job.id, "build"),
         };
         (
             self.config.jobs_dir.join(format!("{stem}.sh")),
@@ -118,7 +118,7 @@ impl Slurm {
                 if state.swap(STOP_ASKED, Ordering::SeqCst) == RUNNING {
                     request_stop(&job_id);
                 }
-            }) as crate::many::StopBuild
+            }) as crate::dispatch::StopBuild
         };
         let watcher = Watcher {
             config: Arc::clone(&self.config),
@@ -138,7 +138,7 @@ impl Slurm {
 impl Launcher for Slurm {
     fn launch(&self, job: &mut Job) -> io::Result<Launched> {
         let (script, output) = self.files(job);
-        crate::record::create_private_dir(&self.config.jobs_dir)?;
+        crate::store::create_private_dir(&self.config.jobs_dir)?;
         // The build's arguments (its `--env` values and values to mask among them) go in a
         // private file beside the script, never on the node's command line, which every user
         // of the node can read.
@@ -149,12 +149,12 @@ impl Launcher for Slurm {
             .map(std::ffi::OsString::from)
             .collect();
         let mut framed = Vec::new();
-        crate::workers::write_request(&mut framed, &args)?;
-        crate::record::write_private(&request, &framed)?;
-        crate::record::write_private(&script, job_script(&job.command, &request))?;
+        crate::dispatch::workers::write_request(&mut framed, &args)?;
+        crate::store::write_private(&request, &framed)?;
+        crate::store::write_private(&script, job_script(&job.command, &request))?;
         // A job output file from an earlier try would be read as this one's; a new, private
         // one takes its place (Slurm writes into it, keeping its mode).
-        crate::record::write_private(&output, b"")?;
+        crate::store::write_private(&output, b"")?;
         let c = &self.config;
         let mut sbatch = Command::new("sbatch");
         sbatch
@@ -234,10 +234,10 @@ pub const REQUEST: &str = "__request";
 
 /// Reads the command line a [`REQUEST`] file holds, and removes the file: it may hold secrets.
 pub fn take_request(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
-    let bytes = crate::record::read_regular(path, 64 * 1024 * 1024)?
+    let bytes = crate::store::read_regular(path, 64 * 1024 * 1024)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the request file is gone"))?;
     let _ = std::fs::remove_file(path);
-    crate::workers::read_request(&mut bytes.as_slice())?
+    crate::dispatch::workers::read_request(&mut bytes.as_slice())?
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an empty request file"))
 }
 
@@ -825,8 +825,8 @@ mod tests {
         let args: Vec<std::ffi::OsString> =
             ["run", "--env", "TOKEN=s3cr3t"].map(Into::into).to_vec();
         let mut framed = Vec::new();
-        crate::workers::write_request(&mut framed, &args).expect("frame");
-        crate::record::write_private(&path, &framed).expect("write");
+        crate::dispatch::workers::write_request(&mut framed, &args).expect("frame");
+        crate::store::write_private(&path, &framed).expect("write");
         assert_eq!(take_request(&path).expect("read"), args);
         assert!(!path.exists(), "a request is removed once read");
         assert!(take_request(&path).is_err());

@@ -1,15 +1,18 @@
 //! Many builds at once: a directory of buildspecs, or a `batch:` section.
 //!
 //! Each build runs in a runner process that runs no other build meanwhile (a `buildspec run` the
-//! caller prepares, or a [`crate::workers`] process that runs such builds one after another), so
-//! that a build's signals, orphans and reaping stay its own, exactly as when it runs alone. The
+//! caller prepares, or a [`workers`] process that runs such builds one after another), so that a
+//! build's signals, orphans and reaping stay its own, exactly as when it runs alone. The
 //! scheduler starts builds as their dependencies allow, `parallel` at a time, passes their output
 //! on line by line, and stops the rest when `fast_fail` says so: running builds are asked to stop
 //! (their own grace period follows), and builds not yet started are recorded as not run.
 //!
 //! Where a build runs is the [`Launcher`]'s business: [`Local`] starts it as a child process of
-//! this one, [`crate::workers::Workers`] gives it to a worker process of this one,
-//! [`crate::slurm::Slurm`] submits it to a Slurm cluster. The scheduling is the same.
+//! this one, [`workers::Workers`] gives it to a worker process of this one, [`slurm::Slurm`]
+//! submits it to a Slurm cluster. The scheduling is the same.
+
+pub mod slurm;
+pub mod workers;
 
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,8 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::outcome::{ContextCode, Status, exit};
 use crate::platform;
-use crate::record::{BuildRecord, FreshRecord, Placement, StateDir, Verdict};
 use crate::stop::Stop;
+use crate::store::{BuildRecord, FreshRecord, Placement, StateDir, Verdict};
 
 /// One build to run.
 pub struct Job {
@@ -607,7 +610,7 @@ fn conclude(job: &Job, ended: Ended) -> JobResult {
             // A runner on this machine that died mid-build left its processes and runtime
             // folders: they end with it. (A scheduler's node is another machine's business.)
             if own.is_none() && ended.placement.is_none() {
-                crate::abandoned::end_what_is_left(&place.state_dir, &place.uuid);
+                crate::store::abandoned::end_what_is_left(&place.state_dir, &place.uuid);
             }
             match place.state_dir.complete(
                 &place.uuid,

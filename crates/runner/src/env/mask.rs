@@ -296,7 +296,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::output::LineBuffer;
+    use crate::build::output::LineBuffer;
 
     #[test]
     fn masks_every_occurrence_and_multi_line_secrets_line_by_line() {
@@ -378,7 +378,7 @@ mod tests {
         let secret = "s3cr3t-value";
         let masker = Masker::new([secret]);
         // Put the secret right across the point where the overlong line is cut.
-        let mut text = vec![b'x'; crate::output::MAX_LINE - 5];
+        let mut text = vec![b'x'; crate::build::output::MAX_LINE - 5];
         text.extend_from_slice(secret.as_bytes());
         text.extend_from_slice(&[b'y'; 100]);
         let out = streamed(&masker, &text, &[]);

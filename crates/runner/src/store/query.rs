@@ -6,7 +6,7 @@ use std::fs;
 use jiff::Timestamp;
 
 use crate::events::Status;
-use crate::record::{BuildRecord, StateDir, StateError};
+use crate::store::{BuildRecord, StateDir, StateError};
 
 /// The record fields `--filter` and `--format` know, in the order `--format` shows by default.
 pub const FIELDS: &[&str] = &[
