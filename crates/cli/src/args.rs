@@ -1,6 +1,7 @@
 //! The command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -407,8 +408,8 @@ pub(crate) struct ExecutorArgs {
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub(crate) slurm_arg: Vec<String>,
     /// Cancel a job still waiting in the queue after this long; its build is STOPPED.
-    #[arg(long, value_name = "DURATION", value_parser = crate::run::parse_duration)]
-    pub(crate) max_pending: Option<std::time::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) max_pending: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -443,14 +444,14 @@ pub(crate) struct RunOptions {
     #[arg(long, value_enum, default_value_t)]
     pub(crate) log_format: LogFormat,
     /// The build's time limit, like 90s, 5m or 1h; 0 for none.
-    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = crate::run::parse_duration)]
-    pub(crate) timeout: std::time::Duration,
+    #[arg(long, value_name = "DURATION", default_value = "60m", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
     /// How long processes have between SIGTERM and SIGKILL.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = crate::run::parse_duration)]
-    pub(crate) grace: std::time::Duration,
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) grace: Duration,
     /// How long the artifact upload may take after a timeout or a stop.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::run::parse_duration)]
-    pub(crate) cleanup_timeout: std::time::Duration,
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub(crate) cleanup_timeout: Duration,
     /// Parameter Store values: a YAML or JSON map of parameter names to values.
     #[arg(long, value_name = "FILE")]
     pub(crate) parameters: Option<PathBuf>,
@@ -631,4 +632,23 @@ fn parse_uuid(text: &str) -> Result<String, String> {
     uuid::Uuid::parse_str(text)
         .map(|u| u.to_string())
         .map_err(|e| format!("not a uuid: {e}"))
+}
+
+/// Reads `90s`, `5m`, `1h30m`; `0` means no limit.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let parsed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write it like 90s, 5m or 1h30m"))?;
+    Duration::try_from(parsed).map_err(|_| format!("`{text}` is negative"))
+}
+
+/// The state directory: `--state-dir` (or `BUILDSPEC_STATE_DIR`), else the user's.
+pub(crate) fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, crate::error::CliError> {
+    given
+        .cloned()
+        .or_else(runner::store::default_state_dir)
+        .ok_or(crate::error::CliError::NoStateDir)
 }

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
-        Command::Run(args) => run::run(&args, &given),
+        Command::Run(args) => match run::single(&args) {
+            Some(file) => run::run(&args, file, &given),
+            None => many::run_paths(&args),
+        },
         Command::Batch(args) => many::run_batch(&args),
         Command::Inspect(args) => run::inspect(&args),
         Command::Report(args) => query::report(&args),

@@ -293,6 +293,14 @@ fn run_members(
         }
     }
     let state_dir = state_dir(options, many)?;
+    crate::run::complete_abandoned(
+        &runner::store::StateDir::at(&state_dir),
+        if batch.is_some() {
+            "buildspec batch"
+        } else {
+            "buildspec run"
+        },
+    );
     let resume = batch.as_mut().and_then(|b| b.resume.take());
     let run_id = resume
         .as_ref()
@@ -564,7 +572,7 @@ fn state_dir(options: &RunOptions, many: &ManyArgs) -> Result<PathBuf, CliError>
         (None, Some(shared)) if many.executor.executor == ExecutorArg::Slurm => {
             Ok(shared.join("state"))
         }
-        (given, _) => crate::run::state_dir(given.as_ref()),
+        (given, _) => crate::args::state_dir(given.as_ref()),
     }
 }
 
@@ -878,7 +886,7 @@ struct Target {
 }
 
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
-    let state_dir = crate::run::state_dir(args.state_dir.as_ref())?;
+    let state_dir = crate::args::state_dir(args.state_dir.as_ref())?;
     let state = runner::store::StateDir::open(&state_dir)?;
     let query = runner::store::query::Query {
         latest: true,

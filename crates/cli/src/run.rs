@@ -2,29 +2,17 @@
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use runner::BuildOptions;
 use runner::build::Destination;
 use runner::events::{Event, Reporter, write_log};
-use runner::store::{StateDir, default_state_dir};
+use runner::store::StateDir;
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, RunArgs, RunOptions};
+use crate::args::{InspectArgs, LogFormat, RunArgs, RunOptions, state_dir};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
-
-/// Reads `90s`, `5m`, `1h30m`; `0` means no limit.
-pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
-    if text.trim() == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let parsed: jiff::SignedDuration = text
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: write it like 90s, 5m or 1h30m"))?;
-    Duration::try_from(parsed).map_err(|_| format!("`{text}` is negative"))
-}
 
 /// Where a reporter writes, and whether it still can.
 struct Console<W: Write> {
@@ -109,13 +97,6 @@ impl<W: Write> Reporter for JsonReporter<W> {
     }
 }
 
-pub(crate) fn state_dir(given: Option<&PathBuf>) -> Result<PathBuf, CliError> {
-    given
-        .cloned()
-        .or_else(default_state_dir)
-        .ok_or(CliError::NoStateDir)
-}
-
 /// The state directory for a command that reads records: created by nothing, with the builds
 /// whose runner is gone completed first, so that none is shown IN_PROGRESS for ever.
 pub(crate) fn read_state(given: Option<&PathBuf>, by: &str) -> Result<StateDir, CliError> {
@@ -137,32 +118,39 @@ pub(crate) fn complete_abandoned(state: &StateDir, by: &str) {
     }
 }
 
-/// `buildspec run`; `given` are the command line's arguments after the program's name, kept
-/// in the record for `rerun`.
-pub(crate) fn run(args: &RunArgs, given: &[String]) -> Result<u8, CliError> {
+/// The one buildspec a `buildspec run` runs in this process (`Some(None)`: the default one), or
+/// `None` when it runs many builds (several paths, a directory, or a scheduler, which runs even
+/// one build as a job of its own).
+pub(crate) fn single(args: &RunArgs) -> Option<Option<&std::path::Path>> {
+    if args.many.executor.executor != crate::args::ExecutorArg::Local {
+        return None;
+    }
+    match args.paths.as_slice() {
+        [] => Some(None),
+        [one_file] if !one_file.is_dir() => Some(Some(one_file.as_path())),
+        _ => None,
+    }
+}
+
+/// `buildspec run` of one buildspec in this process; `given` are the command line's arguments
+/// after the program's name, kept in the record for `rerun`.
+pub(crate) fn run(
+    args: &RunArgs,
+    file: Option<&std::path::Path>,
+    given: &[String],
+) -> Result<u8, CliError> {
     if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
         complete_abandoned(&StateDir::at(dir), "buildspec run");
     }
-    // A scheduler runs even one build as a job of its own.
-    if args.many.executor.executor != crate::args::ExecutorArg::Local {
-        return crate::many::run_paths(args);
-    }
-    let one = |file| {
-        let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-        run_one(
-            &args.options,
-            file,
-            given,
-            &stop_on_signals()?,
-            &mut out,
-            true,
-        )
-    };
-    match args.paths.as_slice() {
-        [] => one(None),
-        [one_file] if !one_file.is_dir() => one(Some(one_file)),
-        _ => crate::many::run_paths(args),
-    }
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    run_one(
+        &args.options,
+        file,
+        given,
+        &stop_on_signals()?,
+        &mut out,
+        true,
+    )
 }
 
 /// The builds a dispatcher of many builds sends (`runner::dispatch::workers`), each run as `run` would

@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use super::state_dir::{StateError, out_of_space};
+use super::error::{StateError, out_of_space};
 
 /// Writes a file by writing a temporary file beside it and renaming it over, so that a reader (or
 /// a crashed or killed runner) sees the old content or the new, never half of it. With `sync`,

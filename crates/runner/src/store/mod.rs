@@ -3,15 +3,17 @@
 
 pub mod abandoned;
 pub mod cache;
+mod error;
 mod files;
 pub mod query;
 mod record;
 mod state_dir;
 
+pub use error::StateError;
 pub use files::{create_private_dir, create_spread_dir, private_file, write_atomic, write_private};
 pub(crate) use files::{overwrite_in_place, read_regular};
 pub use record::{
     ArtifactRecord, BuildRecord, FreshRecord, Invocation, LogTruncated, PhaseRecord, Placement,
     ReportRecord, Verdict,
 };
-pub use state_dir::{StateDir, StateError, default_state_dir};
+pub use state_dir::{StateDir, default_state_dir};
