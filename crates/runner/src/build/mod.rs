@@ -7,8 +7,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use buildspec::plan::Next;
-use buildspec::{OnFailure, PhaseName, Plan};
+use buildspec::plan::{Next, PlannedPhase};
+use buildspec::{PhaseName, Plan};
 use indexmap::IndexMap;
 use jiff::Timestamp;
 
@@ -31,6 +31,7 @@ mod cleanup;
 mod commands;
 mod log_file;
 pub mod output;
+mod phases;
 pub(crate) mod processes;
 mod reports;
 pub mod shell;
@@ -193,7 +194,7 @@ struct Build<'r> {
     diagnostics: String,
     /// Invalid buildspec: the exit code says so.
     invalid: bool,
-    plan: Option<Plan>,
+    plan: Option<std::rc::Rc<Plan>>,
     session: Option<Session>,
     spec: Option<SessionSpec>,
     /// The variables and directory the next command starts with.
@@ -604,33 +605,8 @@ impl<'r> Build<'r> {
         if !self.download_source()? {
             return Ok(());
         }
-        let mut next = Next::Phase(PhaseName::Install);
-        loop {
-            match next {
-                Next::Phase(name) => {
-                    let (status, after) = self.command_phase(name);
-                    match status {
-                        Status::Succeeded => next = after,
-                        Status::TimedOut | Status::Stopped => {
-                            // The interrupted driver left its last state behind.
-                            self.recover_state();
-                            // The upload gets its own time, whatever is left of the build's.
-                            self.deadline = Some(Instant::now() + self.options.cleanup_timeout);
-                            next = if self.killed {
-                                Next::Finalizing
-                            } else {
-                                Next::UploadArtifacts
-                            };
-                        }
-                        _ => next = after,
-                    }
-                }
-                Next::UploadArtifacts => {
-                    self.upload_artifacts();
-                    break;
-                }
-                Next::Finalizing => break,
-            }
+        if let Some(plan) = self.plan.clone() {
+            phases::run(self, &plan);
         }
         Ok(())
     }
@@ -642,133 +618,6 @@ impl<'r> Build<'r> {
             Some(Context::new(code, message)),
             true,
         );
-    }
-
-    /// Runs a command phase with its retries; returns its status and where the build goes next.
-    fn command_phase(&mut self, name: PhaseName) -> (Status, Next) {
-        let phase = Phase::from(name);
-        let Some(planned) = self.plan.as_ref().map(|p| p.phase(name).clone()) else {
-            return (Status::Fault, Next::Finalizing);
-        };
-        self.use_user(planned.run_as.as_deref());
-        let attempts = planned.retries + 1;
-        let start_state = self.shell_state.clone();
-        let pattern = match &planned.on_failure {
-            Some(OnFailure::Retry {
-                pattern: Some(p), ..
-            }) => regex::Regex::new(p).ok(),
-            _ => None,
-        };
-        for attempt in 1..=attempts {
-            self.begin_phase(phase, attempt);
-            // The first failure of the attempt, and whether it will be retried: decided once,
-            // from the failing command's own output, before `finally` adds any.
-            let mut failure: Option<(String, bool)> = None;
-            let mut interrupted = None;
-            let last_attempt = attempt == attempts;
-            'commands: for (list, finally) in [(&planned.commands, false), (&planned.finally, true)]
-            {
-                for (index, result) in self.run_list(phase, name, list, finally) {
-                    let command = &list[index];
-                    match result {
-                        Ok(0) => {}
-                        Ok(code) => {
-                            let message = format!(
-                                "Error while executing command: {}. Reason: exit status {code}",
-                                command.text
-                            );
-                            if failure.is_none() {
-                                let retrying = !last_attempt
-                                    && self.retry_matches(
-                                        pattern.as_ref(),
-                                        &message,
-                                        planned.on_failure.as_ref(),
-                                    );
-                                if !retrying {
-                                    // The build fails the moment a command fails for good, so
-                                    // the phase's own `finally` already sees 0.
-                                    self.succeeding = false;
-                                }
-                                failure = Some((message, retrying));
-                            }
-                            // A failed command skips the rest of its list; `finally` still runs.
-                            if finally {
-                                break 'commands;
-                            }
-                            break;
-                        }
-                        Err(status) => {
-                            interrupted = Some(status);
-                            break 'commands;
-                        }
-                    }
-                }
-            }
-            if let Some(status) = interrupted {
-                let context = match status {
-                    Status::TimedOut => {
-                        Context::new(ContextCode::BuildTimedOut, "Build has timed out. ")
-                    }
-                    Status::Stopped => Context::stopped_by(self.stopped.unwrap_or(libc::SIGTERM)),
-                    _ => Context::new(
-                        ContextCode::ClientError,
-                        "the shell session could not run the command",
-                    ),
-                };
-                self.succeeding = false;
-                self.end_phase(phase, status, Some(context), true);
-                return (status, Next::Finalizing);
-            }
-            match failure {
-                None => {
-                    self.end_phase(phase, Status::Succeeded, None, true);
-                    return (Status::Succeeded, buildspec::plan::after_success(name));
-                }
-                Some((message, retrying)) => {
-                    let context = Context::new(ContextCode::CommandExecutionError, message);
-                    if retrying {
-                        self.end_phase(phase, Status::Failed, Some(context), false);
-                        self.message(&format!(
-                            "Phase {} failed; retrying from the state it started with (attempt {} of {attempts})",
-                            phase.as_str(),
-                            attempt + 1
-                        ));
-                        self.shell_state = start_state.clone();
-                        continue;
-                    }
-                    self.succeeding = false;
-                    self.end_phase(phase, Status::Failed, Some(context), true);
-                    return (
-                        Status::Failed,
-                        buildspec::plan::after_failure(name, planned.on_failure.as_ref()),
-                    );
-                }
-            }
-        }
-        (Status::Failed, Next::Finalizing)
-    }
-
-    /// Whether a failure is retried: always for RETRY and RETRY-N, for RETRY-regex only when the
-    /// regex matches the failure message or the command's last output lines.
-    fn retry_matches(
-        &self,
-        pattern: Option<&regex::Regex>,
-        message: &str,
-        on_failure: Option<&OnFailure>,
-    ) -> bool {
-        match on_failure {
-            Some(OnFailure::Retry { pattern: None, .. }) => true,
-            Some(OnFailure::Retry {
-                pattern: Some(_), ..
-            }) => pattern.is_some_and(|re| {
-                re.is_match(message)
-                    || self
-                        .tail
-                        .iter()
-                        .any(|line| re.is_match(&String::from_utf8_lossy(line)))
-            }),
-            _ => false,
-        }
     }
 
     fn final_status(&self) -> Status {
@@ -784,6 +633,81 @@ impl<'r> Build<'r> {
             }
         }
         Status::Succeeded
+    }
+}
+
+/// The phase loop drives the build's real shell session.
+impl phases::Shell for Build<'_> {
+    type State = SessionState;
+
+    fn enter(&mut self, phase: &PlannedPhase) {
+        self.use_user(phase.run_as.as_deref());
+    }
+
+    fn begin(&mut self, phase: Phase, attempt: u32) {
+        self.begin_phase(phase, attempt);
+    }
+
+    fn end(&mut self, phase: Phase, status: Status, context: Option<Context>, last: bool) {
+        self.end_phase(phase, status, context, last);
+    }
+
+    fn run_commands(
+        &mut self,
+        phase: &PlannedPhase,
+        list: &[buildspec::Command],
+        finally: bool,
+    ) -> Vec<(usize, phases::Ran)> {
+        self.run_list(Phase::from(phase.name), phase.name, list, finally)
+    }
+
+    fn output_matches(&self, pattern: &regex::Regex) -> bool {
+        self.tail
+            .iter()
+            .any(|line| pattern.is_match(&String::from_utf8_lossy(line)))
+    }
+
+    fn fail(&mut self) {
+        self.succeeding = false;
+    }
+
+    fn state(&self) -> SessionState {
+        self.shell_state.clone()
+    }
+
+    fn restore(&mut self, state: SessionState) {
+        self.shell_state = state;
+    }
+
+    fn interrupted(&self, status: Status) -> Context {
+        match status {
+            Status::TimedOut => Context::new(ContextCode::BuildTimedOut, "Build has timed out. "),
+            Status::Stopped => Context::stopped_by(self.stopped.unwrap_or(libc::SIGTERM)),
+            _ => Context::new(
+                ContextCode::ClientError,
+                "the shell session could not run the command",
+            ),
+        }
+    }
+
+    fn say(&mut self, text: &str) {
+        self.message(text);
+    }
+
+    fn after_interruption(&mut self, _status: Status) -> Next {
+        // The interrupted driver left its last state behind.
+        self.recover_state();
+        // The upload gets its own time, whatever is left of the build's.
+        self.deadline = Some(Instant::now() + self.options.cleanup_timeout);
+        if self.killed {
+            Next::Finalizing
+        } else {
+            Next::UploadArtifacts
+        }
+    }
+
+    fn upload(&mut self) {
+        self.upload_artifacts();
     }
 }
 

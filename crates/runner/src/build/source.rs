@@ -386,7 +386,7 @@ impl Build<'_> {
                 memchr::memmem::Finder::new(format!("\x1ebs:{token}:").as_bytes()).into_owned(),
             );
         }
-        self.plan = Some(plan);
+        self.plan = Some(std::rc::Rc::new(plan));
         // A build whose record cannot be written starts nothing, not even a cache restore.
         self.record_started()?;
         // The cache is restored as the first phase's user, who will use what it restores: its
