@@ -294,47 +294,58 @@ pub(crate) fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is not a size: write it like 100MiB, 2G or 512K"))
 }
 
-/// Values shorter than this are refused as values to mask: they would hide common text (`e`
-/// in every word), the runner's own lines included, and protect nothing.
-pub(crate) const MASK_MIN_CHARS: usize = 4;
-
 /// A `--mask` value, refused when too short to be a secret.
 pub(crate) fn mask_value(text: &str) -> Result<String, String> {
-    let chars = text.chars().count();
-    if chars < MASK_MIN_CHARS {
-        return Err(format!(
-            "a value to mask must have at least {MASK_MIN_CHARS} characters (this one has {chars}): \
-             a shorter one would be masked inside common words and the runner's own lines; give \
-             the whole secret"
-        ));
-    }
-    Ok(text.to_owned())
+    runner::env::mask::check_value(text)
 }
 
 impl RunOptions {
     /// Every value to mask: `--mask`'s and the lines of `--mask-file`.
     pub(crate) fn masks(&self) -> Result<Vec<String>, crate::error::CliError> {
-        let mut all = self.mask.clone();
-        if let Some(path) = &self.mask_file {
-            let text = std::fs::read_to_string(path).map_err(|source| {
-                crate::error::CliError::ReadFile {
-                    what: "the values to mask",
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
-            for (n, line) in text.lines().enumerate() {
-                let line = line.trim_end_matches('\r');
-                if line.is_empty() {
-                    continue;
-                }
-                let value = mask_value(line).map_err(|why| {
-                    crate::error::CliError::Usage(format!("{}:{}: {why}", path.display(), n + 1))
-                })?;
-                all.push(value);
-            }
-        }
-        Ok(all)
+        Ok(self.request(None)?.masks()?)
+    }
+
+    /// The build this command line asks for, of the buildspec `file` (the default one when
+    /// `None`): the one place arguments become a request.
+    pub(crate) fn request(
+        &self,
+        file: Option<&std::path::Path>,
+    ) -> Result<runner::request::BuildRequest, crate::error::CliError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Ok(runner::request::BuildRequest {
+            cwd: std::env::current_dir().unwrap_or_default(),
+            buildspec: self.build.buildspec(file),
+            source: self.build.source_dir(),
+            state_dir: state_dir(self.state_dir.as_ref())?,
+            project: self.build.project.clone(),
+            session: self.session.into(),
+            timeout_ms: ms(self.timeout),
+            grace_ms: ms(self.grace),
+            cleanup_timeout_ms: ms(self.cleanup_timeout),
+            env: self.build.env.clone(),
+            env_file: self.build.env_file.clone(),
+            clean_env: self.build.clean_env,
+            strict: self.build.strict,
+            parameters: self.parameters.clone(),
+            secrets: self.secrets.clone(),
+            mask: self.mask.clone(),
+            mask_file: self.mask_file.clone(),
+            artifacts: self
+                .artifacts
+                .as_ref()
+                .map(|a| a.to_string_lossy().into_owned()),
+            packaging: self.packaging.into(),
+            reports: self.reports.clone(),
+            cache_dir: self.cache_dir.clone(),
+            json_log: self.log_format == LogFormat::Json,
+            log_limit: (self.log_limit > 0).then_some(self.log_limit),
+            record_file: self.record_file.clone(),
+            exported_variables: self.exported_variables.clone(),
+            batch: None,
+            uuid: None,
+            buildspec_name: None,
+            original_source: None,
+        })
     }
 }
 
@@ -491,19 +502,6 @@ pub(crate) struct RunOptions {
     /// after the build [default: cache/ in the state directory].
     #[arg(long, value_name = "DIR", env = "BUILDSPEC_CACHE_DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
-    /// For a build on a copy of the source: the source it was copied from (for `rerun`).
-    #[arg(long, hide = true, value_name = "DIR")]
-    pub(crate) rerun_source: Option<PathBuf>,
-    /// For a build started by `buildspec batch`: the batch's id and the build's identifier.
-    #[arg(long, hide = true, num_args = 2, value_names = ["BATCH", "IDENTIFIER"])]
-    pub(crate) batch_member: Vec<String>,
-    /// For a build on a copy of the buildspec: the buildspec's name as given (for the record).
-    #[arg(long, hide = true, value_name = "FILE")]
-    pub(crate) record_buildspec: Option<String>,
-    /// For a build started by a scheduler: the uuid its record takes, so that the scheduler
-    /// finds the record even when this runner dies.
-    #[arg(long, hide = true, value_name = "UUID", value_parser = parse_uuid)]
-    pub(crate) build_uuid: Option<String>,
     /// Write the final values of `env.exported-variables` to FILE, as dotenv lines.
     #[arg(long, value_name = "FILE")]
     pub(crate) exported_variables: Option<PathBuf>,
@@ -628,12 +626,6 @@ pub(crate) struct PlanArgs {
 }
 
 /// A build's uuid, as the state directory names its folder: nothing else may become a path.
-fn parse_uuid(text: &str) -> Result<String, String> {
-    uuid::Uuid::parse_str(text)
-        .map(|u| u.to_string())
-        .map_err(|e| format!("not a uuid: {e}"))
-}
-
 /// Reads `90s`, `5m`, `1h30m`; `0` means no limit.
 pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.trim() == "0" {

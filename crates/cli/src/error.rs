@@ -29,6 +29,9 @@ pub(crate) enum CliError {
     /// The state directory is unusable.
     #[error(transparent)]
     State(#[from] runner::store::StateError),
+    /// What a build is asked with cannot be used.
+    #[error(transparent)]
+    Request(#[from] runner::request::RequestError),
     /// A --parameters or --secrets file cannot be used.
     #[error(transparent)]
     Providers(#[from] runner::env::secrets::ProviderError),
@@ -90,10 +93,6 @@ pub(crate) enum CliError {
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
     S3(#[from] runner::outputs::s3::S3Error),
-
-    /// A worker was sent what it does not run (a dispatcher's bug, not a user's).
-    #[error("worker: {0}")]
-    Worker(&'static str),
 }
 
 impl CliError {
@@ -111,6 +110,7 @@ impl CliError {
             | CliError::UnknownBuild { .. }
             | CliError::ReadFile { .. }
             | CliError::Usage(_)
+            | CliError::Request(_)
             | CliError::Invalid { .. } => exit_codes::USAGE,
             CliError::State(runner::store::StateError::NotFound(_))
             | CliError::State(runner::store::StateError::Ambiguous { .. })
@@ -121,7 +121,6 @@ impl CliError {
             | CliError::State(_)
             | CliError::Signals(_)
             | CliError::Executor(_)
-            | CliError::Worker(_)
             | CliError::WriteFile { .. } => exit_codes::FAULT,
         }
     }

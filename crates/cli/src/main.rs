@@ -26,32 +26,18 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(exit_code(run::serve_builds()));
     }
-    // A Slurm job's build: its command line comes from a private file, not the node's `ps`.
-    let given = match given.as_slice() {
-        [request, file] if request == runner::dispatch::slurm::REQUEST => {
-            match runner::dispatch::slurm::take_request(std::path::Path::new(file)) {
-                Ok(args) => args,
-                Err(e) => {
-                    eprintln!(
-                        "error: cannot read the request {}: {e}",
-                        file.to_string_lossy()
-                    );
-                    return ExitCode::from(exit_codes::FAULT);
-                }
-            }
-        }
-        _ => given,
-    };
-    let cli = Cli::parse_from(std::iter::once("buildspec".into()).chain(given.iter().cloned()));
-    let given: Vec<String> = given
-        .iter()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
+    // A Slurm job's build: its request comes from a private file, not the node's `ps`.
+    if let [request, file] = given.as_slice()
+        && request == runner::dispatch::slurm::REQUEST
+    {
+        return ExitCode::from(exit_code(run::run_requested(std::path::Path::new(file))));
+    }
+    let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => match run::single(&args) {
-            Some(file) => run::run(&args, file, &given),
+            Some(file) => run::run(&args, file),
             None => many::run_paths(&args),
         },
         Command::Batch(args) => many::run_batch(&args),

@@ -2,7 +2,6 @@
 //! run` process of its own, scheduled by the engine (`runner::dispatch`), their lines prefixed with
 //! the build's identifier, and a summary at the end.
 
-use std::ffi::OsString;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,9 +11,9 @@ use buildspec::Options;
 use runner::dispatch::{Job, JobResult, ManyEvent, Outcome};
 use serde::Serialize;
 
-use crate::args::{
-    BatchArgs, ExecutorArg, LogFormat, ManyArgs, PackagingArg, RunArgs, RunOptions, SessionArg,
-};
+use runner::request::BuildRequest;
+
+use crate::args::{BatchArgs, ExecutorArg, LogFormat, ManyArgs, RunArgs, RunOptions, SessionArg};
 use crate::error::CliError;
 use crate::exit_codes;
 
@@ -343,10 +342,8 @@ fn run_members(
     let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
     let mut jobs = Vec::with_capacity(members.len());
     let mut journal_members = Vec::with_capacity(members.len());
-    // Where each batch build's `invocation` starts it from.
-    let cwd = std::env::current_dir()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
+    // What every build is asked with, before its own source, variables and destinations.
+    let base = options.request(None)?;
     for (i, member) in members.into_iter().enumerate() {
         let build_source = if copies {
             copies_root.join(format!("src-{i}"))
@@ -389,41 +386,38 @@ fn run_members(
         // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes
         // one stop request on; two would end a build at once, without its grace period.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command.arg("run").arg(&buildspec);
-        command.args(child_args(
-            options,
+        let mut request = member_request(
+            &base,
+            &buildspec,
             &state_dir,
             &build_source,
             &project,
             &member,
-        ));
+        );
         let record_file = match &work {
             Some(work) => {
                 let file = work.join(format!("{i}.json"));
-                command.arg("--record-file").arg(&file);
+                request.record_file = Some(file.clone());
                 file
             }
             None => state.build_dir(&uuid).join("build.json"),
         };
-        command.arg("--build-uuid").arg(&uuid);
+        request.uuid = Some(uuid.clone());
         if buildspec != member.buildspec {
-            command
-                .arg("--record-buildspec")
-                .arg(member.buildspec.display().to_string());
+            request.buildspec_name = Some(member.buildspec.display().to_string());
         }
         if copies {
-            command
-                .arg("--rerun-source")
-                .arg(std::path::absolute(&source).unwrap_or_else(|_| source.clone()));
+            request.original_source =
+                Some(std::path::absolute(&source).unwrap_or_else(|_| source.clone()));
         }
-        if slurm && let Ok(cwd) = std::env::current_dir() {
+        if slurm {
             // Where the dispatcher was, for the build's record (and `rerun`), when the node
             // has it.
-            command.current_dir(cwd);
+            command.current_dir(&request.cwd);
         }
         let batch_id = format!("batch:{run_id}");
         if member.batch {
-            command.arg("--batch-member").arg(&batch_id).arg(&member.id);
+            request.batch = Some((batch_id.clone(), member.id.clone()));
         }
         let before: Option<runner::dispatch::Before> = copies.then(|| {
             let from = source.clone();
@@ -446,7 +440,7 @@ fn run_members(
             handle: handle.clone(),
             invocation: member
                 .batch
-                .then(|| member_invocation(options, &state_dir, &source, &project, &member, &cwd)),
+                .then(|| member_invocation(&base, &state_dir, &source, &project, &member)),
         });
         jobs.push(Job {
             record: Some(runner::dispatch::RecordPlace {
@@ -468,6 +462,7 @@ fn run_members(
             depend_on: member.depend_on,
             ignore_failure: member.ignore_failure,
             command,
+            request: Some(request),
             record_file,
             before,
             resume: handle,
@@ -878,7 +873,10 @@ struct Target {
     id: String,
     /// Its batch's id and its identifier there.
     batch: Option<(String, String)>,
-    invocation: runner::store::Invocation,
+    /// The build, as it is asked for again.
+    request: BuildRequest,
+    /// Whether its record holds values masked out of its request: it cannot be asked for again.
+    masked: bool,
     /// How messages name it.
     name: String,
     /// Where its latest run was placed, when a scheduler ran it (`slurm job 42`).
@@ -917,7 +915,8 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
                     .clone()
                     .unwrap_or_else(|| r.buildspec.clone()),
                 batch: r.batch_id.clone().zip(r.batch_identifier.clone()),
-                invocation: r.invocation.clone()?,
+                request: request_of(r.invocation.as_ref()?)?,
+                masked: r.invocation.as_ref()?.masked,
                 name: format!("{} ({})", r.buildspec, r.id),
                 ran_on: r
                     .placement
@@ -930,13 +929,13 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     // A build whose arguments held values to mask cannot be run again from its record.
     let mut skipped = String::new();
     targets.retain(|t| {
-        if t.invocation.masked {
+        if t.masked {
             skipped.push_str(&format!(
                 "Not run again: {}: its arguments held values to mask (--mask); run it again by hand\n",
                 t.name
             ));
         }
-        !t.invocation.masked
+        !t.masked
     });
     // `rerun` runs builds here: a build that ran on a cluster is not moved without a word.
     for target in &targets {
@@ -1000,40 +999,31 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
                 .collect(),
             _ => Vec::new(),
         };
-        let mut argv = target.invocation.args.clone();
-        if let Some((batch, identifier)) = &target.batch {
-            argv.extend([
-                "--batch-member".to_owned(),
-                batch.clone(),
-                identifier.clone(),
-            ]);
-        }
-        let cwd = PathBuf::from(&target.invocation.cwd);
+        let mut request = target.request.clone();
+        request.batch.clone_from(&target.batch);
+        let cwd = request.cwd.clone();
         let before: Option<runner::dispatch::Before> = if copies {
-            let source = cwd.join(given_source(&argv));
+            let source = cwd.join(&request.source);
             let copy = copies_root.join(format!("src-{i}"));
-            set_source(&mut argv, &copy);
-            argv.push("--rerun-source".to_owned());
-            argv.push(source.display().to_string());
+            request.source.clone_from(&copy);
+            request.original_source = Some(source.clone());
             let skip = [Some(state_dir.clone())];
             Some(Box::new(move || copy_tree(&source, &copy, &skip)))
         } else {
             None
         };
         let record_file = work.join(format!("{i}.json"));
+        request.record_file = Some(record_file.clone());
         let mut command = Command::new(&exe);
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command
-            .args(&argv)
-            .arg("--record-file")
-            .arg(&record_file)
-            .current_dir(&cwd);
+        command.current_dir(&cwd);
         ids.push(target.id.clone());
         jobs.push(Job {
             id: target.id.clone(),
             depend_on,
             ignore_failure: plan.is_some_and(|p| p.ignore_failure),
             command,
+            request: Some(request),
             record_file,
             before,
             record: None,
@@ -1109,7 +1099,10 @@ fn never_ran(
             else {
                 continue;
             };
-            let buildspec = invocation.args.get(1).cloned().unwrap_or_default();
+            let Some(request) = request_of(&invocation) else {
+                continue;
+            };
+            let buildspec = request.buildspec.display().to_string();
             let ran_since = latest.iter().any(|r| {
                 r.batch_identifier.as_ref() == Some(identifier)
                     && r.buildspec == buildspec
@@ -1121,7 +1114,8 @@ fn never_ran(
             found.push(Target {
                 id: identifier.clone(),
                 batch: Some((journal.id.clone(), identifier.clone())),
-                invocation,
+                request,
+                masked: invocation.masked,
                 name: format!("{buildspec} ({identifier} of {})", journal.id),
                 ran_on: None,
             });
@@ -1176,44 +1170,6 @@ impl Batch {
 
 fn batch_path(state_dir: &Path, run_id: &str) -> PathBuf {
     state_dir.join("batches").join(format!("{run_id}.json"))
-}
-
-/// The `--source` of recorded arguments (`.` when there is none).
-fn given_source(argv: &[String]) -> PathBuf {
-    let mut source = PathBuf::from(".");
-    let mut args = argv.iter();
-    while let Some(arg) = args.next() {
-        if arg == "--source" {
-            if let Some(value) = args.next() {
-                source = PathBuf::from(value);
-            }
-        } else if let Some(value) = arg.strip_prefix("--source=") {
-            source = PathBuf::from(value);
-        }
-    }
-    source
-}
-
-/// Points recorded arguments at another source: their `--source`, or one more.
-fn set_source(argv: &mut Vec<String>, to: &Path) {
-    let to = to.display().to_string();
-    let mut found = false;
-    let mut i = 0;
-    while i < argv.len() {
-        if argv[i] == "--source" && i + 1 < argv.len() {
-            argv[i + 1].clone_from(&to);
-            found = true;
-            i += 1;
-        } else if argv[i].starts_with("--source=") {
-            argv[i] = format!("--source={to}");
-            found = true;
-        }
-        i += 1;
-    }
-    if !found {
-        argv.push("--source".to_owned());
-        argv.push(to);
-    }
 }
 
 /// A folder for one run's per-build files (their records as they end).
@@ -1285,117 +1241,79 @@ fn copy_tree(from: &Path, to: &Path, skip: &[Option<PathBuf>]) -> io::Result<()>
     Ok(())
 }
 
-/// The arguments a batch's build records as its `invocation`: its `buildspec run` on the
-/// original source, without the arguments that belong to one run.
+/// The build a recorded invocation asks for again: its request (a record of this version), or
+/// its command line read as `buildspec run` reads it (a record of an earlier version). `None`
+/// when it can no longer be read.
+fn request_of(invocation: &runner::store::Invocation) -> Option<BuildRequest> {
+    if let Some(request) = &invocation.request {
+        return Some(request.for_rerun());
+    }
+    use clap::Parser as _;
+    let given = std::iter::once("buildspec").chain(invocation.args.iter().map(String::as_str));
+    let crate::args::Command::Run(args) = crate::args::Cli::try_parse_from(given).ok()?.command
+    else {
+        return None;
+    };
+    let mut request = args
+        .options
+        .request(args.paths.first().map(PathBuf::as_path))
+        .ok()?;
+    request.cwd = PathBuf::from(&invocation.cwd);
+    Some(request)
+}
+
+/// What a batch's build records as its `invocation`: its build on the original source, without
+/// what belongs to one run, and nothing in clear that is to be masked.
 fn member_invocation(
-    options: &RunOptions,
+    base: &BuildRequest,
     state_dir: &Path,
     source: &Path,
     project: &str,
     member: &Member,
-    cwd: &str,
 ) -> runner::store::Invocation {
-    let mut args = vec!["run".to_owned(), member.buildspec.display().to_string()];
-    args.extend(
-        child_args(options, state_dir, source, project, member)
-            .into_iter()
-            .map(|a| a.to_string_lossy().into_owned()),
+    let request = member_request(base, &member.buildspec, state_dir, source, project, member);
+    let secrets = request.layers().map_or_else(
+        |_| request.mask.clone(),
+        |layers| runner::env::mask::known_secrets(&layers, &request.mask),
     );
-    // The batch record never holds a value to mask in clear, nor an AWS credential.
-    let secrets = options.build.layers().map_or_else(
-        |_| options.mask.clone(),
-        |layers| runner::env::mask::known_secrets(&layers, &options.mask),
-    );
-    runner::store::Invocation {
-        cwd: cwd.to_owned(),
-        args,
-        masked: false,
-    }
-    .masked_by(&runner::env::mask::Masker::new(secrets))
+    runner::store::Invocation::of(request).masked_by(&runner::env::mask::Masker::new(secrets))
 }
 
-fn duration_arg(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
-}
-
-/// The `buildspec run` options of one build: this run's own, with the build's source, variables
-/// and destinations.
-fn child_args(
-    o: &RunOptions,
+/// The build of one of many: this run's request, with the build's buildspec, source, variables
+/// and destinations. Every path is absolute: a scheduler's node starts the build elsewhere.
+fn member_request(
+    base: &BuildRequest,
+    buildspec: &Path,
     state_dir: &Path,
     source: &Path,
     project: &str,
     member: &Member,
-) -> Vec<OsString> {
-    let mut a: Vec<OsString> = Vec::new();
-    let mut push = |flag: &str, value: &dyn AsRef<std::ffi::OsStr>| {
-        a.push(flag.into());
-        a.push(value.as_ref().to_os_string());
-    };
-    // Paths hold wherever the build's working directory is (a scheduler's node starts it
-    // elsewhere).
+) -> BuildRequest {
     let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    push("--source", &abs(source));
-    push("--project", &project);
-    push("--state-dir", &abs(state_dir));
-    for e in &o.build.env {
-        push("--env", e);
-    }
-    for (k, v) in &member.env {
-        push("--env", &format!("{k}={v}"));
-    }
-    if let Some(f) = &o.build.env_file {
-        push("--env-file", &abs(f));
-    }
-    push("--session", &session_name(o.session));
-    let format = match o.log_format {
-        LogFormat::Text => "text",
-        LogFormat::Json => "json",
-    };
-    push("--log-format", &format);
-    push("--timeout", &duration_arg(o.timeout));
-    push("--grace", &duration_arg(o.grace));
-    push("--cleanup-timeout", &duration_arg(o.cleanup_timeout));
-    push("--log-limit", &o.log_limit.to_string());
-    if let Some(p) = &o.parameters {
-        push("--parameters", &abs(p));
-    }
-    if let Some(s) = &o.secrets {
-        push("--secrets", &abs(s));
-    }
-    for m in &o.mask {
-        push("--mask", m);
-    }
-    // Each build's sets and reports under its own folder, so that builds do not overwrite each
-    // other's `primary`.
+    let mut request = base.clone();
+    request.buildspec = buildspec.to_path_buf();
+    request.source = abs(source);
+    request.project = Some(project.to_owned());
+    request.state_dir = abs(state_dir);
+    request
+        .env
+        .extend(member.env.iter().map(|(k, v)| format!("{k}={v}")));
+    request.env_file = base.env_file.as_deref().map(abs);
+    request.parameters = base.parameters.as_deref().map(abs);
+    request.secrets = base.secrets.as_deref().map(abs);
+    request.cache_dir = base.cache_dir.as_deref().map(abs);
+    // Each build's sets and reports under its own folder, so that builds do not overwrite
+    // each other's `primary`.
     let folder = runner::outputs::artifacts::folder_name(&member.id, "build");
-    if let Some(dest) = &o.artifacts {
-        let text = dest.to_string_lossy();
-        if text.starts_with("s3://") {
-            push(
-                "--artifacts",
-                &format!("{}/{folder}", text.trim_end_matches('/')),
-            );
+    request.artifacts = base.artifacts.as_deref().map(|dest| {
+        if dest.starts_with("s3://") {
+            format!("{}/{folder}", dest.trim_end_matches('/'))
         } else {
-            push("--artifacts", &abs(&dest.join(&folder)));
+            abs(&Path::new(dest).join(&folder)).display().to_string()
         }
-    }
-    if o.packaging == PackagingArg::Zip {
-        push("--packaging", &"zip");
-    }
-    if let Some(r) = &o.reports {
-        push("--reports", &abs(&r.join(&folder)));
-    }
-    if let Some(c) = &o.cache_dir {
-        push("--cache-dir", &abs(c));
-    }
-    if o.build.clean_env {
-        a.push("--clean-env".into());
-    }
-    if o.build.strict {
-        a.push("--strict".into());
-    }
-    a
+    });
+    request.reports = base.reports.as_deref().map(|r| abs(&r.join(&folder)));
+    request
 }
 
 fn write_prefixed(
@@ -1475,39 +1393,42 @@ fn summary(results: &[JobResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{given_source, set_source};
-    use std::path::{Path, PathBuf};
+    use super::request_of;
+    use std::path::PathBuf;
 
     #[test]
-    fn recorded_arguments_are_pointed_at_a_copy_of_their_source() {
-        let table: &[(&[&str], &str, &[&str])] = &[
-            (
-                &["run", "a.yml", "--source", "src"],
-                "src",
-                &["run", "a.yml", "--source", "/copy"],
-            ),
-            (
-                &["run", "--source=src", "a.yml"],
-                "src",
-                &["run", "--source=/copy", "a.yml"],
-            ),
-            (
-                &["run", "a.yml"],
-                ".",
-                &["run", "a.yml", "--source", "/copy"],
-            ),
+    fn an_earlier_versions_recorded_command_line_is_read_as_a_request() {
+        // Records of earlier versions keep `buildspec run`'s arguments: their source, buildspec
+        // and values are found as the command line gave them.
+        let table: &[(&[&str], &str, &str)] = &[
+            (&["run", "a.yml", "--source", "src"], "src", "a.yml"),
+            (&["run", "--source=src", "a.yml"], "src", "a.yml"),
+            (&["run", "a.yml"], ".", "a.yml"),
             // A value that looks like the flag is not taken for it.
             (
                 &["run", "--env", "X=--source", "--source", "s"],
                 "s",
-                &["run", "--env", "X=--source", "--source", "/copy"],
+                "s/buildspec.yml",
             ),
         ];
-        for (given, source, pointed) in table {
-            let mut argv: Vec<String> = given.iter().map(|s| (*s).to_owned()).collect();
-            assert_eq!(given_source(&argv), PathBuf::from(source), "{given:?}");
-            set_source(&mut argv, Path::new("/copy"));
-            assert_eq!(argv, *pointed, "{given:?}");
+        for (given, source, buildspec) in table {
+            let invocation = runner::store::Invocation {
+                cwd: "/work".to_owned(),
+                args: given.iter().map(|s| (*s).to_owned()).collect(),
+                request: None,
+                masked: false,
+            };
+            let request = request_of(&invocation).expect("readable");
+            assert_eq!(request.source, PathBuf::from(source), "{given:?}");
+            assert_eq!(request.buildspec, PathBuf::from(buildspec), "{given:?}");
+            assert_eq!(request.cwd, PathBuf::from("/work"), "{given:?}");
         }
+        let odd = runner::store::Invocation {
+            cwd: "/work".to_owned(),
+            args: vec!["inspect".to_owned(), "--last".to_owned()],
+            request: None,
+            masked: false,
+        };
+        assert!(request_of(&odd).is_none());
     }
 }

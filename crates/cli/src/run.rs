@@ -4,13 +4,12 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
 use jiff::Timestamp;
-use runner::BuildOptions;
-use runner::build::Destination;
 use runner::events::{Event, Reporter, write_log};
+use runner::request::BuildRequest;
 use runner::store::StateDir;
 use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, RunArgs, RunOptions, state_dir};
+use crate::args::{InspectArgs, LogFormat, RunArgs, state_dir};
 use crate::error::CliError;
 use crate::{exit_codes, write_stdout};
 
@@ -132,33 +131,33 @@ pub(crate) fn single(args: &RunArgs) -> Option<Option<&std::path::Path>> {
     }
 }
 
-/// `buildspec run` of one buildspec in this process; `given` are the command line's arguments
-/// after the program's name, kept in the record for `rerun`.
-pub(crate) fn run(
-    args: &RunArgs,
-    file: Option<&std::path::Path>,
-    given: &[String],
-) -> Result<u8, CliError> {
+/// `buildspec run` of one buildspec in this process.
+pub(crate) fn run(args: &RunArgs, file: Option<&std::path::Path>) -> Result<u8, CliError> {
     if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
         complete_abandoned(&StateDir::at(dir), "buildspec run");
     }
+    let request = args.options.request(file)?;
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    run_one(
-        &args.options,
-        file,
-        given,
-        &stop_on_signals()?,
-        &mut out,
-        true,
-    )
+    run_one(&request, &stop_on_signals()?, &mut out, true)
+}
+
+/// A Slurm job's build: its request comes from a private file (`__request <file>`), removed
+/// once read.
+pub(crate) fn run_requested(file: &std::path::Path) -> Result<u8, CliError> {
+    let request =
+        runner::dispatch::slurm::take_request(file).map_err(|source| CliError::ReadFile {
+            what: "the build's request",
+            path: file.display().to_string(),
+            source,
+        })?;
+    let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    run_one(&request, &stop_on_signals()?, &mut out, true)
 }
 
 /// The builds a dispatcher of many builds sends (`runner::dispatch::workers`), each run as `run` would
 /// run it in a process of its own, one after another, until the dispatcher closes the pipe.
 /// Their records are flushed to the disk together, before the worker ends.
 pub(crate) fn serve_builds() -> Result<u8, CliError> {
-    use crate::args::{Cli, Command};
-    use clap::Parser as _;
     let stop = stop_on_signals()?;
     let mut input = runner::dispatch::workers::requests().map_err(CliError::Output)?;
     let token = runner::dispatch::workers::read_hello(&mut input).map_err(CliError::Output)?;
@@ -168,29 +167,8 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
     while let Some(request) =
         runner::dispatch::workers::read_request(&mut input).map_err(CliError::Output)?
     {
-        let given: Vec<String> = request
-            .iter()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let code = match Cli::try_parse_from(std::iter::once("buildspec".into()).chain(request)) {
-            Ok(Cli {
-                command: Command::Run(args),
-            }) => match args.paths.as_slice() {
-                [file] => {
-                    if let Ok(dir) = state_dir(args.options.state_dir.as_ref()) {
-                        written.insert(dir);
-                    }
-                    let ran = run_one(&args.options, Some(file), &given, &stop, &mut out, false);
-                    crate::exit_code(ran)
-                }
-                _ => crate::exit_code(Err(CliError::Worker("it runs one buildspec at a time"))),
-            },
-            Ok(_) => crate::exit_code(Err(CliError::Worker("it runs builds only"))),
-            Err(e) => {
-                let _ = e.print();
-                exit_codes::USAGE
-            }
-        };
+        written.insert(request.cwd.join(&request.state_dir));
+        let code = crate::exit_code(run_one(&request, &stop, &mut out, false));
         // A stop that came after the build ended is not the next build's.
         stop.clear();
         out.write_all(&runner::dispatch::workers::end_line(&token, code))
@@ -203,51 +181,17 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
     Ok(exit_codes::SUCCESS)
 }
 
-/// One build in this process. `given` are the command line's arguments (without the program),
-/// kept in the record for `rerun`.
+/// One build in this process, as `request` asks for it.
 pub(crate) fn run_one(
-    args: &RunOptions,
-    file: Option<&std::path::Path>,
-    given: &[String],
+    request: &BuildRequest,
     stop: &runner::Stop,
     out: &mut dyn Write,
     flush_record: bool,
 ) -> Result<u8, CliError> {
-    let options = BuildOptions {
-        buildspec: args.build.buildspec(file),
-        source_dir: args.build.source_dir(),
-        state_dir: state_dir(args.state_dir.as_ref())?,
-        project: args.build.project.clone(),
-        session: args.session.into(),
-        timeout: (!args.timeout.is_zero()).then_some(args.timeout),
-        grace: args.grace,
-        cleanup_timeout: args.cleanup_timeout,
-        layers: args.build.layers()?,
-        initiator: runner::env::initiator(),
-        strict: args.build.strict,
-        providers: runner::env::secrets::Providers::load(
-            args.parameters.as_deref(),
-            args.secrets.as_deref(),
-        )?,
-        mask: args.masks()?,
-        // One build per process: every child of this process is the build's.
-        owns_children: true,
-        flush_record,
-        artifacts: destination(args.artifacts.as_deref())?,
-        packaging: args.packaging.into(),
-        reports: args.reports.clone(),
-        cache_dir: args.cache_dir.clone(),
-        invocation: Some(invocation(args, file, given)),
-        uuid: args.build_uuid.clone(),
-        log_limit: (args.log_limit > 0).then_some(args.log_limit),
-        buildspec_name: args.record_buildspec.clone(),
-        batch: match args.batch_member.as_slice() {
-            [batch, identifier] => Some((batch.clone(), identifier.clone())),
-            _ => None,
-        },
-    };
+    // One build per process: every child of this process is the build's.
+    let options = request.options(true, flush_record)?;
     // A record file that cannot be written is found out before the build, not after.
-    if let Some(dir) = args
+    if let Some(dir) = request
         .record_file
         .as_deref()
         .and_then(std::path::Path::parent)
@@ -266,7 +210,11 @@ pub(crate) fn run_one(
     // A worker (no flush of its own records) writes its end line right after: the console's
     // last flush is its.
     let hold_last = !flush_record;
-    let outcome = match args.log_format {
+    let outcome = match if request.json_log {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    } {
         LogFormat::Text => {
             let mut reporter = TextReporter(Console::new(&mut *out, hold_last));
             runner::run(&options, &mut reporter, stop)
@@ -283,7 +231,7 @@ pub(crate) fn run_one(
     if !outcome.diagnostics.is_empty() {
         eprint!("{}", outcome.diagnostics);
     }
-    if let Some(path) = &args.record_file {
+    if let Some(path) = &request.record_file {
         let mut json = serde_json::to_vec_pretty(&outcome.record).unwrap_or_default();
         json.push(b'\n');
         // Private, as the record in the state directory is; written through the path (a pipe,
@@ -294,7 +242,7 @@ pub(crate) fn run_one(
             source,
         })?;
     }
-    if let Some(path) = &args.exported_variables {
+    if let Some(path) = &request.exported_variables {
         std::fs::write(path, dotenv(&outcome.record.exported_variables)).map_err(|source| {
             CliError::WriteFile {
                 what: "the exported variables",
@@ -317,68 +265,6 @@ fn write_private_through(path: &std::path::Path, bytes: &[u8]) -> io::Result<()>
         .mode(0o600)
         .open(path)?
         .write_all(bytes)
-}
-
-/// This process's arguments, as `rerun` needs them: without the per-run plumbing
-/// (`--record-file`, `--batch-member`, `--build-uuid`), and with the original source of a copy.
-fn invocation(
-    args: &RunOptions,
-    file: Option<&std::path::Path>,
-    given: &[String],
-) -> runner::store::Invocation {
-    let copied = file.map(|f| f.display().to_string());
-    let mut out = Vec::new();
-    let mut given = given.iter().cloned();
-    while let Some(arg) = given.next() {
-        match arg.as_str() {
-            "--record-file" | "--rerun-source" | "--build-uuid" | "--record-buildspec" => {
-                given.next();
-            }
-            "--batch-member" => {
-                given.next();
-                given.next();
-            }
-            "--source" => {
-                let source = given.next().unwrap_or_default();
-                out.push(arg);
-                out.push(
-                    args.rerun_source
-                        .as_ref()
-                        .map_or(source, |s| s.display().to_string()),
-                );
-            }
-            // A copy of the buildspec (on a scheduler's shared directory) is run again from
-            // where it was copied from.
-            _ if args.record_buildspec.is_some() && Some(arg.as_str()) == copied.as_deref() => {
-                out.push(args.record_buildspec.clone().unwrap_or(arg));
-            }
-            _ => out.push(arg),
-        }
-    }
-    // The engine masks it (the values to mask, AWS credentials, parameters and secrets) in
-    // every record it writes.
-    runner::store::Invocation {
-        cwd: std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        args: out,
-        masked: false,
-    }
-}
-
-/// `--artifacts`: a folder, or `s3://bucket/prefix` with the AWS settings of this process's
-/// environment (read before the build starts, so that a mistake costs no build).
-fn destination(given: Option<&std::path::Path>) -> Result<Destination, CliError> {
-    let Some(path) = given else {
-        return Ok(Destination::BuildDir);
-    };
-    match path.to_str() {
-        Some(text) if text.starts_with("s3://") => Ok(Destination::S3 {
-            url: text.parse()?,
-            config: runner::outputs::s3::S3Config::from_env(|name| std::env::var(name).ok())?,
-        }),
-        _ => Ok(Destination::Dir(path.to_path_buf())),
-    }
 }
 
 /// `NAME=value` lines that both a POSIX shell (`set -a; . FILE`) and dotenv readers load: a

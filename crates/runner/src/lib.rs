@@ -20,6 +20,7 @@ pub mod events;
 pub mod outcome;
 pub mod outputs;
 mod platform;
+pub mod request;
 pub mod stop;
 pub mod store;
 

@@ -93,8 +93,8 @@ pub struct BuildOptions {
     /// For a build of a batch: the batch's id and this build's identifier
     /// (`CODEBUILD_BATCH_BUILD_IDENTIFIER`).
     pub batch: Option<(String, String)>,
-    /// How the build was started, for the record.
-    pub invocation: Option<crate::store::Invocation>,
+    /// How the build was asked for, for the record (and `rerun`).
+    pub request: Option<crate::request::BuildRequest>,
     /// The buildspec's name for the record, when the file run is a copy of it.
     pub buildspec_name: Option<String>,
     /// The build's uuid, when its starter chose it (to find the record of a runner that died);
@@ -299,7 +299,7 @@ impl<'r> Build<'r> {
             batch: options.batch.clone(),
         };
         let mut record = BuildRecord::new(&uuid, number, &fresh, &log_path, now);
-        record.invocation.clone_from(&options.invocation);
+        record.invocation = options.request.clone().map(crate::store::Invocation::of);
         record.runner_pid = std::process::id();
         record.runner_start = platform::own_start();
         record.runner_boot = platform::boot_id();

@@ -34,7 +34,8 @@ pub enum Destination {
 }
 
 /// How a set is written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Packaging {
     /// A folder per set.
     #[default]

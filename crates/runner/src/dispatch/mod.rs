@@ -37,8 +37,13 @@ pub struct Job {
     pub depend_on: Vec<String>,
     /// Whether its failure leaves the others going (and the batch green).
     pub ignore_failure: bool,
-    /// The `buildspec run` that runs it, with its stdout free for the scheduler.
+    /// What runs it, with its stdout free for the scheduler: for a build, the `buildspec`
+    /// binary (and the folder to run it in), which gets `request`; otherwise any command,
+    /// started as it is.
     pub command: Command,
+    /// The build it runs, handed to its runner on a pipe or in a private file, never on a
+    /// command line.
+    pub request: Option<crate::request::BuildRequest>,
     /// Where that run's final record is read from: its `--record-file`, or its `build.json`
     /// (a record still in progress there is one its runner did not finish).
     pub record_file: PathBuf,
@@ -717,6 +722,7 @@ mod tests {
             depend_on: depend_on.iter().map(|d| (*d).to_owned()).collect(),
             ignore_failure: false,
             command,
+            request: None,
             record_file: PathBuf::from("/nonexistent/record.json"),
             before: None,
             record: None,

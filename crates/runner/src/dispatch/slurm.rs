@@ -143,14 +143,12 @@ impl Launcher for Slurm {
         // private file beside the script, never on the node's command line, which every user
         // of the node can read.
         let request = script.with_extension("request");
-        let args: Vec<std::ffi::OsString> = job
-            .command
-            .get_args()
-            .map(std::ffi::OsString::from)
-            .collect();
-        let mut framed = Vec::new();
-        crate::dispatch::workers::write_request(&mut framed, &args)?;
-        crate::store::write_private(&request, &framed)?;
+        let build = job
+            .request
+            .as_ref()
+            .ok_or_else(|| io::Error::other("a Slurm job runs a build: this job has no request"))?;
+        let json = serde_json::to_vec(build).map_err(io::Error::other)?;
+        crate::store::write_private(&request, &json)?;
         crate::store::write_private(&script, job_script(&job.command, &request))?;
         // A job output file from an earlier try would be read as this one's; a new, private
         // one takes its place (Slurm writes into it, keeping its mode).
@@ -228,17 +226,16 @@ fn job_script(command: &Command, request: &Path) -> String {
     script
 }
 
-/// The argument that makes `buildspec` read its command line from a private file (written as a
-/// worker's request), remove the file, and run it: a Slurm job's build.
+/// The argument that makes `buildspec` read a build from a private file (its request, as JSON),
+/// remove the file, and run it: a Slurm job's build.
 pub const REQUEST: &str = "__request";
 
-/// Reads the command line a [`REQUEST`] file holds, and removes the file: it may hold secrets.
-pub fn take_request(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
+/// Reads the build a [`REQUEST`] file holds, and removes the file: it may hold secrets.
+pub fn take_request(path: &Path) -> io::Result<crate::request::BuildRequest> {
     let bytes = crate::store::read_regular(path, 64 * 1024 * 1024)?
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the request file is gone"))?;
     let _ = std::fs::remove_file(path);
-    crate::dispatch::workers::read_request(&mut bytes.as_slice())?
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "an empty request file"))
+    serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// A word for `sh`, in single quotes.
@@ -800,9 +797,7 @@ mod tests {
     #[test]
     fn the_job_script_execs_the_runner_on_its_private_request() {
         let mut command = Command::new("/shared/bin/buildspec");
-        command
-            .args(["run", "it's here.yml", "--env", "TOKEN=s3cr3t"])
-            .current_dir("/shared/src 1");
+        command.current_dir("/shared/src 1");
         let script = job_script(&command, Path::new("/shared/jobs/it's.request"));
         assert!(
             script.contains("cd '/shared/src 1' 2>/dev/null || :\n"),
@@ -814,20 +809,16 @@ mod tests {
             ),
             "{script}"
         );
-        // The arguments stay off the node's command line.
-        assert!(!script.contains("s3cr3t"), "{script}");
     }
 
     #[test]
-    fn a_request_file_gives_its_command_line_once() {
+    fn a_request_file_gives_its_build_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("job.request");
-        let args: Vec<std::ffi::OsString> =
-            ["run", "--env", "TOKEN=s3cr3t"].map(Into::into).to_vec();
-        let mut framed = Vec::new();
-        crate::dispatch::workers::write_request(&mut framed, &args).expect("frame");
-        crate::store::write_private(&path, &framed).expect("write");
-        assert_eq!(take_request(&path).expect("read"), args);
+        crate::store::write_private(&path, br#"{"cwd":"/w","buildspec":"b.yml","source":".","state_dir":"/s","session":"compat","timeout_ms":0,"grace_ms":1,"cleanup_timeout_ms":1,"env":["TOKEN=s3cr3t"]}"#)
+            .expect("write");
+        let request = take_request(&path).expect("read");
+        assert_eq!(request.env, ["TOKEN=s3cr3t"]);
         assert!(!path.exists(), "a request is removed once read");
         assert!(take_request(&path).is_err());
     }

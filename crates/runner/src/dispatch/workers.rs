@@ -9,8 +9,8 @@
 //! The protocol, on the worker's standard input and output:
 //!
 //! - the dispatcher first writes a line `buildspec-worker <token>`, the token being random;
-//! - each request is the arguments of a `buildspec` command line: a count, then each argument's
-//!   length and bytes (the counts and lengths as 4-byte little-endian numbers);
+//! - each request is a build ([`BuildRequest`]) as JSON, after its length (a 4-byte
+//!   little-endian number): its values (`--env`, values to mask) never go on a command line;
 //! - the worker runs it, its output going to standard output as a build's would, then writes
 //!   the line `<NUL><token> <exit code>`. A build cannot print that line by chance (nor by
 //!   reading it from anywhere: the token is never in an argument or a file);
@@ -20,63 +20,52 @@
 //! ends with the worker's exit status, as a `buildspec run` process's would, and the next build
 //! gets a new worker.
 
-use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::Signal;
 
-use crate::dispatch::{Ended, Job, Launched, Launcher, Output};
+use crate::dispatch::{Ended, Job, Launched, Launcher, Local, Output};
 use crate::platform;
+use crate::request::BuildRequest;
 
 const HELLO: &str = "buildspec-worker ";
 
 /// The argument that makes `buildspec` a worker.
 pub const WORKER: &str = "__worker";
 
-/// Writes one request: the arguments of a command line.
-pub fn write_request(to: &mut impl Write, args: &[OsString]) -> io::Result<()> {
-    let mut frame = Vec::new();
-    push_len(&mut frame, args.len())?;
-    for arg in args {
-        push_len(&mut frame, arg.len())?;
-        frame.extend_from_slice(arg.as_bytes());
-    }
+/// Writes one request: a build, as JSON, after its length.
+pub fn write_request(to: &mut impl Write, request: &BuildRequest) -> io::Result<()> {
+    let json = serde_json::to_vec(request).map_err(io::Error::other)?;
+    let len =
+        u32::try_from(json.len()).map_err(|_| io::Error::other("a request too long to send"))?;
+    let mut frame = Vec::with_capacity(json.len() + 4);
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&json);
     to.write_all(&frame)?;
     to.flush()
 }
 
-fn push_len(frame: &mut Vec<u8>, len: usize) -> io::Result<()> {
-    let len = u32::try_from(len).map_err(|_| io::Error::other("an argument too long to send"))?;
-    frame.extend_from_slice(&len.to_le_bytes());
-    Ok(())
-}
-
 /// Reads one request; `None` at end-of-file, where there is none.
-pub fn read_request(from: &mut impl Read) -> io::Result<Option<Vec<OsString>>> {
+pub fn read_request(from: &mut impl Read) -> io::Result<Option<BuildRequest>> {
     let mut len = [0u8; 4];
     match from.read_exact(&mut len) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let count = u32::from_le_bytes(len);
-    let mut args = Vec::new();
-    for _ in 0..count {
-        from.read_exact(&mut len)?;
-        let mut arg = Vec::new();
-        from.by_ref()
-            .take(u64::from(u32::from_le_bytes(len)))
-            .read_to_end(&mut arg)?;
-        if arg.len() != u32::from_le_bytes(len) as usize {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        args.push(OsString::from_vec(arg));
+    let mut json = Vec::new();
+    from.by_ref()
+        .take(u64::from(u32::from_le_bytes(len)))
+        .read_to_end(&mut json)?;
+    if json.len() != u32::from_le_bytes(len) as usize {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(Some(args))
+    serde_json::from_slice(&json)
+        .map(Some)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// A worker's requests: its standard input, which it takes for itself (descriptor 0 becomes
@@ -237,26 +226,28 @@ impl Workers {
 
 impl Launcher for Workers {
     fn launch(&self, job: &mut Job) -> io::Result<Launched> {
+        // A job that is not a build (any command) runs as it is.
+        let Some(request) = job.request.as_ref() else {
+            return Local.launch(job);
+        };
         let command = &job.command;
         let elsewhere = command
             .get_current_dir()
             .is_some_and(|dir| std::env::current_dir().is_ok_and(|here| here != dir));
         // A job whose command sets its own folder or variables gets a worker of its own, used
-        // once: every build's arguments go to its runner on a pipe, never on a command line that
-        // every user of the machine can read (they may hold `--env` values).
+        // once.
         let own = command.get_envs().next().is_some() || elsewhere;
         let program = PathBuf::from(command.get_program());
-        let args: Vec<OsString> = command.get_args().map(OsString::from).collect();
         let mut worker = if own {
             Worker::start(program.clone(), Some(command))?
         } else {
             self.take(program.clone())?
         };
-        if write_request(&mut worker.input, &args).is_err() {
+        if write_request(&mut worker.input, request).is_err() {
             // An idle worker that died (killed from outside): a new one takes the build.
             worker.close();
             worker = Worker::start(program, own.then_some(command))?;
-            write_request(&mut worker.input, &args)?;
+            write_request(&mut worker.input, request)?;
         }
         let pid = worker.child.id();
         // A worker of its own is not used again: its folder or variables are not the next
@@ -303,26 +294,57 @@ impl Drop for Workers {
 mod tests {
     use super::*;
 
+    fn request() -> BuildRequest {
+        BuildRequest {
+            cwd: "/work".into(),
+            buildspec: "a b\nc.yml".into(),
+            source: ".".into(),
+            state_dir: "/state".into(),
+            project: None,
+            session: crate::SessionKind::Compat,
+            timeout_ms: 0,
+            grace_ms: 10_000,
+            cleanup_timeout_ms: 300_000,
+            env: vec!["TOKEN=\u{e9}t\u{e9}".to_owned()],
+            env_file: None,
+            clean_env: false,
+            strict: true,
+            parameters: None,
+            secrets: None,
+            mask: Vec::new(),
+            mask_file: None,
+            artifacts: None,
+            packaging: crate::build::Packaging::Zip,
+            reports: None,
+            cache_dir: None,
+            json_log: false,
+            log_limit: Some(1024),
+            record_file: None,
+            exported_variables: None,
+            batch: Some(("batch:1".to_owned(), "one".to_owned())),
+            uuid: None,
+            buildspec_name: None,
+            original_source: None,
+        }
+    }
+
     #[test]
     fn a_request_reads_back_as_written() {
-        let args: Vec<OsString> = ["run", "", "a b\nc", "\u{e9}t\u{e9}"]
-            .iter()
-            .map(OsString::from)
-            .chain([OsString::from_vec(vec![0xff, 0, 1])])
-            .collect();
         let mut wire = Vec::new();
-        write_request(&mut wire, &args).expect("write");
-        write_request(&mut wire, &[]).expect("write");
+        write_request(&mut wire, &request()).expect("write");
+        let mut other = request();
+        other.env.clear();
+        write_request(&mut wire, &other).expect("write");
         let mut from = wire.as_slice();
-        assert_eq!(read_request(&mut from).expect("read"), Some(args));
-        assert_eq!(read_request(&mut from).expect("read"), Some(vec![]));
+        assert_eq!(read_request(&mut from).expect("read"), Some(request()));
+        assert_eq!(read_request(&mut from).expect("read"), Some(other));
         assert_eq!(read_request(&mut from).expect("read"), None);
     }
 
     #[test]
     fn a_request_cut_short_is_an_error() {
         let mut wire = Vec::new();
-        write_request(&mut wire, &[OsString::from("run")]).expect("write");
+        write_request(&mut wire, &request()).expect("write");
         wire.pop();
         assert!(read_request(&mut wire.as_slice()).is_err());
     }

@@ -74,6 +74,24 @@ impl Finder {
     }
 }
 
+/// Values shorter than this are refused as values to mask: they would hide common text (`e` in
+/// every word), the runner's own lines included, and protect nothing.
+pub const MIN_CHARS: usize = 4;
+
+/// A value to mask as given (`--mask`, a line of `--mask-file`), refused when too short to be a
+/// secret.
+pub fn check_value(text: &str) -> Result<String, String> {
+    let chars = text.chars().count();
+    if chars < MIN_CHARS {
+        return Err(format!(
+            "a value to mask must have at least {MIN_CHARS} characters (this one has {chars}): \
+             a shorter one would be masked inside common words and the runner's own lines; give \
+             the whole secret"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// The AWS credentials CodeBuild hides in its logs.
 pub const AWS_CREDENTIALS: [&str; 3] = [
     "AWS_ACCESS_KEY_ID",

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::events::Phase;
 use crate::outcome::{Context, ContextCode, Status};
+use crate::request::BuildRequest;
 
 /// One phase of a build, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,16 +90,31 @@ pub struct LogTruncated {
 pub struct Invocation {
     /// The working directory.
     pub cwd: String,
-    /// The arguments after the program's name, `--mask` values replaced by `***`.
+    /// The arguments of a `buildspec run` after the program's name, as records of earlier
+    /// versions keep it (this one keeps `request`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
-    /// Whether `args` had values to mask: they are not there to run the build again with.
+    /// The build as it was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<BuildRequest>,
+    /// Whether it had values to mask: they are not there to run the build again with.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub masked: bool,
 }
 
 impl Invocation {
-    /// The invocation with every value `masker` hides replaced by `***` in its arguments;
-    /// `masked` says whether one was.
+    /// A build asked for with `request`.
+    pub fn of(request: BuildRequest) -> Invocation {
+        Invocation {
+            cwd: request.cwd.display().to_string(),
+            args: Vec::new(),
+            request: Some(request),
+            masked: false,
+        }
+    }
+
+    /// The invocation with every value `masker` hides replaced by `***`; `masked` says whether
+    /// one was.
     pub fn masked_by(&self, masker: &crate::env::mask::Masker) -> Invocation {
         let mut masked = self.masked;
         let args = self
@@ -110,9 +126,15 @@ impl Invocation {
                 shown.into_owned()
             })
             .collect();
+        let request = self.request.as_ref().map(|r| {
+            let (request, hid) = r.masked_by(masker);
+            masked |= hid;
+            request
+        });
         Invocation {
             cwd: masker.text(&self.cwd).into_owned(),
             args,
+            request,
             masked,
         }
     }

@@ -95,7 +95,7 @@ impl Fixture {
             reports: None,
             cache_dir: None,
             batch: None,
-            invocation: None,
+            request: None,
             uuid: None,
             log_limit: Some(runner::build::DEFAULT_LOG_LIMIT),
             buildspec_name: None,
