@@ -6,26 +6,27 @@ use serde::Serialize;
 use crate::model::{Batch, BatchEnv, BatchTask};
 
 /// One build of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlannedBuild {
     /// `CODEBUILD_BATCH_BUILD_IDENTIFIER`.
     pub identifier: String,
     /// The buildspec it runs, when not the batch's own file.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buildspec: Option<String>,
     /// Variables set for it, over the buildspec's own.
-    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     pub variables: IndexMap<String, String>,
     /// Builds that must succeed first.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depend_on: Vec<String>,
     /// Whether its failure leaves the batch green.
+    #[serde(default)]
     pub ignore_failure: bool,
     /// The image CodeBuild would use (recorded only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The compute type CodeBuild would use (recorded only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compute_type: Option<String>,
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use buildspec::Options;
 use runner::dispatch::{Job, JobResult, ManyEvent, Outcome};
-use serde::Serialize;
 
+use runner::dispatch::batch::BatchRecord;
 use runner::request::BuildRequest;
 
 use crate::args::{BatchArgs, ExecutorArg, LogFormat, ManyArgs, RunArgs, RunOptions, SessionArg};
@@ -80,87 +80,6 @@ pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
     run_members(&args.options, &args.many, members, false, None)
 }
 
-/// The batch a `buildspec batch` runs, for its record. It is written when the batch starts
-/// (IN_PROGRESS) and again as each build is started and ends, so that a dispatcher that was
-/// killed leaves what `--resume` needs to take its builds up.
-#[derive(Debug, Serialize)]
-struct BatchRecord {
-    id: String,
-    buildspec: String,
-    kind: &'static str,
-    fast_fail: bool,
-    status: &'static str,
-    start_time: jiff::Timestamp,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<jiff::Timestamp>,
-    /// `local` or `slurm`.
-    executor: &'static str,
-    /// The dispatcher's process, to tell an interrupted batch from a running one.
-    dispatcher_pid: u32,
-    /// The builds that ended, in the order they ended until the batch is over, then in the
-    /// batch's order.
-    builds: Vec<JobResult>,
-    /// Each build's record uuid and, once started, the executor's handle of it.
-    members: Vec<MemberState>,
-    /// The builds as the buildspec defines them: their variables, and the `image` and
-    /// `compute-type` CodeBuild would use, recorded only.
-    planned: Vec<buildspec::batch::PlannedBuild>,
-}
-
-/// A batch's build as the dispatcher knows it.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-struct MemberState {
-    id: String,
-    build_uuid: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    handle: Option<String>,
-    /// How the build is started, as its record would say: `rerun` starts a build that never
-    /// ran (and so has no record) from it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    invocation: Option<runner::store::Invocation>,
-}
-
-/// What `--resume` and `rerun` read of a batch record.
-#[derive(Debug, serde::Deserialize)]
-struct Journal {
-    id: String,
-    buildspec: String,
-    status: String,
-    start_time: jiff::Timestamp,
-    #[serde(default)]
-    executor: String,
-    #[serde(default)]
-    dispatcher_pid: u32,
-    #[serde(default)]
-    fast_fail: bool,
-    #[serde(default)]
-    builds: Vec<JobResult>,
-    #[serde(default)]
-    members: Vec<MemberState>,
-    #[serde(default)]
-    planned: Vec<PlannedMember>,
-}
-
-impl Journal {
-    /// Whether the batch is still being dispatched: it is not over, and the process that
-    /// dispatches it is there.
-    fn dispatching(&self) -> bool {
-        self.status == "IN_PROGRESS"
-            && self.dispatcher_pid != 0
-            && runner::dispatch::process_alive(self.dispatcher_pid)
-    }
-}
-
-/// A batch's status once its builds are over: STOPPED after a stop request, else FAILED when a
-/// build without `ignore-failure` did not succeed.
-fn batch_status(stopped: bool, failed: bool) -> &'static str {
-    match (stopped, failed) {
-        (true, _) => "STOPPED",
-        (false, true) => "FAILED",
-        (false, false) => "SUCCEEDED",
-    }
-}
-
 /// What a batch's record says of the batch itself.
 struct BatchInfo {
     buildspec: String,
@@ -168,7 +87,7 @@ struct BatchInfo {
     fast_fail: bool,
     planned: Vec<buildspec::batch::PlannedBuild>,
     /// The interrupted batch this run takes up (`--resume`).
-    resume: Option<Journal>,
+    resume: Option<BatchRecord>,
 }
 
 pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
@@ -434,7 +353,7 @@ fn run_members(
                 Ok(())
             }) as runner::dispatch::Before
         });
-        journal_members.push(MemberState {
+        journal_members.push(runner::dispatch::batch::MemberState {
             id: member.id.clone(),
             build_uuid: uuid.clone(),
             handle: handle.clone(),
@@ -477,19 +396,19 @@ fn run_members(
     let mut record = batch.map(|info| BatchRecord {
         id: format!("batch:{run_id}"),
         buildspec: info.buildspec,
-        kind: info.kind,
+        kind: info.kind.to_owned(),
         fast_fail: info.fast_fail,
         planned: info.planned,
-        status: "IN_PROGRESS",
+        status: runner::Status::InProgress,
         start_time: started,
         end_time: None,
-        executor,
+        executor: executor.to_owned(),
         dispatcher_pid: std::process::id(),
         builds: resume.map(|j| j.builds).unwrap_or_default(),
         members: journal_members,
     });
     if let Some(record) = &record {
-        write_batch_record(&state_dir, &run_id, record)?;
+        state.write_batch(record)?;
     }
     // The batch record follows the builds as they end, written at most once a tick (it holds
     // every build: written at each end, a large batch would write a quadratic amount), and at
@@ -519,7 +438,7 @@ fn run_members(
         }
         unwritten = false;
         // The journal is a convenience for --resume: a failure to write it costs nothing else.
-        let _ = write_batch_record(&state_dir, &run_id, record);
+        let _ = state.write_batch(record);
     };
     let ran = execute(
         jobs,
@@ -539,10 +458,9 @@ fn run_members(
         .iter()
         .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
     if let Some(mut record) = record {
-        record.status = batch_status(ran.stopped.is_some(), failed);
-        record.end_time = Some(jiff::Timestamp::now());
         record.builds = results.clone();
-        write_batch_record(&state_dir, &run_id, &record)?;
+        record.end(ran.stopped.is_some());
+        state.write_batch(&record)?;
     }
     if json {
         let mut line = serde_json::to_string(&serde_json::json!({
@@ -647,39 +565,29 @@ fn slurm_launcher(
 }
 
 /// The latest batch of `buildspec` that did not end, and whose dispatcher is gone.
-fn interrupted_batch(state_dir: &Path, buildspec: &str) -> Result<Journal, CliError> {
-    let dir = state_dir.join("batches");
-    let mut found: Option<Journal> = None;
-    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-        let Ok(bytes) = std::fs::read(entry.path()) else {
-            continue;
-        };
-        let Ok(journal) = serde_json::from_slice::<Journal>(&bytes) else {
-            continue;
-        };
-        if journal.status == "IN_PROGRESS"
-            && journal.buildspec == buildspec
-            && journal.executor == "slurm"
-            && found
-                .as_ref()
-                .is_none_or(|f| f.start_time < journal.start_time)
-        {
-            found = Some(journal);
-        }
-    }
-    let journal = found.ok_or_else(|| {
+fn interrupted_batch(state_dir: &Path, buildspec: &str) -> Result<BatchRecord, CliError> {
+    let found = runner::store::StateDir::at(state_dir)
+        .batches("")
+        .into_iter()
+        .filter(|b| {
+            b.status == runner::Status::InProgress
+                && b.buildspec == buildspec
+                && b.executor == "slurm"
+        })
+        .max_by_key(|b| b.start_time);
+    let batch = found.ok_or_else(|| {
         CliError::Query(format!(
             "no interrupted Slurm batch of {buildspec} to resume in {}",
-            dir.display()
+            state_dir.join("batches").display()
         ))
     })?;
-    if journal.dispatching() {
+    if batch.dispatching() {
         return Err(CliError::Query(format!(
             "{} is still being dispatched by process {}",
-            journal.id, journal.dispatcher_pid
+            batch.id, batch.dispatcher_pid
         )));
     }
-    Ok(journal)
+    Ok(batch)
 }
 
 /// Where a buildspec inside the source lies in the source's copy.
@@ -898,10 +806,10 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         .collect();
     // The batches the builds belong to: a batch's build runs again in its batch, with what the
     // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
-    let mut batches: Vec<Batch> = Vec::new();
+    let mut batches: Vec<BatchRecord> = Vec::new();
     for id in selected.iter().filter_map(|r| r.batch_id.as_ref()) {
-        if !batches.iter().any(|b| &b.journal.id == id)
-            && let Some(batch) = Batch::read(&state_dir, id)
+        if !batches.iter().any(|b| &b.id == id)
+            && let Ok(batch) = state.read_batch(id)
         {
             batches.push(batch);
         }
@@ -964,10 +872,9 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     if copies {
         let _ = runner::store::create_spread_dir(&copies_root);
     }
-    let batch_of = |id: &str| batches.iter().find(|b| b.journal.id == id);
+    let batch_of = |id: &str| batches.iter().find(|b| b.id == id);
     let planned = |(batch, identifier): &(String, String)| {
         batch_of(batch)?
-            .journal
             .planned
             .iter()
             .find(|p| &p.identifier == identifier)
@@ -976,7 +883,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         t.batch
             .as_ref()
             .and_then(|(b, _)| batch_of(b))
-            .is_some_and(|b| b.journal.fast_fail)
+            .is_some_and(|b| b.fast_fail)
     });
     let mut ids = Vec::new();
     let mut jobs = Vec::new();
@@ -1046,22 +953,17 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     // CodeBuild.
     for mut batch in batches {
         // A batch still being dispatched keeps the record its dispatcher writes.
-        if batch.journal.dispatching() {
+        if batch.dispatching() {
             continue;
         }
         let mine: Vec<&JobResult> = targets
             .iter()
             .zip(&ran.results)
-            .filter(|(t, _)| {
-                t.batch
-                    .as_ref()
-                    .is_some_and(|(b, _)| *b == batch.journal.id)
-            })
+            .filter(|(t, _)| t.batch.as_ref().is_some_and(|(b, _)| *b == batch.id))
             .map(|(_, result)| result)
             .collect();
         batch.update(&mine, ran.stopped.is_some());
-        let id = batch.journal.id.trim_start_matches("batch:");
-        write_batch_record(&state_dir, id, &batch.value)?;
+        state.write_batch(&batch)?;
     }
     crate::write_stdout(&summary(&ran.results))?;
     let failed = ran
@@ -1075,12 +977,12 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
 /// first), and so have no record: each runs again from the invocation its batch record keeps,
 /// unless it is among `targets` already or has run since in another batch.
 fn never_ran(
-    batches: &[Batch],
+    batches: &[BatchRecord],
     latest: &[runner::store::BuildRecord],
     targets: &[Target],
 ) -> Vec<Target> {
     let mut found = Vec::new();
-    for Batch { journal, .. } in batches {
+    for journal in batches {
         for build in &journal.builds {
             let identifier = &build.id;
             let listed = targets.iter().any(|t| {
@@ -1124,54 +1026,6 @@ fn never_ran(
     found
 }
 
-/// What `rerun` reads of a build a batch record plans.
-#[derive(Debug, serde::Deserialize)]
-struct PlannedMember {
-    identifier: String,
-    #[serde(default)]
-    depend_on: Vec<String>,
-    #[serde(default)]
-    ignore_failure: bool,
-}
-
-/// A batch record as `rerun` reads it, and as JSON, so that what it does not change is written
-/// back as it was.
-struct Batch {
-    journal: Journal,
-    value: serde_json::Value,
-}
-
-impl Batch {
-    /// The record of a batch, by its id (`batch:<uuid>`).
-    fn read(state_dir: &Path, id: &str) -> Option<Batch> {
-        let bytes = std::fs::read(batch_path(state_dir, id.trim_start_matches("batch:"))).ok()?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-        let journal = serde_json::from_value(value.clone()).ok()?;
-        Some(Batch { journal, value })
-    }
-
-    /// Puts the new results of its builds in the record, and the batch's status after them.
-    fn update(&mut self, results: &[&JobResult], stopped: bool) {
-        let builds = &mut self.journal.builds;
-        for result in results {
-            match builds.iter_mut().find(|b| b.id == result.id) {
-                Some(old) => *old = (*result).clone(),
-                None => builds.push((*result).clone()),
-            }
-        }
-        let failed = builds
-            .iter()
-            .any(|b| b.outcome != Outcome::Succeeded && !b.ignore_failure);
-        self.value["builds"] = serde_json::to_value(&*builds).unwrap_or_default();
-        self.value["status"] = batch_status(stopped, failed).into();
-        self.value["end_time"] = serde_json::to_value(jiff::Timestamp::now()).unwrap_or_default();
-    }
-}
-
-fn batch_path(state_dir: &Path, run_id: &str) -> PathBuf {
-    state_dir.join("batches").join(format!("{run_id}.json"))
-}
-
 /// A folder for one run's per-build files (their records as they end).
 fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
     let work = state_dir.join("runs").join(run_id);
@@ -1189,25 +1043,6 @@ fn parallel(side_by_side: &crate::args::SideBySide) -> usize {
         .jobs
         .and_then(|n| usize::try_from(n).ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
-}
-
-/// Writes a batch record: the dispatcher's own, or one `rerun` read and updated.
-fn write_batch_record(
-    state: &Path,
-    id: &str,
-    record: &impl serde::Serialize,
-) -> Result<(), CliError> {
-    let path = batch_path(state, id);
-    let dir = state.join("batches");
-    let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
-    json.push(b'\n');
-    std::fs::create_dir_all(&dir).map_err(|source| CliError::WriteFile {
-        what: "the batch record",
-        path: path.display().to_string(),
-        source,
-    })?;
-    // Rewritten as builds start and end: a reader never sees half of it.
-    runner::store::write_atomic(&path, &json, false).map_err(CliError::State)
 }
 
 /// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
@@ -1366,15 +1201,13 @@ fn summary(results: &[JobResult]) -> String {
     );
     for r in results {
         let status = match (&r.record, r.outcome) {
-            (_, Outcome::NotRun) => "NOT_RUN".to_owned(),
-            (Some(record), _) => record.status.as_str().to_owned(),
-            (None, Outcome::Succeeded) => "SUCCEEDED".to_owned(),
-            (None, Outcome::Failed) => "FAILED".to_owned(),
+            (Some(record), Outcome::Succeeded | Outcome::Failed) => record.status.as_str(),
+            (_, outcome) => outcome.as_str(),
         };
         let status = if r.ignore_failure && r.outcome != Outcome::Succeeded {
             format!("{status} (ignored)")
         } else {
-            status
+            status.to_owned()
         };
         let time = if r.outcome == Outcome::NotRun {
             String::new()

@@ -290,52 +290,39 @@ fn dotenv(variables: &indexmap::IndexMap<String, String>) -> String {
 
 /// A batch's record (`batch:<uuid>` or a unique prefix of it): its builds, and how each ended.
 fn inspect_batch(state: &StateDir, prefix: &str, json: bool) -> Result<u8, CliError> {
-    let dir = state.root().join("batches");
-    let matches: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let [path] = matches.as_slice() else {
+    let matches = state.batches(prefix);
+    let [batch] = matches.as_slice() else {
         return Err(CliError::State(if matches.is_empty() {
             runner::store::StateError::NotFound(format!("batch:{prefix}"))
         } else {
             runner::store::StateError::Ambiguous {
                 query: format!("batch:{prefix}"),
-                matches: matches.iter().map(|p| p.display().to_string()).collect(),
+                matches: matches.iter().map(|b| b.id.clone()).collect(),
             }
         }));
     };
-    let text = std::fs::read_to_string(path).map_err(CliError::Output)?;
-    let batch: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| CliError::Query(e.to_string()))?;
     if json {
+        let mut text = serde_json::to_string_pretty(batch).unwrap_or_default();
+        text.push('\n');
         return write_stdout(&text);
     }
     use std::fmt::Write as _;
-    let field = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or("").to_owned();
     let mut out = String::new();
-    let _ = writeln!(out, "batch      {}", field(&batch, "id"));
-    let _ = writeln!(out, "status     {}", field(&batch, "status"));
-    let _ = writeln!(out, "kind       {}", field(&batch, "kind"));
-    let _ = writeln!(out, "buildspec  {}", field(&batch, "buildspec"));
+    let _ = writeln!(out, "batch      {}", batch.id);
+    let _ = writeln!(out, "status     {}", batch.status.as_str());
+    let _ = writeln!(out, "kind       {}", batch.kind);
+    let _ = writeln!(out, "buildspec  {}", batch.buildspec);
     let _ = writeln!(out, "builds");
-    for build in batch["builds"].as_array().into_iter().flatten() {
+    for build in &batch.builds {
         let _ = writeln!(
             out,
             "  {:<24} {:<10} {}{}",
-            field(build, "id"),
-            field(build, "outcome"),
-            field(build, "build_id"),
-            build["reason"]
-                .as_str()
+            build.id,
+            build.outcome.as_str(),
+            build.build_id.as_deref().unwrap_or_default(),
+            build
+                .reason
+                .as_deref()
                 .map(|r| format!("({r})"))
                 .unwrap_or_default()
         );

@@ -11,6 +11,7 @@
 //! this one, [`workers::Workers`] gives it to a worker process of this one, [`slurm::Slurm`]
 //! submits it to a Slurm cluster. The scheduling is the same.
 
+pub mod batch;
 pub mod slurm;
 pub mod workers;
 
@@ -166,6 +167,17 @@ pub enum Outcome {
     Failed,
     /// It never started: a dependency failed, or the batch stopped first.
     NotRun,
+}
+
+impl Outcome {
+    /// The name the batch record and the summary use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "SUCCEEDED",
+            Outcome::Failed => "FAILED",
+            Outcome::NotRun => "NOT_RUN",
+        }
+    }
 }
 
 /// A build's result, for the summary and the batch record.

@@ -393,6 +393,51 @@ pub fn default_state_dir() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".local/state/buildspec"))
 }
 
+/// The batch records: `<state>/batches/<uuid>.json`.
+impl StateDir {
+    fn batch_path(&self, uuid: &str) -> PathBuf {
+        self.root.join("batches").join(format!("{uuid}.json"))
+    }
+
+    /// Writes a batch's record, whole or not at all (it is rewritten as builds start and end:
+    /// a reader never sees half of it).
+    pub fn write_batch(
+        &self,
+        batch: &crate::dispatch::batch::BatchRecord,
+    ) -> Result<(), StateError> {
+        let dir = self.root.join("batches");
+        create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
+        let mut json = serde_json::to_vec_pretty(batch).unwrap_or_default();
+        json.push(b'\n');
+        write_atomic(&self.batch_path(batch.uuid()), &json, false)
+    }
+
+    /// The record of batch `id` (`batch:<uuid>`, or the uuid).
+    pub fn read_batch(&self, id: &str) -> Result<crate::dispatch::batch::BatchRecord, StateError> {
+        let path = self.batch_path(id.trim_start_matches("batch:"));
+        let bytes = fs::read(&path).map_err(io_error("cannot read", &path))?;
+        serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The records of every batch whose uuid starts with `prefix` (all for an empty one); the
+    /// ones that cannot be read are left out.
+    pub fn batches(&self, prefix: &str) -> Vec<crate::dispatch::batch::BatchRecord> {
+        let dir = self.root.join("batches");
+        fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".json").map(str::to_owned))
+            .filter(|uuid| uuid.starts_with(prefix))
+            .filter_map(|uuid| self.read_batch(&uuid).ok())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
