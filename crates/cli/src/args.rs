@@ -300,11 +300,6 @@ pub(crate) fn mask_value(text: &str) -> Result<String, String> {
 }
 
 impl RunOptions {
-    /// Every value to mask: `--mask`'s and the lines of `--mask-file`.
-    pub(crate) fn masks(&self) -> Result<Vec<String>, crate::error::CliError> {
-        Ok(self.request(None)?.masks()?)
-    }
-
     /// The build this command line asks for, of the buildspec `file` (the default one when
     /// `None`): the one place arguments become a request.
     pub(crate) fn request(

@@ -1,5 +1,8 @@
 //! The CLI's errors and their one mapping to exit codes.
 
+use runner::dispatch::builds::BuildsError;
+use runner::store::StateError;
+
 use crate::exit_codes;
 
 /// Why a command could not do its work.
@@ -28,7 +31,7 @@ pub(crate) enum CliError {
     Run(#[from] runner::RunError),
     /// The state directory is unusable.
     #[error(transparent)]
-    State(#[from] runner::store::StateError),
+    State(#[from] StateError),
     /// What a build is asked with cannot be used.
     #[error(transparent)]
     Request(#[from] runner::request::RequestError),
@@ -87,12 +90,20 @@ pub(crate) enum CliError {
         /// The batch's identifiers.
         known: Vec<String>,
     },
-    /// The executor cannot be used (Slurm unreachable, the shared directory unwritable).
-    #[error("{0}")]
-    Executor(String),
+    /// Many builds could not be started.
+    #[error(transparent)]
+    Builds(#[from] runner::dispatch::builds::BuildsError),
     /// `--artifacts s3://...` with a wrong URL or incomplete AWS settings.
     #[error("--artifacts: {0}")]
     S3(#[from] runner::outputs::s3::S3Error),
+}
+
+/// A state directory's error: the user's when it names a build that is not there, or several.
+fn state_code(e: &StateError) -> u8 {
+    match e {
+        StateError::NotFound(_) | StateError::Ambiguous { .. } => exit_codes::USAGE,
+        _ => exit_codes::FAULT,
+    }
 }
 
 impl CliError {
@@ -112,15 +123,19 @@ impl CliError {
             | CliError::Usage(_)
             | CliError::Request(_)
             | CliError::Invalid { .. } => exit_codes::USAGE,
-            CliError::State(runner::store::StateError::NotFound(_))
-            | CliError::State(runner::store::StateError::Ambiguous { .. })
-            | CliError::NoStateDir => exit_codes::USAGE,
+            CliError::Builds(e) => match e {
+                BuildsError::NoSource(_) | BuildsError::Resume(_) | BuildsError::Request(_) => {
+                    exit_codes::USAGE
+                }
+                BuildsError::State(e) => state_code(e),
+                BuildsError::Executor(_) | BuildsError::Folder { .. } => exit_codes::FAULT,
+            },
+            CliError::State(e) => state_code(e),
+            CliError::NoStateDir => exit_codes::USAGE,
             CliError::Walk { .. }
             | CliError::Output(_)
             | CliError::Run(_)
-            | CliError::State(_)
             | CliError::Signals(_)
-            | CliError::Executor(_)
             | CliError::WriteFile { .. } => exit_codes::FAULT,
         }
     }

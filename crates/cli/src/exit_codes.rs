@@ -5,8 +5,6 @@ use runner::outcome::exit;
 
 /// The build succeeded, or every checked file is valid.
 pub(crate) const SUCCESS: u8 = exit::SUCCEEDED as u8;
-/// A build failed (of several: one without `ignore-failure`).
-pub(crate) const FAILED: u8 = exit::FAILED as u8;
 /// A usage error, or an invalid buildspec.
 pub(crate) const USAGE: u8 = exit::INVALID as u8;
 /// The runner's own failure (an I/O error on its state, say).

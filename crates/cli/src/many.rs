@@ -4,30 +4,16 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use buildspec::Options;
-use runner::dispatch::{Job, JobResult, ManyEvent, Outcome};
-
-use runner::dispatch::batch::BatchRecord;
+use runner::dispatch::builds::{BatchPlan, Builds, Executor, Member, SlurmPlace};
+use runner::dispatch::{JobResult, ManyEvent, Outcome};
 use runner::request::BuildRequest;
 
-use crate::args::{BatchArgs, ExecutorArg, LogFormat, ManyArgs, RunArgs, RunOptions, SessionArg};
+use crate::args::{BatchArgs, ExecutorArg, LogFormat, ManyArgs, RunArgs, RunOptions};
 use crate::error::CliError;
 use crate::exit_codes;
-
-/// One build to start.
-struct Member {
-    id: String,
-    buildspec: PathBuf,
-    /// Variables over the buildspec's own (`--env`), in order.
-    env: Vec<(String, String)>,
-    depend_on: Vec<String>,
-    ignore_failure: bool,
-    /// For a batch's build: `--batch-member <batch id> <identifier>`.
-    batch: bool,
-}
 
 pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
     let mut files = if args.paths.is_empty() {
@@ -74,20 +60,9 @@ pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
             env: Vec::new(),
             depend_on: Vec::new(),
             ignore_failure: false,
-            batch: false,
         })
         .collect();
     run_members(&args.options, &args.many, members, false, None)
-}
-
-/// What a batch's record says of the batch itself.
-struct BatchInfo {
-    buildspec: String,
-    kind: &'static str,
-    fast_fail: bool,
-    planned: Vec<buildspec::batch::PlannedBuild>,
-    /// The interrupted batch this run takes up (`--resume`).
-    resume: Option<BatchRecord>,
 }
 
 pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
@@ -130,7 +105,6 @@ pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
                 env,
                 depend_on: b.depend_on.clone(),
                 ignore_failure: b.ignore_failure,
-                batch: true,
             }
         })
         .collect();
@@ -152,17 +126,16 @@ pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
                     .to_owned(),
             ));
         }
-        Some(interrupted_batch(
+        Some(runner::dispatch::builds::interrupted_batch(
             &state_dir(options, &args.many)?,
             &file.display().to_string(),
         )?)
     } else {
         None
     };
-    let batch_info = BatchInfo {
+    let batch_info = BatchPlan {
         buildspec: file.display().to_string(),
-        kind: batch.kind,
-        fast_fail: batch.fast_fail,
+        kind: batch.kind.to_owned(),
         planned: batch.builds.clone(),
         resume,
     };
@@ -183,21 +156,8 @@ fn run_members(
     many: &ManyArgs,
     members: Vec<Member>,
     fast_fail: bool,
-    mut batch: Option<BatchInfo>,
+    batch: Option<BatchPlan>,
 ) -> Result<u8, CliError> {
-    // The values to mask of a --mask-file are read once, here, and go to each build with the
-    // others.
-    let resolved;
-    let options = if options.mask_file.is_some() {
-        resolved = RunOptions {
-            mask: options.masks()?,
-            mask_file: None,
-            ..options.clone()
-        };
-        &resolved
-    } else {
-        options
-    };
     // Options about one build's own files have no single build to apply to.
     for (given, flag) in [
         (options.record_file.is_some(), "--record-file"),
@@ -219,263 +179,50 @@ fn run_members(
             "buildspec run"
         },
     );
-    let resume = batch.as_mut().and_then(|b| b.resume.take());
-    let run_id = resume
-        .as_ref()
-        .map(|j| j.id.trim_start_matches("batch:").to_owned())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let parallel = parallel(&many.side_by_side);
-    let source = options.build.source_dir();
-    if !source.is_dir() {
-        return Err(CliError::Missing {
-            path: source.display().to_string(),
-        });
-    }
-    let slurm = many.executor.executor == ExecutorArg::Slurm;
-    // Where a scheduler's node leaves each build's final record: a runner on this machine writes
-    // it where the dispatcher reads it, in the state directory.
-    let work = slurm.then(|| run_folder(&state_dir, &run_id)).transpose()?;
-    // Builds side by side must not see each other's files: each gets a copy of the source. A
-    // scheduler's node sees only the shared directory: the copy goes there.
-    let copies = !many.side_by_side.in_place && (slurm || (parallel > 1 && members.len() > 1));
-    let project = runner::env::project_name(options.build.project.as_deref(), &source);
-    let (exe, copies_root, launcher): (PathBuf, PathBuf, Box<dyn runner::dispatch::Launcher>) =
-        if slurm {
-            let shared = shared_dir(many)?;
-            let run_dir = shared.join("runs").join(&run_id);
-            let launcher = slurm_launcher(options, many, run_dir.join("jobs"))?;
-            (shared_binary(&shared)?, run_dir, Box::new(launcher))
-        } else {
-            (
-                std::env::current_exe().map_err(CliError::Output)?,
-                // The copies live outside the source (which may hold the state directory).
-                std::env::temp_dir().join(format!("buildspec-{run_id}")),
-                Box::new(runner::dispatch::workers::Workers::new()),
-            )
-        };
-    let state = runner::store::StateDir::open(&state_dir)?;
-    if copies {
-        // Made here once; a copy that cannot be made says so as its build's start fails.
-        let _ = runner::store::create_spread_dir(&copies_root);
-    }
-    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
-    let mut jobs = Vec::with_capacity(members.len());
-    let mut journal_members = Vec::with_capacity(members.len());
-    // What every build is asked with, before its own source, variables and destinations.
-    let base = options.request(None)?;
-    for (i, member) in members.into_iter().enumerate() {
-        let build_source = if copies {
-            copies_root.join(format!("src-{i}"))
-        } else {
-            source.clone()
-        };
-        let before_state = resume
-            .as_ref()
-            .and_then(|j| j.members.iter().find(|m| m.id == member.id));
-        let uuid = before_state.map_or_else(
-            || uuid::Uuid::new_v4().to_string(),
-            |m| m.build_uuid.clone(),
-        );
-        let ended = resume
-            .as_ref()
-            .and_then(|j| j.builds.iter().find(|b| b.id == member.id))
-            .cloned();
-        let handle = before_state
-            .and_then(|m| m.handle.clone())
-            .filter(|_| ended.is_none());
-        // On a scheduler the buildspec is read on the node: from the copy of the source it
-        // lies in, else from a copy beside it.
-        let (buildspec, copied_spec) = match (slurm, copies) {
-            (true, true) => match buildspec_in_copy(&member.buildspec, &source, &build_source) {
-                Some(inside) => (inside, None),
-                None => {
-                    let copy = copies_root
-                        .join("buildspecs")
-                        .join(format!("{i}-{}", file_name(&member.buildspec)));
-                    (copy.clone(), Some((member.buildspec.clone(), copy)))
-                }
-            },
-            (true, false) => (
-                std::path::absolute(&member.buildspec).unwrap_or_else(|_| member.buildspec.clone()),
-                None,
-            ),
-            (false, _) => (member.buildspec.clone(), None),
-        };
-        let mut command = Command::new(&exe);
-        // Its own process group: a terminal's Ctrl-C reaches this process alone, which passes
-        // one stop request on; two would end a build at once, without its grace period.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let mut request = member_request(
-            &base,
-            &buildspec,
-            &state_dir,
-            &build_source,
-            &project,
-            &member,
-        );
-        let record_file = match &work {
-            Some(work) => {
-                let file = work.join(format!("{i}.json"));
-                request.record_file = Some(file.clone());
-                file
-            }
-            None => state.build_dir(&uuid).join("build.json"),
-        };
-        request.uuid = Some(uuid.clone());
-        if buildspec != member.buildspec {
-            request.buildspec_name = Some(member.buildspec.display().to_string());
-        }
-        if copies {
-            request.original_source =
-                Some(std::path::absolute(&source).unwrap_or_else(|_| source.clone()));
-        }
-        if slurm {
-            // Where the dispatcher was, for the build's record (and `rerun`), when the node
-            // has it.
-            command.current_dir(&request.cwd);
-        }
-        let batch_id = format!("batch:{run_id}");
-        if member.batch {
-            request.batch = Some((batch_id.clone(), member.id.clone()));
-        }
-        let before: Option<runner::dispatch::Before> = copies.then(|| {
-            let from = source.clone();
-            let to = build_source.clone();
-            let skip = [Some(state_dir.clone()), many.executor.shared_dir.clone()];
-            Box::new(move || {
-                copy_tree(&from, &to, &skip)?;
-                if let Some((spec, copy)) = copied_spec {
-                    if let Some(dir) = copy.parent() {
-                        std::fs::create_dir_all(dir)?;
-                    }
-                    std::fs::copy(spec, copy)?;
-                }
-                Ok(())
-            }) as runner::dispatch::Before
-        });
-        journal_members.push(runner::dispatch::batch::MemberState {
-            id: member.id.clone(),
-            build_uuid: uuid.clone(),
-            handle: handle.clone(),
-            invocation: member
-                .batch
-                .then(|| member_invocation(&base, &state_dir, &source, &project, &member)),
-        });
-        jobs.push(Job {
-            record: Some(runner::dispatch::RecordPlace {
-                state_dir: state.clone(),
-                uuid,
-                fresh: runner::store::FreshRecord {
-                    project: project.clone(),
-                    buildspec: member.buildspec.display().to_string(),
-                    source: std::path::absolute(&source)
-                        .unwrap_or_else(|_| source.clone())
-                        .display()
-                        .to_string(),
-                    initiator: runner::env::initiator(),
-                    session: session_name(options.session).to_owned(),
-                    batch: member.batch.then(|| (batch_id.clone(), member.id.clone())),
-                },
-            }),
-            id: member.id,
-            depend_on: member.depend_on,
-            ignore_failure: member.ignore_failure,
-            command,
-            request: Some(request),
-            record_file,
-            before,
-            resume: handle,
-            ended,
-        });
-    }
-    let json = options.log_format == LogFormat::Json;
-    let started = resume
-        .as_ref()
-        .map_or_else(jiff::Timestamp::now, |j| j.start_time);
-    let executor = if slurm { "slurm" } else { "local" };
-    let mut record = batch.map(|info| BatchRecord {
-        id: format!("batch:{run_id}"),
-        buildspec: info.buildspec,
-        kind: info.kind.to_owned(),
-        fast_fail: info.fast_fail,
-        planned: info.planned,
-        status: runner::Status::InProgress,
-        start_time: started,
-        end_time: None,
-        executor: executor.to_owned(),
-        dispatcher_pid: std::process::id(),
-        builds: resume.map(|j| j.builds).unwrap_or_default(),
-        members: journal_members,
-    });
-    if let Some(record) = &record {
-        state.write_batch(record)?;
-    }
-    // The batch record follows the builds as they end, written at most once a tick (it holds
-    // every build: written at each end, a large batch would write a quadratic amount), and at
-    // once when a scheduler names a build's job, which is what --resume needs.
-    let mut unwritten = false;
-    let mut journal = |event: &ManyEvent<'_>| {
-        let Some(record) = record.as_mut() else {
-            return;
-        };
-        match event {
-            ManyEvent::Launched {
-                id,
-                handle: Some(handle),
-            } => {
-                if let Some(m) = record.members.iter_mut().find(|m| m.id == *id) {
-                    m.handle = Some((*handle).to_owned());
-                }
-            }
-            ManyEvent::Finished { result } => {
-                record.builds.retain(|b| b.id != result.id);
-                record.builds.push((*result).clone());
-                unwritten = true;
-                return;
-            }
-            ManyEvent::Tick if unwritten => {}
-            _ => return,
-        }
-        unwritten = false;
-        // The journal is a convenience for --resume: a failure to write it costs nothing else.
-        let _ = state.write_batch(record);
+    let e = &many.executor;
+    let executor = match e.executor {
+        ExecutorArg::Local => Executor::Local,
+        ExecutorArg::Slurm => Executor::Slurm(SlurmPlace {
+            shared: shared_dir(many)?.to_path_buf(),
+            partition: e.slurm_partition.clone(),
+            account: e.slurm_account.clone(),
+            time: e.slurm_time.clone(),
+            extra: e.slurm_arg.clone(),
+            max_pending: e.max_pending,
+        }),
     };
-    let ran = execute(
-        jobs,
-        &ids,
-        parallel,
+    let mut base = options.request(None)?;
+    base.state_dir = state_dir;
+    let ids: Vec<String> = members.iter().map(|m| m.id.clone()).collect();
+    let json = options.log_format == LogFormat::Json;
+    let builds = Builds {
+        base,
+        members,
         fast_fail,
-        json,
-        launcher.as_ref(),
-        &mut journal,
-    )?;
-    let results = &ran.results;
-    if let Some(work) = &work {
-        let _ = std::fs::remove_dir_all(work);
-    }
-    let _ = std::fs::remove_dir_all(&copies_root);
-    let failed = results
-        .iter()
-        .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
-    if let Some(mut record) = record {
-        record.builds = results.clone();
-        record.end(ran.stopped.is_some());
-        state.write_batch(&record)?;
-    }
+        batch,
+        parallel: parallel(&many.side_by_side),
+        in_place: many.side_by_side.in_place,
+        executor,
+        exe: std::env::current_exe().map_err(CliError::Output)?,
+    };
+    let stop = crate::run::stop_on_signals()?;
+    let mut view = View::new(&ids, json);
+    let ran = runner::dispatch::builds::run(builds, &stop, &mut |event| view.show(&event))?;
+    view.finish();
     if json {
         let mut line = serde_json::to_string(&serde_json::json!({
             "event": "summary",
             "time": jiff::Timestamp::now(),
             "stopped": ran.stopped,
-            "builds": results,
+            "builds": ran.results,
         }))
         .unwrap_or_default();
         line.push('\n');
         crate::write_stdout(&line)?;
     } else {
-        crate::write_stdout(&summary(results))?;
+        crate::write_stdout(&summary(&ran.results))?;
     }
-    Ok(exit_code(&ran, failed))
+    Ok(runner::outcome::exit::byte(ran.exit_code()))
 }
 
 /// The state directory: `--state-dir`, else (on a scheduler) the shared directory's `state/`,
@@ -489,217 +236,105 @@ fn state_dir(options: &RunOptions, many: &ManyArgs) -> Result<PathBuf, CliError>
     }
 }
 
-fn shared_dir(many: &ManyArgs) -> Result<PathBuf, CliError> {
-    let shared = many.executor.shared_dir.as_ref().ok_or_else(|| {
+fn shared_dir(many: &ManyArgs) -> Result<&Path, CliError> {
+    many.executor.shared_dir.as_deref().ok_or_else(|| {
         CliError::Query(
             "--executor slurm needs --shared-dir DIR: a directory the compute nodes see at the \
              same path, for the binary, the buildspecs, the copies of the source and the records"
                 .to_owned(),
         )
-    })?;
-    std::fs::create_dir_all(shared).map_err(|e| {
-        CliError::Executor(format!(
-            "cannot create the shared directory {}: {e}",
-            shared.display()
-        ))
-    })?;
-    std::path::absolute(shared).map_err(CliError::Output)
+    })
 }
 
-/// This binary on the shared directory, copied once per version of it (by size and mtime), so
-/// that every node runs the dispatcher's own runner.
-fn shared_binary(shared: &Path) -> Result<PathBuf, CliError> {
-    let exe = std::env::current_exe().map_err(CliError::Output)?;
-    let fault = |e: io::Error| {
-        CliError::Executor(format!(
-            "cannot copy the binary to {}: {e}",
-            shared.display()
-        ))
-    };
-    let meta = std::fs::metadata(&exe).map_err(fault)?;
-    let stamp = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
-    let bin = shared.join("bin");
-    let target = bin.join(format!("buildspec-{}-{stamp}", meta.len()));
-    if target.is_file() {
-        return Ok(target);
-    }
-    runner::store::create_private_dir(&bin).map_err(fault)?;
-    let partial = bin.join(format!(".buildspec.{}.partial", std::process::id()));
-    std::fs::copy(&exe, &partial)
-        .and_then(|_| std::fs::rename(&partial, &target))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            fault(e)
-        })?;
-    Ok(target)
-}
-
-fn slurm_launcher(
-    options: &RunOptions,
-    many: &ManyArgs,
-    jobs_dir: PathBuf,
-) -> Result<runner::dispatch::slurm::Slurm, CliError> {
-    let e = &many.executor;
-    let after_stop = options.grace + options.cleanup_timeout;
-    let launcher = runner::dispatch::slurm::Slurm::new(runner::dispatch::slurm::SlurmConfig {
-        jobs_dir,
-        partition: e.slurm_partition.clone(),
-        account: e.slurm_account.clone(),
-        time: e.slurm_time.clone().or_else(|| {
-            (!options.timeout.is_zero())
-                .then(|| runner::dispatch::slurm::time_limit(options.timeout, after_stop))
-        }),
-        extra: e.slurm_arg.clone(),
-        max_pending: e.max_pending,
-        poll: Duration::from_millis(200),
-        stop_within: after_stop + Duration::from_secs(30),
-    });
-    launcher
-        .check()
-        .map_err(|e| CliError::Executor(e.to_string()))?;
-    Ok(launcher)
-}
-
-/// The latest batch of `buildspec` that did not end, and whose dispatcher is gone.
-fn interrupted_batch(state_dir: &Path, buildspec: &str) -> Result<BatchRecord, CliError> {
-    let found = runner::store::StateDir::at(state_dir)
-        .batches("")
-        .into_iter()
-        .filter(|b| {
-            b.status == runner::Status::InProgress
-                && b.buildspec == buildspec
-                && b.executor == "slurm"
-        })
-        .max_by_key(|b| b.start_time);
-    let batch = found.ok_or_else(|| {
-        CliError::Query(format!(
-            "no interrupted Slurm batch of {buildspec} to resume in {}",
-            state_dir.join("batches").display()
-        ))
-    })?;
-    if batch.dispatching() {
-        return Err(CliError::Query(format!(
-            "{} is still being dispatched by process {}",
-            batch.id, batch.dispatcher_pid
-        )));
-    }
-    Ok(batch)
-}
-
-/// Where a buildspec inside the source lies in the source's copy.
-fn buildspec_in_copy(spec: &Path, source: &Path, copy: &Path) -> Option<PathBuf> {
-    let spec = spec.canonicalize().ok()?;
-    let source = source.canonicalize().ok()?;
-    spec.strip_prefix(&source).ok().map(|r| copy.join(r))
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || "buildspec.yml".to_owned(),
-        |n| n.to_string_lossy().into_owned(),
-    )
-}
-
-/// The session's name, as `--session` and the record write it.
-fn session_name(session: SessionArg) -> &'static str {
-    runner::SessionKind::from(session).as_str()
-}
-
-/// 128 + the signal when a stop request ended the builds, as for one build; else 1 when a
-/// build that counts failed.
-fn exit_code(ran: &runner::dispatch::Ran, failed: bool) -> u8 {
-    match ran.stopped {
-        Some(signal) => runner::outcome::exit::byte(runner::outcome::exit::of_signal(signal)),
-        None if failed => exit_codes::FAILED,
-        None => exit_codes::SUCCESS,
-    }
-}
-
-/// Runs the jobs, showing their lines prefixed with their identifiers (as JSON events with a
+/// What many builds show: their lines prefixed with their identifiers (as JSON events with a
 /// `build` field in JSON mode) and, on a terminal, a live line of what runs.
-fn execute(
-    jobs: Vec<Job>,
-    ids: &[String],
-    parallel: usize,
-    fast_fail: bool,
+struct View {
     json: bool,
-    launcher: &dyn runner::dispatch::Launcher,
-    also: &mut dyn FnMut(&ManyEvent<'_>),
-) -> Result<runner::dispatch::Ran, CliError> {
-    let stop = crate::run::stop_on_signals()?;
-    let width = ids.iter().map(String::len).max().unwrap_or(0).min(40);
-    let terminal = io::stdout().is_terminal();
-    let colour = terminal && std::env::var_os("NO_COLOR").is_none();
-    let mut progress = (terminal && !json).then(|| Progress::new(ids.len()));
-    let mut out = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    // Lines are written as they come and flushed when the scheduler has nothing more to pass
-    // on: one write for what arrived together, not one per line. On a terminal they wait in
-    // `held` instead, to go above the live line in one go.
-    let mut held = Vec::new();
-    let index: std::collections::HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    let ran =
-        runner::dispatch::run_many(jobs, parallel, fast_fail, launcher, &stop, &mut |event| {
-            also(&event);
-            if let Some(p) = progress.as_mut() {
-                p.update(&event);
-            }
-            let (id, line) = match event {
-                ManyEvent::Idle => {
-                    flush_above(progress.as_ref(), &mut out, &mut held);
-                    return;
-                }
-                ManyEvent::Line { id, line } => (id, line.to_vec()),
-                ManyEvent::Note { id, text } if json => (
-                    id,
-                    serde_json::to_vec(&serde_json::json!({
-                        "event": "executor",
-                        "time": jiff::Timestamp::now(),
-                        "message": text,
-                    }))
-                    .unwrap_or_default(),
-                ),
-                ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
-                ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
-                ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
-                    result.id.as_str(),
-                    format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
-                ),
-                _ => return,
-            };
-            let mut text: &mut dyn Write = if progress.is_some() {
-                &mut held
-            } else {
-                &mut out
-            };
-            let _ = if json {
-                write_json_line(&mut text, id, &line)
-            } else {
-                let index = index.get(id).copied().unwrap_or(0);
-                write_prefixed(
-                    &mut text,
-                    id,
-                    width,
-                    colour.then(|| COLOURS[index % COLOURS.len()]),
-                    &line,
-                )
-            };
-            if held.len() >= 64 * 1024 {
-                flush_above(progress.as_ref(), &mut out, &mut held);
-            }
-        });
-    flush_above(progress.as_ref(), &mut out, &mut held);
-    if let Some(p) = progress {
-        p.bar.finish_and_clear();
+    width: usize,
+    colour: bool,
+    index: std::collections::HashMap<String, usize>,
+    progress: Option<Progress>,
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    /// Lines are written as they come and flushed when the scheduler has nothing more to pass
+    /// on: one write for what arrived together, not one per line. On a terminal they wait here
+    /// instead, to go above the live line in one go.
+    held: Vec<u8>,
+}
+
+impl View {
+    fn new(ids: &[String], json: bool) -> View {
+        let terminal = io::stdout().is_terminal();
+        View {
+            json,
+            width: ids.iter().map(String::len).max().unwrap_or(0).min(40),
+            colour: terminal && std::env::var_os("NO_COLOR").is_none(),
+            index: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i))
+                .collect(),
+            progress: (terminal && !json).then(|| Progress::new(ids.len())),
+            out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+            held: Vec::new(),
+        }
     }
-    Ok(ran)
+
+    fn show(&mut self, event: &ManyEvent<'_>) {
+        let json = self.json;
+        if let Some(p) = self.progress.as_mut() {
+            p.update(event);
+        }
+        let (id, line) = match *event {
+            ManyEvent::Idle => {
+                flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
+                return;
+            }
+            ManyEvent::Line { id, line } => (id, line.to_vec()),
+            ManyEvent::Note { id, text } if json => (
+                id,
+                serde_json::to_vec(&serde_json::json!({
+                    "event": "executor",
+                    "time": jiff::Timestamp::now(),
+                    "message": text,
+                }))
+                .unwrap_or_default(),
+            ),
+            ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
+            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
+            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
+                result.id.as_str(),
+                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
+            ),
+            _ => return,
+        };
+        let mut text: &mut dyn Write = if self.progress.is_some() {
+            &mut self.held
+        } else {
+            &mut self.out
+        };
+        let _ = if json {
+            write_json_line(&mut text, id, &line)
+        } else {
+            let index = self.index.get(id).copied().unwrap_or(0);
+            write_prefixed(
+                &mut text,
+                id,
+                self.width,
+                self.colour.then(|| COLOURS[index % COLOURS.len()]),
+                &line,
+            )
+        };
+        if self.held.len() >= 64 * 1024 {
+            flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
+        }
+    }
+
+    fn finish(mut self) {
+        flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
+        if let Some(p) = self.progress {
+            p.bar.finish_and_clear();
+        }
+    }
 }
 
 /// Writes out what is held and flushes, above the live line when there is one (drawn again
@@ -774,79 +409,20 @@ impl Progress {
     }
 }
 
-/// A build `rerun` starts again: from its latest record, or, for a batch's build that never
-/// ran, from its batch record.
-struct Target {
-    /// Its identifier in the summary.
-    id: String,
-    /// Its batch's id and its identifier there.
-    batch: Option<(String, String)>,
-    /// The build, as it is asked for again.
-    request: BuildRequest,
-    /// Whether its record holds values masked out of its request: it cannot be asked for again.
-    masked: bool,
-    /// How messages name it.
-    name: String,
-    /// Where its latest run was placed, when a scheduler ran it (`slurm job 42`).
-    ran_on: Option<String>,
-}
-
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let state_dir = crate::args::state_dir(args.state_dir.as_ref())?;
     let state = runner::store::StateDir::open(&state_dir)?;
-    let query = runner::store::query::Query {
-        latest: true,
-        ..runner::store::query::Query::default()
-    };
-    let latest =
-        runner::store::query::list(&state, &query).map_err(|e| CliError::Query(e.to_string()))?;
-    let selected: Vec<&runner::store::BuildRecord> = latest
-        .iter()
-        .filter(|r| !args.failed || r.status != runner::Status::Succeeded)
-        .collect();
-    // The batches the builds belong to: a batch's build runs again in its batch, with what the
-    // batch says of it (its dependencies, `ignore-failure`, `fast-fail`).
-    let mut batches: Vec<BatchRecord> = Vec::new();
-    for id in selected.iter().filter_map(|r| r.batch_id.as_ref()) {
-        if !batches.iter().any(|b| &b.id == id)
-            && let Ok(batch) = state.read_batch(id)
-        {
-            batches.push(batch);
-        }
-    }
-    let mut targets: Vec<Target> = selected
-        .iter()
-        .filter_map(|r| {
-            Some(Target {
-                id: r
-                    .batch_identifier
-                    .clone()
-                    .unwrap_or_else(|| r.buildspec.clone()),
-                batch: r.batch_id.clone().zip(r.batch_identifier.clone()),
-                request: request_of(r.invocation.as_ref()?)?,
-                masked: r.invocation.as_ref()?.masked,
-                name: format!("{} ({})", r.buildspec, r.id),
-                ran_on: r
-                    .placement
-                    .as_ref()
-                    .map(|p| format!("{} job {}", p.executor, p.job_id)),
-            })
-        })
-        .collect();
-    targets.extend(never_ran(&batches, &latest, &targets));
-    // A build whose arguments held values to mask cannot be run again from its record.
+    let selection = runner::dispatch::rerun::select(&state, args.failed, &legacy_request)
+        .map_err(|e| CliError::Query(e.to_string()))?;
     let mut skipped = String::new();
-    targets.retain(|t| {
-        if t.masked {
-            skipped.push_str(&format!(
-                "Not run again: {}: its arguments held values to mask (--mask); run it again by hand\n",
-                t.name
-            ));
-        }
-        !t.masked
-    });
+    for target in &selection.masked {
+        skipped.push_str(&format!(
+            "Not run again: {}: its arguments held values to mask (--mask); run it again by hand\n",
+            target.name
+        ));
+    }
     // `rerun` runs builds here: a build that ran on a cluster is not moved without a word.
-    for target in &targets {
+    for target in &selection.targets {
         if let Some(there) = &target.ran_on {
             skipped.push_str(&format!(
                 "Runs on this machine: {} ran as {there}; `rerun` runs builds here (to run it on \
@@ -858,183 +434,26 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     if !skipped.is_empty() {
         crate::write_stdout(&skipped)?;
     }
-    if targets.is_empty() {
+    if selection.targets.is_empty() {
         crate::write_stdout("Nothing to run again.\n")?;
         return Ok(exit_codes::SUCCESS);
     }
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let work = run_folder(&state_dir, &run_id)?;
+    let ids: Vec<String> = selection.targets.iter().map(|t| t.id.clone()).collect();
     let exe = std::env::current_exe().map_err(CliError::Output)?;
-    let parallel = parallel(&args.side_by_side);
-    // As for `run`: builds side by side each get a copy of their source.
-    let copies = !args.side_by_side.in_place && parallel > 1 && targets.len() > 1;
-    let copies_root = std::env::temp_dir().join(format!("buildspec-{run_id}"));
-    if copies {
-        let _ = runner::store::create_spread_dir(&copies_root);
-    }
-    let batch_of = |id: &str| batches.iter().find(|b| b.id == id);
-    let planned = |(batch, identifier): &(String, String)| {
-        batch_of(batch)?
-            .planned
-            .iter()
-            .find(|p| &p.identifier == identifier)
-    };
-    let fast_fail = targets.iter().all(|t| {
-        t.batch
-            .as_ref()
-            .and_then(|(b, _)| batch_of(b))
-            .is_some_and(|b| b.fast_fail)
-    });
-    let mut ids = Vec::new();
-    let mut jobs = Vec::new();
-    for (i, target) in targets.iter().enumerate() {
-        let plan = target.batch.as_ref().and_then(planned);
-        // Dependencies count among the builds run again in the same batch; the others
-        // succeeded already (or their failure is ignored).
-        let depend_on = match (&plan, &target.batch) {
-            (Some(p), Some((batch, _))) => p
-                .depend_on
-                .iter()
-                .filter(|dep| {
-                    targets.iter().any(|t| {
-                        t.batch
-                            .as_ref()
-                            .is_some_and(|(b, identifier)| b == batch && identifier == *dep)
-                    })
-                })
-                .cloned()
-                .collect(),
-            _ => Vec::new(),
-        };
-        let mut request = target.request.clone();
-        request.batch.clone_from(&target.batch);
-        let cwd = request.cwd.clone();
-        let before: Option<runner::dispatch::Before> = if copies {
-            let source = cwd.join(&request.source);
-            let copy = copies_root.join(format!("src-{i}"));
-            request.source.clone_from(&copy);
-            request.original_source = Some(source.clone());
-            let skip = [Some(state_dir.clone())];
-            Some(Box::new(move || copy_tree(&source, &copy, &skip)))
-        } else {
-            None
-        };
-        let record_file = work.join(format!("{i}.json"));
-        request.record_file = Some(record_file.clone());
-        let mut command = Command::new(&exe);
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command.current_dir(&cwd);
-        ids.push(target.id.clone());
-        jobs.push(Job {
-            id: target.id.clone(),
-            depend_on,
-            ignore_failure: plan.is_some_and(|p| p.ignore_failure),
-            command,
-            request: Some(request),
-            record_file,
-            before,
-            record: None,
-            resume: None,
-            ended: None,
-        });
-    }
-    let ran = execute(
-        jobs,
-        &ids,
-        parallel,
-        fast_fail,
-        false,
-        &runner::dispatch::workers::Workers::new(),
-        &mut |_| {},
+    let stop = crate::run::stop_on_signals()?;
+    let mut view = View::new(&ids, false);
+    let ran = runner::dispatch::rerun::run(
+        selection,
+        &state,
+        &exe,
+        parallel(&args.side_by_side),
+        args.side_by_side.in_place,
+        &stop,
+        &mut |event| view.show(&event),
     )?;
-    let _ = std::fs::remove_dir_all(&work);
-    let _ = std::fs::remove_dir_all(&copies_root);
-    // A batch whose builds ran again says how they ended now, as a retried batch does on
-    // CodeBuild.
-    for mut batch in batches {
-        // A batch still being dispatched keeps the record its dispatcher writes.
-        if batch.dispatching() {
-            continue;
-        }
-        let mine: Vec<&JobResult> = targets
-            .iter()
-            .zip(&ran.results)
-            .filter(|(t, _)| t.batch.as_ref().is_some_and(|(b, _)| *b == batch.id))
-            .map(|(_, result)| result)
-            .collect();
-        batch.update(&mine, ran.stopped.is_some());
-        state.write_batch(&batch)?;
-    }
+    view.finish();
     crate::write_stdout(&summary(&ran.results))?;
-    let failed = ran
-        .results
-        .iter()
-        .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure);
-    Ok(exit_code(&ran, failed))
-}
-
-/// The builds of these batches that never ran (a dependency failed, or the batch stopped
-/// first), and so have no record: each runs again from the invocation its batch record keeps,
-/// unless it is among `targets` already or has run since in another batch.
-fn never_ran(
-    batches: &[BatchRecord],
-    latest: &[runner::store::BuildRecord],
-    targets: &[Target],
-) -> Vec<Target> {
-    let mut found = Vec::new();
-    for journal in batches {
-        for build in &journal.builds {
-            let identifier = &build.id;
-            let listed = targets.iter().any(|t| {
-                t.batch
-                    .as_ref()
-                    .is_some_and(|(b, i)| *b == journal.id && i == identifier)
-            });
-            if build.outcome != Outcome::NotRun || listed {
-                continue;
-            }
-            let Some(invocation) = journal
-                .members
-                .iter()
-                .find(|m| &m.id == identifier)
-                .and_then(|m| m.invocation.clone())
-            else {
-                continue;
-            };
-            let Some(request) = request_of(&invocation) else {
-                continue;
-            };
-            let buildspec = request.buildspec.display().to_string();
-            let ran_since = latest.iter().any(|r| {
-                r.batch_identifier.as_ref() == Some(identifier)
-                    && r.buildspec == buildspec
-                    && r.start_time > journal.start_time
-            });
-            if ran_since {
-                continue;
-            }
-            found.push(Target {
-                id: identifier.clone(),
-                batch: Some((journal.id.clone(), identifier.clone())),
-                request,
-                masked: invocation.masked,
-                name: format!("{buildspec} ({identifier} of {})", journal.id),
-                ran_on: None,
-            });
-        }
-    }
-    found
-}
-
-/// A folder for one run's per-build files (their records as they end).
-fn run_folder(state_dir: &Path, run_id: &str) -> Result<PathBuf, CliError> {
-    let work = state_dir.join("runs").join(run_id);
-    runner::store::create_private_dir(&work).map_err(|source| CliError::WriteFile {
-        what: "the run's folder",
-        path: work.display().to_string(),
-        source,
-    })?;
-    Ok(work)
+    Ok(runner::outcome::exit::byte(ran.exit_code()))
 }
 
 /// `--jobs`, or the number of cores.
@@ -1045,44 +464,9 @@ fn parallel(side_by_side: &crate::args::SideBySide) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
 }
 
-/// Copies the source for one build, as it is (modes, links, hidden files), leaving out the
-/// state and shared directories when they lie inside: their files change while builds run (the
-/// copies themselves among them).
-fn copy_tree(from: &Path, to: &Path, skip: &[Option<PathBuf>]) -> io::Result<()> {
-    let skip: Vec<PathBuf> = skip
-        .iter()
-        .flatten()
-        .filter_map(|s| s.canonicalize().ok())
-        .collect();
-    let walk = walkdir::WalkDir::new(from).into_iter().filter_entry(|e| {
-        // Only a directory can be skipped: files need no system call.
-        !e.file_type().is_dir()
-            || skip.is_empty()
-            || !e.path().canonicalize().is_ok_and(|p| skip.contains(&p))
-    });
-    for entry in walk {
-        let entry = entry.map_err(io::Error::from)?;
-        let relative = entry.path().strip_prefix(from).map_err(io::Error::other)?;
-        let target = to.join(relative);
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&target)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path())?, &target)?;
-        } else if kind.is_file() {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
-/// The build a recorded invocation asks for again: its request (a record of this version), or
-/// its command line read as `buildspec run` reads it (a record of an earlier version). `None`
-/// when it can no longer be read.
-fn request_of(invocation: &runner::store::Invocation) -> Option<BuildRequest> {
-    if let Some(request) = &invocation.request {
-        return Some(request.for_rerun());
-    }
+/// The build a record of an earlier version asks for again: its command line, read as
+/// `buildspec run` reads it. `None` when it can no longer be read.
+fn legacy_request(invocation: &runner::store::Invocation) -> Option<BuildRequest> {
     use clap::Parser as _;
     let given = std::iter::once("buildspec").chain(invocation.args.iter().map(String::as_str));
     let crate::args::Command::Run(args) = crate::args::Cli::try_parse_from(given).ok()?.command
@@ -1095,60 +479,6 @@ fn request_of(invocation: &runner::store::Invocation) -> Option<BuildRequest> {
         .ok()?;
     request.cwd = PathBuf::from(&invocation.cwd);
     Some(request)
-}
-
-/// What a batch's build records as its `invocation`: its build on the original source, without
-/// what belongs to one run, and nothing in clear that is to be masked.
-fn member_invocation(
-    base: &BuildRequest,
-    state_dir: &Path,
-    source: &Path,
-    project: &str,
-    member: &Member,
-) -> runner::store::Invocation {
-    let request = member_request(base, &member.buildspec, state_dir, source, project, member);
-    let secrets = request.layers().map_or_else(
-        |_| request.mask.clone(),
-        |layers| runner::env::mask::known_secrets(&layers, &request.mask),
-    );
-    runner::store::Invocation::of(request).masked_by(&runner::env::mask::Masker::new(secrets))
-}
-
-/// The build of one of many: this run's request, with the build's buildspec, source, variables
-/// and destinations. Every path is absolute: a scheduler's node starts the build elsewhere.
-fn member_request(
-    base: &BuildRequest,
-    buildspec: &Path,
-    state_dir: &Path,
-    source: &Path,
-    project: &str,
-    member: &Member,
-) -> BuildRequest {
-    let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut request = base.clone();
-    request.buildspec = buildspec.to_path_buf();
-    request.source = abs(source);
-    request.project = Some(project.to_owned());
-    request.state_dir = abs(state_dir);
-    request
-        .env
-        .extend(member.env.iter().map(|(k, v)| format!("{k}={v}")));
-    request.env_file = base.env_file.as_deref().map(abs);
-    request.parameters = base.parameters.as_deref().map(abs);
-    request.secrets = base.secrets.as_deref().map(abs);
-    request.cache_dir = base.cache_dir.as_deref().map(abs);
-    // Each build's sets and reports under its own folder, so that builds do not overwrite
-    // each other's `primary`.
-    let folder = runner::outputs::artifacts::folder_name(&member.id, "build");
-    request.artifacts = base.artifacts.as_deref().map(|dest| {
-        if dest.starts_with("s3://") {
-            format!("{}/{folder}", dest.trim_end_matches('/'))
-        } else {
-            abs(&Path::new(dest).join(&folder)).display().to_string()
-        }
-    });
-    request.reports = base.reports.as_deref().map(|r| abs(&r.join(&folder)));
-    request
 }
 
 fn write_prefixed(
@@ -1226,7 +556,7 @@ fn summary(results: &[JobResult]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::request_of;
+    use super::legacy_request;
     use std::path::PathBuf;
 
     #[test]
@@ -1251,7 +581,7 @@ mod tests {
                 request: None,
                 masked: false,
             };
-            let request = request_of(&invocation).expect("readable");
+            let request = legacy_request(&invocation).expect("readable");
             assert_eq!(request.source, PathBuf::from(source), "{given:?}");
             assert_eq!(request.buildspec, PathBuf::from(buildspec), "{given:?}");
             assert_eq!(request.cwd, PathBuf::from("/work"), "{given:?}");
@@ -1262,6 +592,6 @@ mod tests {
             request: None,
             masked: false,
         };
-        assert!(request_of(&odd).is_none());
+        assert!(legacy_request(&odd).is_none());
     }
 }

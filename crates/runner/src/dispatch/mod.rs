@@ -12,6 +12,8 @@
 //! submits it to a Slurm cluster. The scheduling is the same.
 
 pub mod batch;
+pub mod builds;
+pub mod rerun;
 pub mod slurm;
 pub mod workers;
 
@@ -337,6 +339,25 @@ pub struct Ran {
     pub results: Vec<JobResult>,
     /// The signal of a stop request, when one stopped the builds.
     pub stopped: Option<i32>,
+}
+
+impl Ran {
+    /// Whether a build that counts (one without `ignore-failure`) did not succeed.
+    pub fn failed(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| r.outcome != Outcome::Succeeded && !r.ignore_failure)
+    }
+
+    /// The exit code of the run: 128 + the signal when a stop request ended the builds, as for
+    /// one build; else that of a failed build when one that counts failed.
+    pub fn exit_code(&self) -> i32 {
+        match self.stopped {
+            Some(signal) => exit::of_signal(signal),
+            None if self.failed() => exit::FAILED,
+            None => exit::SUCCEEDED,
+        }
+    }
 }
 
 /// Runs `jobs`, at most `parallel` at once, in the order given where dependencies allow; returns
