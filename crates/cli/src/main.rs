@@ -7,6 +7,7 @@ mod exit_codes;
 mod many;
 mod plan;
 mod query;
+mod report;
 mod run;
 
 use std::io::Write;

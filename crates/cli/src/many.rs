@@ -2,18 +2,16 @@
 //! run` process of its own, scheduled by the engine (`runner::dispatch`), their lines prefixed with
 //! the build's identifier, and a summary at the end.
 
-use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use buildspec::Options;
 use runner::dispatch::builds::{BatchPlan, Builds, Executor, Member, SlurmPlace};
-use runner::dispatch::{JobResult, ManyEvent, Outcome};
 use runner::request::BuildRequest;
 
 use crate::args::{BatchArgs, ExecutorArg, LogFormat, ManyArgs, RunArgs, RunOptions};
 use crate::error::CliError;
 use crate::exit_codes;
+use crate::report::{self, prefixed::Prefixed};
 
 pub(crate) fn run_paths(args: &RunArgs) -> Result<u8, CliError> {
     let mut files = if args.paths.is_empty() {
@@ -148,9 +146,6 @@ pub(crate) fn run_batch(args: &BatchArgs) -> Result<u8, CliError> {
     )
 }
 
-/// The colours identifiers cycle through on a terminal.
-const COLOURS: [u8; 6] = [36, 33, 35, 32, 34, 31];
-
 fn run_members(
     options: &RunOptions,
     many: &ManyArgs,
@@ -206,7 +201,7 @@ fn run_members(
         exe: std::env::current_exe().map_err(CliError::Output)?,
     };
     let stop = crate::run::stop_on_signals()?;
-    let mut view = View::new(&ids, json);
+    let mut view = Prefixed::new(&ids, json);
     let ran = runner::dispatch::builds::run(builds, &stop, &mut |event| view.show(&event))?;
     view.finish();
     if json {
@@ -220,7 +215,7 @@ fn run_members(
         line.push('\n');
         crate::write_stdout(&line)?;
     } else {
-        crate::write_stdout(&summary(&ran.results))?;
+        crate::write_stdout(&report::summary::table(&ran.results))?;
     }
     Ok(runner::outcome::exit::byte(ran.exit_code()))
 }
@@ -244,169 +239,6 @@ fn shared_dir(many: &ManyArgs) -> Result<&Path, CliError> {
                 .to_owned(),
         )
     })
-}
-
-/// What many builds show: their lines prefixed with their identifiers (as JSON events with a
-/// `build` field in JSON mode) and, on a terminal, a live line of what runs.
-struct View {
-    json: bool,
-    width: usize,
-    colour: bool,
-    index: std::collections::HashMap<String, usize>,
-    progress: Option<Progress>,
-    out: io::BufWriter<io::StdoutLock<'static>>,
-    /// Lines are written as they come and flushed when the scheduler has nothing more to pass
-    /// on: one write for what arrived together, not one per line. On a terminal they wait here
-    /// instead, to go above the live line in one go.
-    held: Vec<u8>,
-}
-
-impl View {
-    fn new(ids: &[String], json: bool) -> View {
-        let terminal = io::stdout().is_terminal();
-        View {
-            json,
-            width: ids.iter().map(String::len).max().unwrap_or(0).min(40),
-            colour: terminal && std::env::var_os("NO_COLOR").is_none(),
-            index: ids
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (id.clone(), i))
-                .collect(),
-            progress: (terminal && !json).then(|| Progress::new(ids.len())),
-            out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
-            held: Vec::new(),
-        }
-    }
-
-    fn show(&mut self, event: &ManyEvent<'_>) {
-        let json = self.json;
-        if let Some(p) = self.progress.as_mut() {
-            p.update(event);
-        }
-        let (id, line) = match *event {
-            ManyEvent::Idle => {
-                flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
-                return;
-            }
-            ManyEvent::Line { id, line } => (id, line.to_vec()),
-            ManyEvent::Note { id, text } if json => (
-                id,
-                serde_json::to_vec(&serde_json::json!({
-                    "event": "executor",
-                    "time": jiff::Timestamp::now(),
-                    "message": text,
-                }))
-                .unwrap_or_default(),
-            ),
-            ManyEvent::Note { id, text } => (id, format!("[executor] {text}").into_bytes()),
-            ManyEvent::Started { id } if !json => (id, b"started".to_vec()),
-            ManyEvent::Finished { result } if !json && result.outcome == Outcome::NotRun => (
-                result.id.as_str(),
-                format!("not run: {}", result.reason.as_deref().unwrap_or("")).into_bytes(),
-            ),
-            _ => return,
-        };
-        let mut text: &mut dyn Write = if self.progress.is_some() {
-            &mut self.held
-        } else {
-            &mut self.out
-        };
-        let _ = if json {
-            write_json_line(&mut text, id, &line)
-        } else {
-            let index = self.index.get(id).copied().unwrap_or(0);
-            write_prefixed(
-                &mut text,
-                id,
-                self.width,
-                self.colour.then(|| COLOURS[index % COLOURS.len()]),
-                &line,
-            )
-        };
-        if self.held.len() >= 64 * 1024 {
-            flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
-        }
-    }
-
-    fn finish(mut self) {
-        flush_above(self.progress.as_ref(), &mut self.out, &mut self.held);
-        if let Some(p) = self.progress {
-            p.bar.finish_and_clear();
-        }
-    }
-}
-
-/// Writes out what is held and flushes, above the live line when there is one (drawn again
-/// below).
-fn flush_above(progress: Option<&Progress>, out: &mut impl Write, held: &mut Vec<u8>) {
-    if progress.is_some() && held.is_empty() {
-        return;
-    }
-    let mut write = || {
-        let _ = out.write_all(held);
-        let _ = out.flush();
-        held.clear();
-    };
-    match progress {
-        Some(p) => p.bar.suspend(write),
-        None => write(),
-    }
-}
-
-/// The live line on a terminal: how many builds are done, and which run in which phase.
-struct Progress {
-    bar: indicatif::ProgressBar,
-    running: Vec<(String, String, std::time::Instant)>,
-}
-
-impl Progress {
-    fn new(total: usize) -> Progress {
-        let bar = indicatif::ProgressBar::new(total as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {elapsed} {wide_msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Progress {
-            bar,
-            running: Vec::new(),
-        }
-    }
-
-    fn update(&mut self, event: &ManyEvent<'_>) {
-        match event {
-            ManyEvent::Started { id } => {
-                self.running.push((
-                    (*id).to_owned(),
-                    "starting".to_owned(),
-                    std::time::Instant::now(),
-                ));
-            }
-            ManyEvent::Line { id, line } => {
-                let text = String::from_utf8_lossy(line);
-                if let Some(phase) = text.split("Entering phase ").nth(1)
-                    && let Some(entry) = self.running.iter_mut().find(|r| r.0 == *id)
-                {
-                    entry.1 = phase.trim().to_owned();
-                }
-            }
-            ManyEvent::Finished { result } => {
-                self.running.retain(|r| r.0 != result.id);
-                self.bar.inc(1);
-            }
-            ManyEvent::Launched { .. }
-            | ManyEvent::Note { .. }
-            | ManyEvent::Tick
-            | ManyEvent::Idle => {}
-        }
-        let message: Vec<String> = self
-            .running
-            .iter()
-            .map(|(id, phase, since)| format!("{id} {phase} {}s", since.elapsed().as_secs()))
-            .collect();
-        self.bar.set_message(message.join(", "));
-    }
 }
 
 pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
@@ -441,7 +273,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
     let ids: Vec<String> = selection.targets.iter().map(|t| t.id.clone()).collect();
     let exe = std::env::current_exe().map_err(CliError::Output)?;
     let stop = crate::run::stop_on_signals()?;
-    let mut view = View::new(&ids, false);
+    let mut view = Prefixed::new(&ids, false);
     let ran = runner::dispatch::rerun::run(
         selection,
         &state,
@@ -452,7 +284,7 @@ pub(crate) fn rerun(args: &crate::args::RerunArgs) -> Result<u8, CliError> {
         &mut |event| view.show(&event),
     )?;
     view.finish();
-    crate::write_stdout(&summary(&ran.results))?;
+    crate::write_stdout(&report::summary::table(&ran.results))?;
     Ok(runner::outcome::exit::byte(ran.exit_code()))
 }
 
@@ -479,79 +311,6 @@ fn legacy_request(invocation: &runner::store::Invocation) -> Option<BuildRequest
         .ok()?;
     request.cwd = PathBuf::from(&invocation.cwd);
     Some(request)
-}
-
-fn write_prefixed(
-    out: &mut impl Write,
-    id: &str,
-    width: usize,
-    colour: Option<u8>,
-    line: &[u8],
-) -> io::Result<()> {
-    match colour {
-        Some(c) => write!(out, "\x1b[{c}m{id:<width$}\x1b[0m | ")?,
-        None => write!(out, "{id:<width$} | ")?,
-    }
-    out.write_all(line)?;
-    out.write_all(b"\n")
-}
-
-/// A build's JSON event with its identifier added; a line that is not an event passes as text.
-fn write_json_line(out: &mut impl Write, id: &str, line: &[u8]) -> io::Result<()> {
-    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(line) {
-        Ok(mut event) => {
-            event.insert("build".to_owned(), serde_json::Value::from(id));
-            serde_json::to_writer(&mut *out, &event).map_err(io::Error::from)?;
-            out.write_all(b"\n")
-        }
-        Err(_) => {
-            let event = serde_json::json!({"build": id, "event": "text", "text": String::from_utf8_lossy(line)});
-            serde_json::to_writer(&mut *out, &event).map_err(io::Error::from)?;
-            out.write_all(b"\n")
-        }
-    }
-}
-
-/// The table at the end: each build, its status, how long it took, and where it failed.
-fn summary(results: &[JobResult]) -> String {
-    use std::fmt::Write as _;
-    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
-    let mut out = format!(
-        "\n{} build(s): {} succeeded, {} failed, {} not run\n",
-        results.len(),
-        count(Outcome::Succeeded),
-        count(Outcome::Failed),
-        count(Outcome::NotRun)
-    );
-    let width = results.iter().map(|r| r.id.len()).max().unwrap_or(5).max(5);
-    let _ = writeln!(
-        out,
-        "{:<width$}  {:<10}  {:>8}  WHERE",
-        "BUILD", "STATUS", "TIME"
-    );
-    for r in results {
-        let status = match (&r.record, r.outcome) {
-            (Some(record), Outcome::Succeeded | Outcome::Failed) => record.status.as_str(),
-            (_, outcome) => outcome.as_str(),
-        };
-        let status = if r.ignore_failure && r.outcome != Outcome::Succeeded {
-            format!("{status} (ignored)")
-        } else {
-            status.to_owned()
-        };
-        let time = if r.outcome == Outcome::NotRun {
-            String::new()
-        } else {
-            format!("{:.1}s", r.duration_ms as f64 / 1000.0)
-        };
-        let place = match (&r.record, &r.reason) {
-            (_, Some(reason)) => reason.clone(),
-            (Some(record), None) => runner::store::query::failed_phase(record).unwrap_or_default(),
-            (None, None) => String::new(),
-        };
-        let _ = writeln!(out, "{:<width$}  {status:<10}  {time:>8}  {place}", r.id);
-    }
-    out
 }
 
 #[cfg(test)]

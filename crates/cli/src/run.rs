@@ -3,98 +3,15 @@
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 
-use jiff::Timestamp;
-use runner::events::{Event, Reporter, write_log};
 use runner::request::BuildRequest;
 use runner::store::StateDir;
-use serde::Serialize;
 
-use crate::args::{InspectArgs, LogFormat, RunArgs, state_dir};
+use crate::args::{InspectArgs, RunArgs, state_dir};
 use crate::error::CliError;
+use crate::report::Console;
+use crate::report::json::JsonReporter;
+use crate::report::text::TextReporter;
 use crate::{exit_codes, write_stdout};
-
-/// Where a reporter writes, and whether it still can.
-struct Console<W: Write> {
-    out: W,
-    broken: bool,
-    /// The build has ended: what follows (a worker's end line) goes out with its last lines.
-    ended: bool,
-    /// Whether the flush after the build's end is the caller's, not the engine's.
-    hold_last: bool,
-}
-
-impl<W: Write> Console<W> {
-    fn new(out: W, hold_last: bool) -> Console<W> {
-        Console {
-            out,
-            broken: false,
-            ended: false,
-            hold_last,
-        }
-    }
-
-    /// Notes the build's end, after which the last flush may be the caller's.
-    fn saw(&mut self, event: &Event<'_>) {
-        self.ended |= matches!(event, Event::BuildFinished { .. });
-    }
-
-    fn flush(&mut self) {
-        if self.ended && self.hold_last {
-            return;
-        }
-        if !self.broken && self.out.flush().is_err() {
-            self.broken = true;
-        }
-    }
-}
-
-/// CodeBuild's log lines on stdout.
-struct TextReporter<W: Write>(Console<W>);
-
-impl<W: Write> Reporter for TextReporter<W> {
-    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
-        let console = &mut self.0;
-        console.saw(event);
-        if !console.broken && write_log(&mut console.out, time, event).is_err() {
-            // A closed stdout (`| head`) must not stop the build; the log file has everything.
-            console.broken = true;
-        }
-    }
-
-    fn flush(&mut self) {
-        self.0.flush();
-    }
-}
-
-/// One JSON object per line: the event, with `"event"` and `"time"`.
-struct JsonReporter<W: Write>(Console<W>);
-
-#[derive(Serialize)]
-struct Timed<'a> {
-    time: Timestamp,
-    #[serde(flatten)]
-    event: &'a Event<'a>,
-}
-
-impl<W: Write> Reporter for JsonReporter<W> {
-    fn report(&mut self, time: Timestamp, event: &Event<'_>) {
-        let console = &mut self.0;
-        console.saw(event);
-        if console.broken {
-            return;
-        }
-        let written = serde_json::to_writer(&mut console.out, &Timed { time, event })
-            .map_err(io::Error::from)
-            .and_then(|()| console.out.write_all(b"\n"));
-        if written.is_err() {
-            console.broken = true;
-        }
-    }
-
-    fn flush(&mut self) {
-        self.0.flush();
-    }
-}
 
 /// The state directory for a command that reads records: created by nothing, with the builds
 /// whose runner is gone completed first, so that none is shown IN_PROGRESS for ever.
@@ -138,7 +55,7 @@ pub(crate) fn run(args: &RunArgs, file: Option<&std::path::Path>) -> Result<u8, 
     }
     let request = args.options.request(file)?;
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    run_one(&request, &stop_on_signals()?, &mut out, true)
+    run_one(&request, &stop_on_signals()?, &mut out, Audience::Person)
 }
 
 /// A Slurm job's build: its request comes from a private file (`__request <file>`), removed
@@ -151,7 +68,12 @@ pub(crate) fn run_requested(file: &std::path::Path) -> Result<u8, CliError> {
             source,
         })?;
     let mut out = BufWriter::with_capacity(64 * 1024, io::stdout().lock());
-    run_one(&request, &stop_on_signals()?, &mut out, true)
+    run_one(
+        &request,
+        &stop_on_signals()?,
+        &mut out,
+        Audience::Dispatcher,
+    )
 }
 
 /// The builds a dispatcher of many builds sends (`runner::dispatch::workers`), each run as `run` would
@@ -168,7 +90,7 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
         runner::dispatch::workers::read_request(&mut input).map_err(CliError::Output)?
     {
         written.insert(request.cwd.join(&request.state_dir));
-        let code = crate::exit_code(run_one(&request, &stop, &mut out, false));
+        let code = crate::exit_code(run_one(&request, &stop, &mut out, Audience::Worker));
         // A stop that came after the build ended is not the next build's.
         stop.clear();
         out.write_all(&runner::dispatch::workers::end_line(&token, code))
@@ -181,15 +103,27 @@ pub(crate) fn serve_builds() -> Result<u8, CliError> {
     Ok(exit_codes::SUCCESS)
 }
 
+/// Who reads what a build in this process reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    /// Someone at the console, in the request's log format.
+    Person,
+    /// The dispatcher of a Slurm job, through the job's output file.
+    Dispatcher,
+    /// The dispatcher of a worker, which ran it with other builds: their records are flushed to
+    /// the disk together, and the build's last lines go out with the worker's end line.
+    Worker,
+}
+
 /// One build in this process, as `request` asks for it.
 pub(crate) fn run_one(
     request: &BuildRequest,
     stop: &runner::Stop,
     out: &mut dyn Write,
-    flush_record: bool,
+    audience: Audience,
 ) -> Result<u8, CliError> {
     // One build per process: every child of this process is the build's.
-    let options = request.options(true, flush_record)?;
+    let options = request.options(true, audience != Audience::Worker)?;
     // A record file that cannot be written is found out before the build, not after.
     if let Some(dir) = request
         .record_file
@@ -207,24 +141,21 @@ pub(crate) fn run_one(
             path: options.source_dir.display().to_string(),
         });
     }
-    // A worker (no flush of its own records) writes its end line right after: the console's
-    // last flush is its.
-    let hold_last = !flush_record;
-    let outcome = match if request.json_log {
-        LogFormat::Json
-    } else {
-        LogFormat::Text
-    } {
-        LogFormat::Text => {
-            let mut reporter = TextReporter(Console::new(&mut *out, hold_last));
+    let outcome = match audience {
+        Audience::Person if request.json_log => {
+            let mut reporter = JsonReporter(Console::new(&mut *out));
             runner::run(&options, &mut reporter, stop)
         }
-        LogFormat::Json => {
-            let mut reporter = JsonReporter(Console::new(&mut *out, hold_last));
+        Audience::Person => {
+            let mut reporter = TextReporter(Console::new(&mut *out));
+            runner::run(&options, &mut reporter, stop)
+        }
+        Audience::Dispatcher | Audience::Worker => {
+            let mut reporter = runner::dispatch::channel::Sender::new(&mut *out);
             runner::run(&options, &mut reporter, stop)
         }
     };
-    if !hold_last {
+    if audience != Audience::Worker {
         let _ = out.flush();
     }
     let outcome = outcome?;

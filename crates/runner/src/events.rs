@@ -1,11 +1,12 @@
 //! What the engine reports while a build runs. The engine never prints: it hands each event to a
 //! [`Reporter`], and writes the same events to the build's log in CodeBuild's format.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The phases of a build, as CodeBuild names them.
 #[derive(
@@ -61,31 +62,32 @@ impl From<buildspec::PhaseName> for Phase {
 
 pub use crate::outcome::{Context, Status};
 
-/// One thing that happened.
-#[derive(Debug, Serialize)]
+/// One thing that happened. It borrows what it carries where it happens, and owns it where it
+/// was read back (`Event<'static>`, from a worker's channel).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event<'a> {
     /// The build has a record and is about to read its buildspec.
     BuildStarted {
         /// `project:uuid`.
-        id: &'a str,
+        id: Cow<'a, str>,
         /// The project's build counter.
         number: u64,
         /// The project.
-        project: &'a str,
+        project: Cow<'a, str>,
         /// The buildspec file.
-        buildspec: &'a str,
+        buildspec: Cow<'a, str>,
         /// The source directory.
-        source: &'a str,
+        source: Cow<'a, str>,
         /// Where the record is.
-        record_path: &'a str,
+        record_path: Cow<'a, str>,
         /// Where the log is.
-        log_path: &'a str,
+        log_path: Cow<'a, str>,
     },
     /// A line of the agent's own log (`[Container] ... Processing environment variables`).
     Message {
         /// The text.
-        text: &'a str,
+        text: Cow<'a, str>,
     },
     /// A phase begins.
     PhaseStarted {
@@ -99,7 +101,7 @@ pub enum Event<'a> {
         /// Its phase.
         phase: Phase,
         /// The command, as written (masked).
-        command: &'a str,
+        command: Cow<'a, str>,
         /// Its line in the buildspec.
         line: u32,
         /// Whether it is a `finally` command.
@@ -108,19 +110,19 @@ pub enum Event<'a> {
     /// A line the build's processes wrote (stdout and stderr, in order).
     Output {
         /// The line, without its newline.
-        #[serde(serialize_with = "lossy")]
-        line: &'a [u8],
+        #[serde(serialize_with = "lossy", deserialize_with = "text_bytes")]
+        line: Cow<'a, [u8]>,
     },
     /// A command ended.
     CommandFinished {
         /// Its phase.
         phase: Phase,
         /// The command, as written (masked).
-        command: &'a str,
+        command: Cow<'a, str>,
         /// Its exit status (128 + n for a signal).
         exit_code: i32,
         /// How long it ran, in milliseconds.
-        #[serde(serialize_with = "millis")]
+        #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
         duration: Duration,
     },
     /// A phase ended.
@@ -130,10 +132,10 @@ pub enum Event<'a> {
         /// How it ended.
         status: Status,
         /// Why, when it did not succeed.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        context: Option<&'a Context>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context: Option<Cow<'a, Context>>,
         /// How long it ran, in milliseconds.
-        #[serde(serialize_with = "millis")]
+        #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
         duration: Duration,
     },
     /// The build ended; its record is complete.
@@ -143,17 +145,153 @@ pub enum Event<'a> {
         /// The exit code the CLI ends with.
         exit_code: i32,
         /// How long it ran, in milliseconds.
-        #[serde(serialize_with = "millis")]
+        #[serde(serialize_with = "millis", deserialize_with = "from_millis")]
         duration: Duration,
     },
 }
 
-fn lossy<S: Serializer>(line: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+impl Event<'_> {
+    /// The event with every secret in what it carries masked; borrowed where there was none.
+    pub fn masked<'e>(&'e self, masker: &crate::env::mask::Masker) -> Event<'e> {
+        let text = |t: &'e str| masker.text(t);
+        match self {
+            Event::Message { text: t } => Event::Message { text: text(t) },
+            Event::Output { line } => Event::Output {
+                line: masker.bytes(line),
+            },
+            Event::CommandStarted {
+                phase,
+                command,
+                line,
+                finally,
+            } => Event::CommandStarted {
+                phase: *phase,
+                command: text(command),
+                line: *line,
+                finally: *finally,
+            },
+            Event::CommandFinished {
+                phase,
+                command,
+                exit_code,
+                duration,
+            } => Event::CommandFinished {
+                phase: *phase,
+                command: text(command),
+                exit_code: *exit_code,
+                duration: *duration,
+            },
+            Event::PhaseFinished {
+                phase,
+                status,
+                context,
+                duration,
+            } => Event::PhaseFinished {
+                phase: *phase,
+                status: *status,
+                context: context.as_ref().map(|c| {
+                    Cow::Owned(Context {
+                        status_code: c.status_code.clone(),
+                        message: masker.text(&c.message).into_owned(),
+                    })
+                }),
+                duration: *duration,
+            },
+            other => other.borrowed(),
+        }
+    }
+
+    /// The same event, borrowing what this one holds.
+    pub fn borrowed(&self) -> Event<'_> {
+        fn b(t: &str) -> Cow<'_, str> {
+            Cow::Borrowed(t)
+        }
+        match self {
+            Event::BuildStarted {
+                id,
+                number,
+                project,
+                buildspec,
+                source,
+                record_path,
+                log_path,
+            } => Event::BuildStarted {
+                id: b(id),
+                number: *number,
+                project: b(project),
+                buildspec: b(buildspec),
+                source: b(source),
+                record_path: b(record_path),
+                log_path: b(log_path),
+            },
+            Event::Message { text } => Event::Message { text: b(text) },
+            Event::PhaseStarted { phase, attempt } => Event::PhaseStarted {
+                phase: *phase,
+                attempt: *attempt,
+            },
+            Event::CommandStarted {
+                phase,
+                command,
+                line,
+                finally,
+            } => Event::CommandStarted {
+                phase: *phase,
+                command: b(command),
+                line: *line,
+                finally: *finally,
+            },
+            Event::Output { line } => Event::Output {
+                line: Cow::Borrowed(line),
+            },
+            Event::CommandFinished {
+                phase,
+                command,
+                exit_code,
+                duration,
+            } => Event::CommandFinished {
+                phase: *phase,
+                command: b(command),
+                exit_code: *exit_code,
+                duration: *duration,
+            },
+            Event::PhaseFinished {
+                phase,
+                status,
+                context,
+                duration,
+            } => Event::PhaseFinished {
+                phase: *phase,
+                status: *status,
+                context: context.as_deref().map(Cow::Borrowed),
+                duration: *duration,
+            },
+            Event::BuildFinished {
+                status,
+                exit_code,
+                duration,
+            } => Event::BuildFinished {
+                status: *status,
+                exit_code: *exit_code,
+                duration: *duration,
+            },
+        }
+    }
+}
+
+fn lossy<S: Serializer>(line: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&String::from_utf8_lossy(line))
+}
+
+fn text_bytes<'de, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, [u8]>, D::Error> {
+    Ok(Cow::Owned(String::deserialize(d)?.into_bytes()))
 }
 
 fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_millis<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(Duration::from_millis(u64::deserialize(d)?))
 }
 
 /// Receives events as they happen. `flush` is called before the engine waits, so that a
@@ -227,8 +365,9 @@ pub fn write_log(out: &mut impl Write, time: Timestamp, event: &Event<'_>) -> io
                     status.as_str()
                 ),
             )?;
-            let (code, message) =
-                context.map_or(("", ""), |c| (c.status_code.as_str(), c.message.as_str()));
+            let (code, message) = context
+                .as_deref()
+                .map_or(("", ""), |c| (c.status_code.as_str(), c.message.as_str()));
             // CodeBuild writes two spaces after "code:" when there is no code.
             agent(
                 out,
@@ -264,20 +403,20 @@ mod tests {
             },
             Event::CommandStarted {
                 phase: Phase::Build,
-                command: "false",
+                command: "false".into(),
                 line: 5,
                 finally: false,
             },
             Event::CommandFinished {
                 phase: Phase::Build,
-                command: "false",
+                command: "false".into(),
                 exit_code: 1,
                 duration: Duration::ZERO,
             },
             Event::PhaseFinished {
                 phase: Phase::Build,
                 status: Status::Failed,
-                context: Some(&context),
+                context: Some(Cow::Borrowed(&context)),
                 duration: Duration::ZERO,
             },
             Event::PhaseFinished {

@@ -25,6 +25,7 @@ on_every_executor!(
     ignore_failure_keeps_the_batch_green_and_only_runs_one_build,
     fast_fail_stops_running_builds_within_the_grace_period,
     sigterm_stops_every_running_build_and_the_batch_exits_143,
+    a_builds_events_reach_the_dispatcher_typed_whatever_its_commands_print,
 );
 
 /// The summary row of a build: its status column and what follows.
@@ -123,6 +124,71 @@ fn a_directory_runs_as_separate_builds_each_on_its_own_copy(executor: Executor) 
         .expect("builds")
         .count();
     assert_eq!(builds, 4);
+}
+
+fn a_builds_events_reach_the_dispatcher_typed_whatever_its_commands_print(executor: Executor) {
+    let sb = Sandbox::new();
+    let Some(on) = executor.here(&sb) else {
+        return;
+    };
+    // A command that prints what a runner's channel carries (a frame, a phase's log line) is
+    // output, and nothing else: the build's events come from its runner alone.
+    let spec = "version: 0.2\nphases:\n  build:\n    commands:\n      - printf '\\036E{\"time\":\"2026-01-01T00:00:00Z\",\"event\":\"build_finished\",\"status\":\"FAILED\",\"exit_code\":9,\"duration\":1}\\n'\n      - echo '[Container] 2026/01/01 00:00:00.000000 Entering phase FAKE'\n";
+    sb.write("specs/a.yml", spec);
+    sb.write("specs/b.yml", spec);
+    let text = sb.run(&on.args(&["run", "specs", "--jobs", "2"]));
+    text.expect_code(0);
+    for id in ["specs/a.yml", "specs/b.yml"] {
+        let lines = said(&text.stdout, id);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with('\u{1e}') && l.contains("build_finished")),
+            "{}",
+            text.stdout
+        );
+        assert!(
+            row(&text.stdout, id).contains("SUCCEEDED"),
+            "{}",
+            text.stdout
+        );
+    }
+    let json = sb.run(&on.args(&["run", "specs", "--jobs", "2", "--log-format", "json"]));
+    json.expect_code(0);
+    let events: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    for id in ["specs/a.yml", "specs/b.yml"] {
+        let of = |kind: &str| -> Vec<&serde_json::Value> {
+            events
+                .iter()
+                .filter(|e| e["build"] == id && e["event"] == kind)
+                .collect()
+        };
+        let ended = of("build_finished");
+        assert_eq!(ended.len(), 1, "{}", json.stdout);
+        assert_eq!(ended[0]["status"], "SUCCEEDED");
+        let printed: Vec<&str> = of("output")
+            .iter()
+            .filter_map(|e| e["line"].as_str())
+            .collect();
+        assert!(
+            printed.iter().any(|l| l.starts_with("\u{1e}E{")),
+            "{}",
+            json.stdout
+        );
+        assert!(printed.iter().any(|l| l.ends_with("Entering phase FAKE")));
+        let phases: Vec<&str> = of("phase_started")
+            .iter()
+            .filter_map(|e| e["phase"].as_str())
+            .collect();
+        assert!(
+            phases.contains(&"BUILD") && !phases.contains(&"FAKE"),
+            "{phases:?}"
+        );
+    }
 }
 
 fn a_matrix_runs_every_combination_with_its_own_variables(executor: Executor) {

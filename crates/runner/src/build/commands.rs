@@ -365,7 +365,7 @@ impl Build<'_> {
     pub(super) fn start_command(&mut self, phase: Phase, command: &Command, finally: bool) {
         self.emit(&Event::CommandStarted {
             phase,
-            command: &command.text,
+            command: command.text.as_str().into(),
             line: command.line,
             finally,
         });
@@ -384,7 +384,7 @@ impl Build<'_> {
         self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
             phase,
-            command: &command.text,
+            command: command.text.as_str().into(),
             exit_code: code,
             duration: started.elapsed(),
         });
@@ -467,7 +467,7 @@ impl Build<'_> {
         }
         self.emit(&Event::CommandStarted {
             phase,
-            command: text,
+            command: text.into(),
             line,
             finally,
         });
@@ -478,7 +478,7 @@ impl Build<'_> {
             self.message(&format!("cannot start the shell: {e}"));
             self.emit(&Event::CommandFinished {
                 phase,
-                command: text,
+                command: text.into(),
                 exit_code: 127,
                 duration: started.elapsed(),
             });
@@ -499,7 +499,7 @@ impl Build<'_> {
                 self.command_line = None;
                 self.emit(&Event::CommandFinished {
                     phase,
-                    command: text,
+                    command: text.into(),
                     exit_code: exit::of_signal(libc::SIGTERM),
                     duration: started.elapsed(),
                 });
@@ -513,7 +513,7 @@ impl Build<'_> {
         self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
             phase,
-            command: text,
+            command: text.into(),
             exit_code: code,
             duration: started.elapsed(),
         });

@@ -1,5 +1,6 @@
 //! One build, from DOWNLOAD_SOURCE to FINALIZING.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -429,74 +430,10 @@ impl<'r> Build<'r> {
     fn emit_at(&mut self, time: Timestamp, event: &Event<'_>) {
         if self.masker.is_empty() {
             self.write_event(time, event);
-            return;
-        }
-        // Every text an event carries is masked before anything is written.
-        let m = &self.masker;
-        match *event {
-            Event::Message { text } => {
-                let text = m.text(text).into_owned();
-                self.write_event(time, &Event::Message { text: &text });
-            }
-            Event::Output { line } => {
-                let line = m.bytes(line).into_owned();
-                self.write_event(time, &Event::Output { line: &line });
-            }
-            Event::CommandStarted {
-                phase,
-                command,
-                line,
-                finally,
-            } => {
-                let command = m.text(command).into_owned();
-                self.write_event(
-                    time,
-                    &Event::CommandStarted {
-                        phase,
-                        command: &command,
-                        line,
-                        finally,
-                    },
-                );
-            }
-            Event::CommandFinished {
-                phase,
-                command,
-                exit_code,
-                duration,
-            } => {
-                let command = m.text(command).into_owned();
-                self.write_event(
-                    time,
-                    &Event::CommandFinished {
-                        phase,
-                        command: &command,
-                        exit_code,
-                        duration,
-                    },
-                );
-            }
-            Event::PhaseFinished {
-                phase,
-                status,
-                context: Some(context),
-                duration,
-            } => {
-                let context = Context {
-                    status_code: context.status_code.clone(),
-                    message: m.text(&context.message).into_owned(),
-                };
-                self.write_event(
-                    time,
-                    &Event::PhaseFinished {
-                        phase,
-                        status,
-                        context: Some(&context),
-                        duration,
-                    },
-                );
-            }
-            _ => self.write_event(time, event),
+        } else {
+            // Every text an event carries is masked before anything is written.
+            let masked = event.masked(&self.masker);
+            self.write_event(time, &masked);
         }
     }
 
@@ -511,7 +448,7 @@ impl<'r> Build<'r> {
     }
 
     fn message(&mut self, text: &str) {
-        self.emit(&Event::Message { text });
+        self.emit(&Event::Message { text: text.into() });
     }
 
     fn flush(&mut self) {
@@ -529,7 +466,7 @@ impl<'r> Build<'r> {
                 self.log_path.display()
             );
             self.reporter
-                .report(Timestamp::now(), &Event::Message { text: &text });
+                .report(Timestamp::now(), &Event::Message { text: text.into() });
             self.record.log_incomplete = Some(e.to_string());
             self.record_changed();
         }
@@ -582,7 +519,7 @@ impl<'r> Build<'r> {
         self.emit(&Event::PhaseFinished {
             phase,
             status,
-            context: context.as_ref(),
+            context: context.map(Cow::Owned),
             duration,
         });
         self.record_changed();
@@ -590,13 +527,13 @@ impl<'r> Build<'r> {
 
     fn run(&mut self) -> Result<(), StateError> {
         self.emit(&Event::BuildStarted {
-            id: &self.record.id.clone(),
+            id: self.record.id.clone().into(),
             number: self.record.number,
-            project: &self.record.project.clone(),
-            buildspec: &self.record.buildspec.clone(),
-            source: &self.record.source.clone(),
-            record_path: &self.record_path().display().to_string(),
-            log_path: &self.log_path.display().to_string(),
+            project: self.record.project.clone().into(),
+            buildspec: self.record.buildspec.clone().into(),
+            source: self.record.source.clone().into(),
+            record_path: self.record_path().display().to_string().into(),
+            log_path: self.log_path.display().to_string().into(),
         });
         self.message(&format!(
             "Running on buildspec {} (local build)",

@@ -147,7 +147,7 @@ impl Build<'_> {
                      what it prints from now on is counted, not kept",
                     show_size(limit)
                 );
-                let event = Event::Message { text: &text };
+                let event = Event::Message { text: text.into() };
                 let _ = crate::events::write_log(log, now, &event);
                 reporter.report(now, &event);
             }
@@ -275,7 +275,7 @@ pub(super) fn output_line(
     time: Timestamp,
     line: &[u8],
 ) {
-    let event = Event::Output { line };
+    let event = Event::Output { line: line.into() };
     let _ = crate::events::write_log(log, time, &event);
     reporter.report(time, &event);
 }

@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod builds;
+pub mod channel;
 pub mod rerun;
 pub mod slurm;
 pub mod workers;
@@ -235,7 +236,17 @@ pub enum ManyEvent<'a> {
         /// The note.
         text: &'a str,
     },
-    /// A line a build printed (without its newline).
+    /// What a build's runner reported.
+    Build {
+        /// The build's identifier.
+        id: &'a str,
+        /// When it happened.
+        time: jiff::Timestamp,
+        /// What happened.
+        event: &'a crate::events::Event<'a>,
+    },
+    /// A line a build's runner printed that is no event (without its newline): a message of
+    /// its own, or the output of a command run as it is.
     Line {
         /// The build's identifier.
         id: &'a str,
@@ -541,10 +552,17 @@ pub fn run_many(
             }
             let Some(message) = message else { continue };
             match message {
-                Message::Output(i, Output::Line(line)) => on_event(ManyEvent::Line {
-                    id: &jobs[i].id,
-                    line: &line,
-                }),
+                Message::Output(i, Output::Line(line)) => match channel::read(&line) {
+                    Some((time, event)) => on_event(ManyEvent::Build {
+                        id: &jobs[i].id,
+                        time,
+                        event: &event,
+                    }),
+                    None => on_event(ManyEvent::Line {
+                        id: &jobs[i].id,
+                        line: &line,
+                    }),
+                },
                 Message::Output(i, Output::Note(text)) => on_event(ManyEvent::Note {
                     id: &jobs[i].id,
                     text: &text,
