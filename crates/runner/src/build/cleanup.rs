@@ -134,7 +134,7 @@ impl Build<'_> {
         // Processes that left the group (`setsid`, double forks) still carry the build's id.
         self.sweep();
         // Our write end closes; the pipe ends when the last process holding it is gone.
-        self.output_write = None;
+        self.pump.write = None;
         let drain_end = Instant::now() + DRAIN_LIMIT;
         while Instant::now() < drain_end {
             if !self.wait_output_until(Some(drain_end)) {
@@ -143,8 +143,8 @@ impl Build<'_> {
         }
         self.pass_output(&[], super::stream::End::Build);
         self.recover_state();
-        if let Some(limit) = self.output_cap.reached() {
-            let (lines, bytes) = (self.output_cap.dropped_lines, self.output_cap.dropped_bytes);
+        if let Some(limit) = self.pump.cap.reached() {
+            let (lines, bytes) = (self.pump.cap.dropped_lines, self.pump.cap.dropped_bytes);
             self.message(&format!(
                 "{lines} line(s), {bytes} bytes of output were counted and not kept (log limit {})",
                 super::stream::show_size(limit)

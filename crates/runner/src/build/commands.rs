@@ -1,7 +1,6 @@
 //! Running commands in the session: one at a time (compat), or a list at once (persistent),
 //! with the session started, switched to another user, or restarted as needed.
 
-use std::fs::File;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -10,7 +9,7 @@ use nix::sys::signal::Signal;
 
 use super::cleanup::wait_eof;
 use super::stream::End;
-use super::{Build, FLUSH_AFTER, OUTPUT_PIPE_BYTES, script_id};
+use super::{Build, FLUSH_AFTER, script_id};
 use crate::build::shell::{Listed, Reply, Session, SessionKind};
 use crate::events::{Event, Phase, Status};
 use crate::outcome::{exit, signal_name};
@@ -103,19 +102,16 @@ impl Build<'_> {
         if self.session.is_some() {
             return Ok(());
         }
-        if self.output_write.is_none() {
-            let (read, write) = platform::pipe()?;
-            platform::set_nonblocking(platform::borrow(&read))?;
-            platform::enlarge_pipe(platform::borrow(&read), OUTPUT_PIPE_BYTES);
-            self.output_read = Some(File::from(read));
-            self.output_write = Some(write);
+        if self.pump.write.is_none() {
+            self.pump.open()?;
         }
         let spec = self
             .spec
             .clone()
             .ok_or_else(|| io::Error::other("no session spec"))?;
         let output = self
-            .output_write
+            .pump
+            .write
             .as_ref()
             .ok_or_else(|| io::Error::other("no output pipe"))?;
         self.session = Some(Session::start(spec, &self.shell_state, output)?);
@@ -369,7 +365,7 @@ impl Build<'_> {
             line: command.line,
             finally,
         });
-        self.tail.clear();
+        self.pump.tail.clear();
     }
 
     pub(super) fn finish_command(
@@ -438,7 +434,7 @@ impl Build<'_> {
     /// (the caller reads the output, markers included).
     pub(super) fn poll_only(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         self.save_record();
-        let Some(output) = self.output_read.as_ref() else {
+        let Some(output) = self.pump.read.as_ref() else {
             return Ok(false);
         };
         let mut fds = vec![platform::borrow(output)];
@@ -471,7 +467,7 @@ impl Build<'_> {
             line,
             finally,
         });
-        self.tail.clear();
+        self.pump.tail.clear();
         let started = Instant::now();
         self.write_before_commands();
         if let Err(e) = self.ensure_session() {
@@ -492,11 +488,11 @@ impl Build<'_> {
             self.message(&format!("cannot send the command to the shell: {e}"));
             return Err(Status::Fault);
         }
-        self.command_line = Some(line);
+        self.pump.command_line = Some(line);
         let code = match self.wait_for_reply() {
             Ok(code) => code,
             Err(status) => {
-                self.command_line = None;
+                self.pump.command_line = None;
                 self.emit(&Event::CommandFinished {
                     phase,
                     command: text.into(),
@@ -508,7 +504,7 @@ impl Build<'_> {
         };
         self.drain_output();
         self.pass_output(&[], End::Command);
-        self.command_line = None;
+        self.pump.command_line = None;
         self.last_exit = code;
         self.reap_now_and_then();
         self.emit(&Event::CommandFinished {
@@ -576,7 +572,7 @@ impl Build<'_> {
         with_status: bool,
     ) -> io::Result<bool> {
         self.save_record();
-        let Some(output) = self.output_read.as_ref() else {
+        let Some(output) = self.pump.read.as_ref() else {
             return Ok(false);
         };
         let mut fds = vec![platform::borrow(output)];

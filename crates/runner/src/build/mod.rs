@@ -1,10 +1,7 @@
 //! One build, from DOWNLOAD_SOURCE to FINALIZING.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,12 +11,11 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 
 use self::log_file::LogFile;
-use crate::build::output::LineBuffer;
 use crate::build::shell::runtime::Runtime;
 use crate::build::shell::state::SessionState;
-use crate::build::shell::{ErrorLines, Session, SessionKind, SessionSpec};
+use crate::build::shell::{Session, SessionKind, SessionSpec};
 use crate::env::Layers;
-use crate::env::mask::{MaskedStream, Masker};
+use crate::env::mask::Masker;
 use crate::env::secrets::Providers;
 use crate::events::{Event, Phase, Reporter};
 use crate::outcome::{Context, ContextCode, Status};
@@ -181,10 +177,6 @@ struct Build<'r> {
     state_dir: StateDir,
     dir: PathBuf,
     runtime: Runtime,
-    /// How the shell's error lines of a compat script are renumbered to the buildspec's lines.
-    error_lines: Option<ErrorLines>,
-    /// The buildspec line of the compat command running, whose error lines are renumbered.
-    command_line: Option<u32>,
     log: BufWriter<LogFile>,
     log_path: PathBuf,
     record: BuildRecord,
@@ -200,14 +192,6 @@ struct Build<'r> {
     spec: Option<SessionSpec>,
     /// The variables and directory the next command starts with.
     shell_state: SessionState,
-    output_read: Option<File>,
-    output_write: Option<OwnedFd>,
-    lines: LineBuffer,
-    /// The start of the marker lines that delimit persistent commands' output.
-    marker: Option<memchr::memmem::Finder<'static>>,
-    /// Output read but not yet passed on (after a marker), from `pending_pos` on.
-    pending_output: Vec<u8>,
-    pending_pos: usize,
     /// Commands finished so far.
     commands_done: u64,
     /// The users of `run-as`, looked up.
@@ -216,14 +200,11 @@ struct Build<'r> {
     retired_groups: Vec<u32>,
     /// The runner's own HOME, USER and LOGNAME, for the phases after a `run-as` phase.
     own_identity: [Option<String>; 3],
-    stream: MaskedStream,
-    /// How much output the log and the console keep.
-    output_cap: stream::OutputCap,
-    read_buf: Vec<u8>,
+    /// The output on its way to the log and the console.
+    pump: stream::Pump,
     masker: Masker,
     /// Variables whose values came from a provider: dumps show them as `***`.
     secret_names: Vec<String>,
-    tail: VecDeque<Vec<u8>>,
     succeeding: bool,
     last_exit: i32,
     timed_out: bool,
@@ -315,8 +296,6 @@ impl<'r> Build<'r> {
             state_dir,
             dir,
             runtime,
-            error_lines: None,
-            command_line: None,
             log: BufWriter::with_capacity(64 * 1024, LogFile::new(log)),
             log_path,
             record,
@@ -329,22 +308,13 @@ impl<'r> Build<'r> {
             session: None,
             spec: None,
             shell_state: SessionState::default(),
-            output_read: None,
-            output_write: None,
-            lines: LineBuffer::default(),
-            marker: None,
-            pending_output: Vec::new(),
-            pending_pos: 0,
             commands_done: 0,
             users: IndexMap::new(),
             retired_groups: Vec::new(),
             own_identity: [None, None, None],
-            stream: MaskedStream::default(),
-            output_cap: stream::OutputCap::new(options.log_limit),
-            read_buf: vec![0u8; stream::READ_BUF_START],
+            pump: stream::Pump::new(options.log_limit),
             masker,
             secret_names: Vec::new(),
-            tail: VecDeque::new(),
             succeeding: true,
             last_exit: 0,
             timed_out: false,
@@ -599,7 +569,8 @@ impl phases::Shell for Build<'_> {
     }
 
     fn output_matches(&self, pattern: &regex::Regex) -> bool {
-        self.tail
+        self.pump
+            .tail
             .iter()
             .any(|line| pattern.is_match(&String::from_utf8_lossy(line)))
     }

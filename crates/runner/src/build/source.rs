@@ -376,13 +376,13 @@ impl Build<'_> {
             token: token.clone(),
         });
         if kind == SessionKind::Compat {
-            self.error_lines = self
+            self.pump.error_lines = self
                 .spec
                 .as_ref()
                 .map(|spec| crate::build::shell::ErrorLines::new(&spec.name));
         }
         if kind == SessionKind::Persistent {
-            self.marker = Some(
+            self.pump.marker = Some(
                 memchr::memmem::Finder::new(format!("\x1ebs:{token}:").as_bytes()).into_owned(),
             );
         }

@@ -2,30 +2,98 @@
 //! masked as a stream, split into lines, and passed to the log, the console and the RETRY tail.
 
 use std::collections::VecDeque;
-use std::io::{self, BufWriter, Read};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 
+use super::output::LineBuffer;
+use super::shell::ErrorLines;
 use super::{Build, OUTPUT_PIPE_BYTES, TAIL_LINE_BYTES, TAIL_LINES};
+use crate::env::mask::{MaskedStream, Masker};
 use crate::events::{Event, Reporter};
 use crate::platform;
 
-impl Build<'_> {
+/// The build's output on its way out: the pipe every command writes to, what was read and not
+/// yet passed on, the masking of a stream, the lines, the log limit, and the tail RETRY
+/// patterns look at. Where the lines go is a [`Sink`].
+pub(super) struct Pump {
+    /// The read end of the output pipe, once a command has run.
+    pub(super) read: Option<File>,
+    /// Its write end, given to every command; closed at the end of the build.
+    pub(super) write: Option<OwnedFd>,
+    /// One buffer for the whole build: zeroing it per read would cost more than a trivial
+    /// command.
+    read_buf: Vec<u8>,
+    /// The start of the marker lines that delimit persistent commands' output.
+    pub(super) marker: Option<memchr::memmem::Finder<'static>>,
+    /// Output read but not yet passed on (after a marker), from `pending_pos` on.
+    pending: Vec<u8>,
+    pending_pos: usize,
+    stream: MaskedStream,
+    lines: LineBuffer,
+    /// How much output the log and the console keep.
+    pub(super) cap: OutputCap,
+    /// The last lines, for RETRY patterns.
+    pub(super) tail: VecDeque<Vec<u8>>,
+    /// How the shell's error lines of a compat script are renumbered to the buildspec's lines.
+    pub(super) error_lines: Option<ErrorLines>,
+    /// The buildspec line of the compat command running, whose error lines are renumbered.
+    pub(super) command_line: Option<u32>,
+}
+
+/// Where output lines go: the build's log and its reporter, masked with its masker.
+pub(super) struct Sink<'a> {
+    pub(super) log: &'a mut dyn Write,
+    pub(super) reporter: &'a mut dyn Reporter,
+    pub(super) masker: &'a Masker,
+}
+
+impl Pump {
+    /// A pump keeping at most `log_limit` bytes of output.
+    pub(super) fn new(log_limit: Option<u64>) -> Pump {
+        Pump {
+            read: None,
+            write: None,
+            read_buf: vec![0u8; READ_BUF_START],
+            marker: None,
+            pending: Vec::new(),
+            pending_pos: 0,
+            stream: MaskedStream::default(),
+            lines: LineBuffer::default(),
+            cap: OutputCap::new(log_limit),
+            tail: VecDeque::new(),
+            error_lines: None,
+            command_line: None,
+        }
+    }
+
+    /// Opens the output pipe: read without blocking, as large as the system allows (a command
+    /// that writes much waits less for the runner to read).
+    pub(super) fn open(&mut self) -> io::Result<()> {
+        let (read, write) = platform::pipe()?;
+        platform::set_nonblocking(platform::borrow(&read))?;
+        platform::enlarge_pipe(platform::borrow(&read), OUTPUT_PIPE_BYTES);
+        self.read = Some(File::from(read));
+        self.write = Some(write);
+        Ok(())
+    }
+
     /// Reads what the output pipe holds now, as lines (marker lines of a persistent session
     /// are taken out). Returns false at end-of-file.
-    pub(super) fn read_output(&mut self) -> bool {
+    pub(super) fn read(&mut self, sink: &mut Sink<'_>) -> bool {
         if self.marker.is_some() {
             loop {
-                let (open, marker) = self.pump_output();
+                let (open, marker) = self.pump(sink);
                 if marker.is_none() {
                     return open;
                 }
             }
         }
-        // The pipe and the buffer (one for the whole build: zeroing it per read would cost more
-        // than a trivial command) are taken out while the bytes are passed on.
-        let Some(mut output) = self.output_read.take() else {
+        // The pipe and the buffer are taken out while the bytes are passed on.
+        let Some(mut output) = self.read.take() else {
             return false;
         };
         let mut buf = std::mem::take(&mut self.read_buf);
@@ -33,7 +101,7 @@ impl Build<'_> {
             match output.read(&mut buf) {
                 Ok(0) => break false,
                 Ok(n) => {
-                    self.pass_output(&buf[..n], End::None);
+                    self.pass(&buf[..n], End::None, sink);
                     if n < buf.len() {
                         break true;
                     }
@@ -44,51 +112,51 @@ impl Build<'_> {
             }
         };
         self.read_buf = buf;
-        self.output_read = Some(output);
+        self.read = Some(output);
         open
     }
 
     /// Passes on the output that is there, up to the next command marker of a persistent
     /// session. Returns whether the pipe is still open, and the id of the marker it stopped at.
-    pub(super) fn pump_output(&mut self) -> (bool, Option<String>) {
+    pub(super) fn pump(&mut self, sink: &mut Sink<'_>) -> (bool, Option<String>) {
         let Some(finder) = self.marker.clone() else {
-            return (self.read_output(), None);
+            return (self.read(sink), None);
         };
         let marker = finder.needle();
         let mut open = true;
         loop {
             // The unread part starts at `pending_pos`: consuming moves it, so a driver that is
             // many commands ahead costs no copying.
-            let pending = std::mem::take(&mut self.pending_output);
+            let pending = std::mem::take(&mut self.pending);
             let unread = &pending[self.pending_pos..];
             if let Some(pos) = finder.find(unread) {
                 let id_start = pos + marker.len();
                 if let Some(nl) = memchr::memchr(b'\n', &unread[id_start..]) {
                     let id = String::from_utf8_lossy(&unread[id_start..id_start + nl]).into_owned();
-                    self.pass_output(&unread[..pos], End::None);
+                    self.pass(&unread[..pos], End::None, sink);
                     self.pending_pos += id_start + nl + 1;
-                    self.pending_output = pending;
+                    self.pending = pending;
                     return (open, Some(id));
                 }
             }
             // Everything but what may be the start of a marker goes on now.
             let keep = partial_marker(unread, marker);
             if keep > 0 {
-                self.pass_output(&unread[..keep], End::None);
+                self.pass(&unread[..keep], End::None, sink);
                 self.pending_pos += keep;
             }
-            self.pending_output = pending;
-            if self.pending_pos == self.pending_output.len() {
-                self.pending_output.clear();
+            self.pending = pending;
+            if self.pending_pos == self.pending.len() {
+                self.pending.clear();
                 self.pending_pos = 0;
             } else if self.pending_pos > 64 * 1024 {
-                self.pending_output.drain(..self.pending_pos);
+                self.pending.drain(..self.pending_pos);
                 self.pending_pos = 0;
             }
             if !open {
                 return (false, None);
             }
-            let Some(mut output) = self.output_read.take() else {
+            let Some(mut output) = self.read.take() else {
                 return (false, None);
             };
             let mut buf = std::mem::take(&mut self.read_buf);
@@ -101,19 +169,19 @@ impl Build<'_> {
             match read {
                 Ok(0) => open = false,
                 Ok(n) => {
-                    self.pending_output.extend_from_slice(&buf[..n]);
+                    self.pending.extend_from_slice(&buf[..n]);
                     if n == buf.len() {
                         grow(&mut buf);
                     }
                 }
                 Err(_) => {
                     self.read_buf = buf;
-                    self.output_read = Some(output);
+                    self.read = Some(output);
                     return (true, None);
                 }
             }
             self.read_buf = buf;
-            self.output_read = Some(output);
+            self.read = Some(output);
         }
     }
 
@@ -121,16 +189,18 @@ impl Build<'_> {
     /// tail kept for RETRY patterns. At the `end` of a command, a last line without a newline
     /// is passed on too, and what was held back for masking unless it may begin a secret that
     /// the next command's output finishes; at the end of the build, everything.
-    pub(super) fn pass_output(&mut self, bytes: &[u8], end: End) {
-        let (log, reporter, tail, masker, stream, lines, cap) = (
-            &mut self.log,
-            &mut *self.reporter,
+    pub(super) fn pass(&mut self, bytes: &[u8], end: End, sink: &mut Sink<'_>) {
+        let (tail, stream, lines, cap) = (
             &mut self.tail,
-            &self.masker,
             &mut self.stream,
             &mut self.lines,
-            &mut self.output_cap,
+            &mut self.cap,
         );
+        let Sink {
+            log,
+            reporter,
+            masker,
+        } = sink;
         let renumber = self.error_lines.as_ref().zip(self.command_line);
         let now = Timestamp::now();
         let mut out = |line: &[u8]| {
@@ -140,7 +210,7 @@ impl Build<'_> {
             };
             push_tail(tail, &line);
             if cap.keeps(&line) {
-                output_line(log, reporter, now, &line);
+                output_line(&mut **log, &mut **reporter, now, &line);
             } else if let Some(limit) = cap.just_reached() {
                 let text = format!(
                     "warning: the build's output reached the log limit of {} (--log-limit): \
@@ -167,6 +237,47 @@ impl Build<'_> {
         }
     }
 
+    /// Whether the output can be read within `timeout`; `None` without an output pipe.
+    pub(super) fn ready(&self, timeout: Option<Duration>) -> Option<bool> {
+        let output = self.read.as_ref()?;
+        Some(
+            platform::wait_readable(&[platform::borrow(output)], timeout)
+                .is_ok_and(|ready| ready[0].readable),
+        )
+    }
+}
+
+impl Build<'_> {
+    /// The output pump, and where its lines go.
+    fn pump_and_sink(&mut self) -> (&mut Pump, Sink<'_>) {
+        (
+            &mut self.pump,
+            Sink {
+                log: &mut self.log,
+                reporter: &mut *self.reporter,
+                masker: &self.masker,
+            },
+        )
+    }
+
+    /// See [`Pump::read`].
+    pub(super) fn read_output(&mut self) -> bool {
+        let (pump, mut sink) = self.pump_and_sink();
+        pump.read(&mut sink)
+    }
+
+    /// See [`Pump::pump`].
+    pub(super) fn pump_output(&mut self) -> (bool, Option<String>) {
+        let (pump, mut sink) = self.pump_and_sink();
+        pump.pump(&mut sink)
+    }
+
+    /// See [`Pump::pass`].
+    pub(super) fn pass_output(&mut self, bytes: &[u8], end: End) {
+        let (pump, mut sink) = self.pump_and_sink();
+        pump.pass(bytes, end, &mut sink);
+    }
+
     /// Reads everything already written: a finished command's output is all in the pipe.
     pub(super) fn drain_output(&mut self) {
         self.read_output();
@@ -174,26 +285,19 @@ impl Build<'_> {
 
     /// Streams output until `until` or end-of-file.
     pub(super) fn wait_output_until(&mut self, until: Option<Instant>) -> bool {
-        let mut ready = self.output_ready(Some(Duration::ZERO));
+        let mut ready = self.pump.ready(Some(Duration::ZERO));
         if ready == Some(false) {
             // The output is usually at its end already; the record is written before a wait.
             self.save_record();
-            ready = self.output_ready(until.map(|u| u.saturating_duration_since(Instant::now())));
+            ready = self
+                .pump
+                .ready(until.map(|u| u.saturating_duration_since(Instant::now())));
         }
         match ready {
             None => false,
             Some(true) => self.read_output(),
             Some(false) => true,
         }
-    }
-
-    /// Whether the output can be read within `timeout`; `None` without an output pipe.
-    fn output_ready(&self, timeout: Option<Duration>) -> Option<bool> {
-        let output = self.output_read.as_ref()?;
-        Some(
-            platform::wait_readable(&[platform::borrow(output)], timeout)
-                .is_ok_and(|ready| ready[0].readable),
-        )
     }
 }
 
@@ -270,13 +374,13 @@ pub(super) fn show_size(bytes: u64) -> String {
 
 /// One line of the build's output (masked already) to the log and the reporter.
 pub(super) fn output_line(
-    log: &mut BufWriter<super::log_file::LogFile>,
+    log: &mut dyn Write,
     reporter: &mut dyn Reporter,
     time: Timestamp,
     line: &[u8],
 ) {
     let event = Event::Output { line: line.into() };
-    let _ = crate::events::write_log(log, time, &event);
+    let _ = crate::events::write_log(&mut &mut *log, time, &event);
     reporter.report(time, &event);
 }
 
@@ -319,3 +423,116 @@ pub(super) fn grow(buf: &mut Vec<u8>) {
 
 /// The read buffer's first size.
 pub(super) const READ_BUF_START: usize = 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The output lines and messages a sink received, in order.
+    #[derive(Default)]
+    struct Lines(Vec<String>);
+
+    impl Reporter for Lines {
+        fn report(&mut self, _: Timestamp, event: &Event<'_>) {
+            match event {
+                Event::Output { line } => self.0.push(String::from_utf8_lossy(line).into()),
+                Event::Message { text } => self.0.push(format!("[message] {text}")),
+                _ => {}
+            }
+        }
+    }
+
+    /// Passes each chunk through a pump over a real pipe, then ends the build; returns what
+    /// reached the reporter and the log.
+    fn through(pump: &mut Pump, masker: &Masker, chunks: &[&[u8]]) -> (Vec<String>, String) {
+        pump.open().expect("pipe");
+        let mut write = File::from(pump.write.take().expect("a write end"));
+        let (mut lines, mut log) = (Lines::default(), Vec::new());
+        let mut sink = Sink {
+            log: &mut log,
+            reporter: &mut lines,
+            masker,
+        };
+        for chunk in chunks {
+            write.write_all(chunk).expect("write");
+            assert!(pump.read(&mut sink), "the pipe is open");
+        }
+        drop(write);
+        while pump.read(&mut sink) {}
+        pump.pass(&[], End::Build, &mut sink);
+        (lines.0, String::from_utf8_lossy(&log).into_owned())
+    }
+
+    #[test]
+    fn lines_are_masked_across_reads_and_reach_the_log_and_the_reporter_alike() {
+        let masker = Masker::new(["s3cr3t-value"]);
+        let table: &[(&[&[u8]], &[&str])] = &[
+            (&[b"one\ntwo\n"], &["one", "two"]),
+            (&[b"o", b"ne\ntw", b"o"], &["one", "two"]),
+            (&[b"key=s3cr", b"3t-value done\n"], &["key=*** done"]),
+            (&[b"s3cr3t-value\n", b"s3cr3t-"], &["***", "s3cr3t-"]),
+            (&[b"\r\n\n"], &["\r", ""]),
+        ];
+        for (chunks, expected) in table {
+            let mut pump = Pump::new(None);
+            let (lines, log) = through(&mut pump, &masker, chunks);
+            assert_eq!(lines, *expected, "{chunks:?}");
+            let logged: Vec<&str> = log
+                .strip_suffix('\n')
+                .map_or(vec![], |l| l.split('\n').collect());
+            assert_eq!(logged, *expected, "{chunks:?}");
+            let tail: Vec<String> = pump
+                .tail
+                .iter()
+                .map(|l| String::from_utf8_lossy(l).into_owned())
+                .collect();
+            assert_eq!(tail, *expected, "the RETRY tail sees the masked lines");
+        }
+    }
+
+    #[test]
+    fn past_the_log_limit_lines_are_counted_for_the_record_and_still_reach_the_tail() {
+        // The first two lines and their newlines fill it exactly.
+        let mut pump = Pump::new(Some(9));
+        let (lines, _) = through(
+            &mut pump,
+            &Masker::new(Vec::<String>::new()),
+            &[b"1234\n567\n89\nlast\n"],
+        );
+        assert_eq!(lines[..2], ["1234", "567"]);
+        assert!(
+            lines[2].starts_with(
+                "[message] warning: the build's output reached the log limit of 9 bytes"
+            )
+        );
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert_eq!(pump.cap.reached(), Some(9));
+        assert_eq!((pump.cap.dropped_lines, pump.cap.dropped_bytes), (2, 8));
+        assert_eq!(pump.tail.back().map(Vec::as_slice), Some(&b"last"[..]));
+    }
+
+    #[test]
+    fn a_persistent_sessions_markers_end_each_command_and_are_never_shown() {
+        let mut pump = Pump::new(None);
+        pump.marker = Some(memchr::memmem::Finder::new(b"\x1ebs:T:").into_owned());
+        pump.open().expect("pipe");
+        let mut write = File::from(pump.write.take().expect("a write end"));
+        let masker = Masker::new(Vec::<String>::new());
+        let (mut lines, mut log) = (Lines::default(), Vec::new());
+        let mut sink = Sink {
+            log: &mut log,
+            reporter: &mut lines,
+            masker: &masker,
+        };
+        // A marker cut by a read, and a command's output after it in the same read.
+        write.write_all(b"first\n\x1ebs:T").expect("write");
+        assert_eq!(pump.pump(&mut sink), (true, None));
+        write.write_all(b":1\nsecond\n\x1ebs:T:2\n").expect("write");
+        assert_eq!(pump.pump(&mut sink), (true, Some("1".to_owned())));
+        assert_eq!(pump.pump(&mut sink), (true, Some("2".to_owned())));
+        drop(write);
+        assert_eq!(pump.pump(&mut sink), (false, None));
+        pump.pass(&[], End::Build, &mut sink);
+        assert_eq!(lines.0, ["first", "second"]);
+    }
+}
