@@ -241,23 +241,7 @@ impl BuildArgs {
     /// The environment layers the command line gives: `--env`, `--env-file`, and the inherited
     /// environment unless `--clean-env`.
     pub(crate) fn layers(&self) -> Result<runner::env::Layers, runner::env::EnvError> {
-        Ok(runner::env::Layers {
-            overrides: self
-                .env
-                .iter()
-                .map(|e| runner::env::parse_assignment(e))
-                .collect::<Result<_, _>>()?,
-            env_file: match &self.env_file {
-                Some(path) => runner::env::parse_env_file(path)?,
-                None => Vec::new(),
-            },
-            codebuild: Vec::new(),
-            inherited: if self.clean_env {
-                Vec::new()
-            } else {
-                std::env::vars().collect()
-            },
-        })
+        runner::env::Layers::given(&self.env, self.env_file.as_deref(), self.clean_env)
     }
 }
 

@@ -153,59 +153,20 @@ pub enum Event<'a> {
 impl Event<'_> {
     /// The event with every secret in what it carries masked; borrowed where there was none.
     pub fn masked<'e>(&'e self, masker: &crate::env::mask::Masker) -> Event<'e> {
-        let text = |t: &'e str| masker.text(t);
-        match self {
-            Event::Message { text: t } => Event::Message { text: text(t) },
-            Event::Output { line } => Event::Output {
-                line: masker.bytes(line),
-            },
-            Event::CommandStarted {
-                phase,
-                command,
-                line,
-                finally,
-            } => Event::CommandStarted {
-                phase: *phase,
-                command: text(command),
-                line: *line,
-                finally: *finally,
-            },
-            Event::CommandFinished {
-                phase,
-                command,
-                exit_code,
-                duration,
-            } => Event::CommandFinished {
-                phase: *phase,
-                command: text(command),
-                exit_code: *exit_code,
-                duration: *duration,
-            },
-            Event::PhaseFinished {
-                phase,
-                status,
-                context,
-                duration,
-            } => Event::PhaseFinished {
-                phase: *phase,
-                status: *status,
-                context: context.as_ref().map(|c| {
-                    Cow::Owned(Context {
-                        status_code: c.status_code.clone(),
-                        message: masker.text(&c.message).into_owned(),
-                    })
-                }),
-                duration: *duration,
-            },
-            other => other.borrowed(),
-        }
+        self.map(|t| masker.text(t), |b| masker.bytes(b))
     }
 
     /// The same event, borrowing what this one holds.
     pub fn borrowed(&self) -> Event<'_> {
-        fn b(t: &str) -> Cow<'_, str> {
-            Cow::Borrowed(t)
-        }
+        self.map(Cow::Borrowed, Cow::Borrowed)
+    }
+
+    /// The event with `text` applied to each of its texts and `bytes` to its output line.
+    fn map<'e>(
+        &'e self,
+        text: impl Fn(&'e str) -> Cow<'e, str>,
+        bytes: impl Fn(&'e [u8]) -> Cow<'e, [u8]>,
+    ) -> Event<'e> {
         match self {
             Event::BuildStarted {
                 id,
@@ -216,15 +177,15 @@ impl Event<'_> {
                 record_path,
                 log_path,
             } => Event::BuildStarted {
-                id: b(id),
+                id: text(id),
                 number: *number,
-                project: b(project),
-                buildspec: b(buildspec),
-                source: b(source),
-                record_path: b(record_path),
-                log_path: b(log_path),
+                project: text(project),
+                buildspec: text(buildspec),
+                source: text(source),
+                record_path: text(record_path),
+                log_path: text(log_path),
             },
-            Event::Message { text } => Event::Message { text: b(text) },
+            Event::Message { text: t } => Event::Message { text: text(t) },
             Event::PhaseStarted { phase, attempt } => Event::PhaseStarted {
                 phase: *phase,
                 attempt: *attempt,
@@ -236,13 +197,11 @@ impl Event<'_> {
                 finally,
             } => Event::CommandStarted {
                 phase: *phase,
-                command: b(command),
+                command: text(command),
                 line: *line,
                 finally: *finally,
             },
-            Event::Output { line } => Event::Output {
-                line: Cow::Borrowed(line),
-            },
+            Event::Output { line } => Event::Output { line: bytes(line) },
             Event::CommandFinished {
                 phase,
                 command,
@@ -250,7 +209,7 @@ impl Event<'_> {
                 duration,
             } => Event::CommandFinished {
                 phase: *phase,
-                command: b(command),
+                command: text(command),
                 exit_code: *exit_code,
                 duration: *duration,
             },
@@ -262,7 +221,13 @@ impl Event<'_> {
             } => Event::PhaseFinished {
                 phase: *phase,
                 status: *status,
-                context: context.as_deref().map(Cow::Borrowed),
+                context: context.as_deref().map(|c| match text(&c.message) {
+                    Cow::Borrowed(_) => Cow::Borrowed(c),
+                    Cow::Owned(message) => Cow::Owned(Context {
+                        status_code: c.status_code.clone(),
+                        message,
+                    }),
+                }),
                 duration: *duration,
             },
             Event::BuildFinished {
@@ -381,6 +346,57 @@ pub fn write_log(out: &mut impl Write, time: Timestamp, event: &Event<'_>) -> io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_masked_event_hides_every_secret_it_carries_and_copies_nothing_without_one() {
+        let masker = crate::env::mask::Masker::new(["hunter22"]);
+        let context = Context {
+            status_code: "COMMAND_EXECUTION_ERROR".into(),
+            message: "Error while executing command: echo hunter22. Reason: exit status 1".into(),
+        };
+        let events = [
+            Event::Message {
+                text: "x=hunter22".into(),
+            },
+            Event::CommandStarted {
+                phase: Phase::Build,
+                command: "echo hunter22".into(),
+                line: 1,
+                finally: false,
+            },
+            Event::Output {
+                line: Cow::Borrowed(b"hunter22!"),
+            },
+            Event::CommandFinished {
+                phase: Phase::Build,
+                command: "echo hunter22".into(),
+                exit_code: 1,
+                duration: Duration::ZERO,
+            },
+            Event::PhaseFinished {
+                phase: Phase::Build,
+                status: Status::Failed,
+                context: Some(Cow::Borrowed(&context)),
+                duration: Duration::ZERO,
+            },
+        ];
+        for event in &events {
+            let masked = serde_json::to_string(&event.masked(&masker)).expect("json");
+            assert!(
+                !masked.contains("hunter22") && masked.contains("***"),
+                "{masked}"
+            );
+        }
+        let clean = Event::Message {
+            text: "nothing secret".into(),
+        };
+        assert!(matches!(
+            clean.masked(&masker),
+            Event::Message {
+                text: Cow::Borrowed(_)
+            }
+        ));
+    }
 
     #[test]
     fn log_time_is_codebuilds() {

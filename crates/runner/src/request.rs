@@ -154,23 +154,12 @@ impl BuildRequest {
     /// The environment's layers the request gives: `--env`, `--env-file`, and the runner's own
     /// environment unless `clean_env`.
     pub fn layers(&self) -> Result<crate::env::Layers, RequestError> {
-        Ok(crate::env::Layers {
-            overrides: self
-                .env
-                .iter()
-                .map(|e| crate::env::parse_assignment(e))
-                .collect::<Result<_, _>>()?,
-            env_file: match &self.env_file {
-                Some(path) => crate::env::parse_env_file(&self.at(path))?,
-                None => Vec::new(),
-            },
-            codebuild: Vec::new(),
-            inherited: if self.clean_env {
-                Vec::new()
-            } else {
-                std::env::vars().collect()
-            },
-        })
+        let env_file = self.env_file.as_deref().map(|path| self.at(path));
+        Ok(crate::env::Layers::given(
+            &self.env,
+            env_file.as_deref(),
+            self.clean_env,
+        )?)
     }
 
     /// The build this request asks for, as the engine runs it: its files read (the environment

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::batch::{BatchRecord, MemberState};
 use super::{Before, Job, Launcher, ManyEvent, Ran, RecordPlace};
 use crate::request::BuildRequest;
 use crate::stop::Stop;
+use crate::store::batch::{BatchRecord, MemberState};
 use crate::store::{Invocation, StateDir, StateError};
 
 /// One build of many.

@@ -11,12 +11,13 @@
 //! this one, [`workers::Workers`] gives it to a worker process of this one, [`slurm::Slurm`]
 //! submits it to a Slurm cluster. The scheduling is the same.
 
-pub mod batch;
 pub mod builds;
 pub mod channel;
 pub mod rerun;
 pub mod slurm;
 pub mod workers;
+
+pub use crate::store::batch::{JobResult, Outcome};
 
 use std::io::{self, BufRead, BufReader};
 use std::path::PathBuf;
@@ -26,7 +27,6 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde::{Deserialize, Serialize};
 
 use crate::outcome::{ContextCode, Status, exit};
 use crate::platform;
@@ -159,60 +159,6 @@ impl Launcher for Local {
 
 /// Work done just before a build starts; its error keeps the build from starting.
 pub type Before = Box<dyn FnOnce() -> std::io::Result<()> + Send>;
-
-/// How one build of many ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Outcome {
-    /// It ran and succeeded.
-    Succeeded,
-    /// It ran and did not succeed (failed, timed out, stopped, fault).
-    Failed,
-    /// It never started: a dependency failed, or the batch stopped first.
-    NotRun,
-}
-
-impl Outcome {
-    /// The name the batch record and the summary use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Succeeded => "SUCCEEDED",
-            Outcome::Failed => "FAILED",
-            Outcome::NotRun => "NOT_RUN",
-        }
-    }
-}
-
-/// A build's result, for the summary and the batch record.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobResult {
-    /// The build's identifier.
-    pub id: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Its process's exit code, when it ran.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Why it did not run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Its record, when it ran far enough to write one.
-    #[serde(skip)]
-    pub record: Option<BuildRecord>,
-    /// The record's build id (`project:uuid`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build_id: Option<String>,
-    /// The record's status, when there is a record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<Status>,
-    /// The launcher's handle (a Slurm job id), when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub handle: Option<String>,
-    /// Whether its failure is ignored.
-    pub ignore_failure: bool,
-    /// How long it ran.
-    pub duration_ms: u64,
-}
 
 /// What the scheduler reports as it goes.
 #[derive(Debug)]

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::batch::BatchRecord;
 use super::builds::{BuildsError, copy_tree, run_folder};
 use super::{Before, Job, JobResult, ManyEvent, Outcome, Ran};
 use crate::request::BuildRequest;
 use crate::stop::Stop;
+use crate::store::batch::BatchRecord;
 use crate::store::query::QueryError;
 use crate::store::{BuildRecord, Invocation, StateDir};
 

@@ -84,6 +84,33 @@ pub struct Layers {
     pub inherited: Vec<(String, String)>,
 }
 
+impl Layers {
+    /// The layers a build is asked with: `--env` assignments, the `--env-file`, and the
+    /// runner's own environment unless `clean_env`.
+    pub fn given(
+        env: &[String],
+        env_file: Option<&std::path::Path>,
+        clean_env: bool,
+    ) -> Result<Layers, EnvError> {
+        Ok(Layers {
+            overrides: env
+                .iter()
+                .map(|e| parse_assignment(e))
+                .collect::<Result<_, _>>()?,
+            env_file: match env_file {
+                Some(path) => parse_env_file(path)?,
+                None => Vec::new(),
+            },
+            codebuild: Vec::new(),
+            inherited: if clean_env {
+                Vec::new()
+            } else {
+                std::env::vars().collect()
+            },
+        })
+    }
+}
+
 /// Variables whose value the runner owns while the build runs.
 pub const RUNNER_OWNED: [&str; 2] = ["CODEBUILD_BUILD_SUCCEEDING", "CODEBUILD_LAST_EXIT"];
 

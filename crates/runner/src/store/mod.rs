@@ -1,7 +1,8 @@
-//! Where builds are kept: the records and the state directory that holds them, the cache, the
-//! queries over the records, and the builds whose runner is gone.
+//! Where builds are kept: the records (of builds and of batches) and the state directory that
+//! holds them, the cache, the queries over the records, and the builds whose runner is gone.
 
 pub mod abandoned;
+pub mod batch;
 pub mod cache;
 mod error;
 mod files;

@@ -401,10 +401,7 @@ impl StateDir {
 
     /// Writes a batch's record, whole or not at all (it is rewritten as builds start and end:
     /// a reader never sees half of it).
-    pub fn write_batch(
-        &self,
-        batch: &crate::dispatch::batch::BatchRecord,
-    ) -> Result<(), StateError> {
+    pub fn write_batch(&self, batch: &super::batch::BatchRecord) -> Result<(), StateError> {
         let dir = self.root.join("batches");
         create_private_dir(&dir).map_err(io_error("cannot create", &dir))?;
         let mut json = serde_json::to_vec_pretty(batch).unwrap_or_default();
@@ -413,7 +410,7 @@ impl StateDir {
     }
 
     /// The record of batch `id` (`batch:<uuid>`, or the uuid).
-    pub fn read_batch(&self, id: &str) -> Result<crate::dispatch::batch::BatchRecord, StateError> {
+    pub fn read_batch(&self, id: &str) -> Result<super::batch::BatchRecord, StateError> {
         let path = self.batch_path(id.trim_start_matches("batch:"));
         let bytes = fs::read(&path).map_err(io_error("cannot read", &path))?;
         serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
@@ -424,7 +421,7 @@ impl StateDir {
 
     /// The records of every batch whose uuid starts with `prefix` (all for an empty one); the
     /// ones that cannot be read are left out.
-    pub fn batches(&self, prefix: &str) -> Vec<crate::dispatch::batch::BatchRecord> {
+    pub fn batches(&self, prefix: &str) -> Vec<super::batch::BatchRecord> {
         let dir = self.root.join("batches");
         fs::read_dir(&dir)
             .into_iter()

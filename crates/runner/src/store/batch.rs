@@ -1,13 +1,12 @@
 //! The record of a batch (`<state>/batches/<uuid>.json`): what the batch is, how each of its
-//! builds ended, and what a dispatcher that takes it up (`--resume`) or `rerun` needs of it.
+//! builds ended (their [`JobResult`]s), and what a dispatcher that takes it up (`--resume`) or `rerun` needs of it.
 //! It is written when the batch starts and again as its builds start and end.
 
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::{JobResult, Outcome};
 use crate::outcome::Status;
-use crate::store::Invocation;
+use crate::store::{BuildRecord, Invocation};
 
 /// A batch, as its record says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,4 +103,58 @@ impl BatchRecord {
         };
         self.end_time = Some(Timestamp::now());
     }
+}
+
+/// How one build of many ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// It ran and succeeded.
+    Succeeded,
+    /// It ran and did not succeed (failed, timed out, stopped, fault).
+    Failed,
+    /// It never started: a dependency failed, or the batch stopped first.
+    NotRun,
+}
+
+impl Outcome {
+    /// The name the batch record and the summary use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "SUCCEEDED",
+            Outcome::Failed => "FAILED",
+            Outcome::NotRun => "NOT_RUN",
+        }
+    }
+}
+
+/// A build's result, for the summary and the batch record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobResult {
+    /// The build's identifier.
+    pub id: String,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Its process's exit code, when it ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Its record, when it ran far enough to write one.
+    #[serde(skip)]
+    pub record: Option<BuildRecord>,
+    /// The record's build id (`project:uuid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_id: Option<String>,
+    /// The record's status, when there is a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// The launcher's handle (a Slurm job id), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<String>,
+    /// Whether its failure is ignored.
+    pub ignore_failure: bool,
+    /// How long it ran.
+    pub duration_ms: u64,
 }
