@@ -47,7 +47,7 @@ impl Build<'_> {
                     None
                 }
             },
-            None => Some((format!("project/{}", self.record.project), false)),
+            None => Some((format!("project/{}", self.recorder.record().project), false)),
         }
     }
 
@@ -90,7 +90,7 @@ impl Build<'_> {
             "Restoring cache from key {} (saved {} by build {})",
             found.key, found.saved, found.build
         ));
-        let source = PathBuf::from(&self.record.source);
+        let source = PathBuf::from(&self.recorder.record().source);
         let paths: Vec<String> = spec.paths.0.iter().map(|p| self.expand(&p.value)).collect();
         let (wanted, warnings) = Wanted::new(&paths);
         for warning in &warnings {
@@ -150,7 +150,7 @@ impl Build<'_> {
             .iter()
             .map(|p| self.expand(&p.value))
             .partition(|p| p.starts_with('/'));
-        let source = PathBuf::from(&self.record.source);
+        let source = PathBuf::from(&self.recorder.record().source);
         // Saved as the last phase's user: the cache takes nothing that user could not read.
         let user = self.current_user();
         let reader = artifacts::Identity::user(user.as_ref());
@@ -184,7 +184,7 @@ impl Build<'_> {
             replace: !keyed,
             relative: relative.as_ref(),
             absolute: absolute.as_ref(),
-            build: &self.record.id,
+            build: &self.recorder.record().id,
             reader,
         };
         match cache.save(&save) {

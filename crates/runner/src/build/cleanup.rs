@@ -59,7 +59,7 @@ impl Build<'_> {
     /// Writes an environment dump whole or not at all (a full disk leaves no empty file that
     /// would say the build had no variables), and says in the log when it could not.
     pub(super) fn write_dump(&mut self, name: &str, dump: &str) {
-        let dir = self.dir.join("env");
+        let dir = self.recorder.dir().join("env");
         let written = crate::store::create_private_dir(&dir)
             .map_err(|e| e.to_string())
             .and_then(|()| {
@@ -149,7 +149,7 @@ impl Build<'_> {
                 "{lines} line(s), {bytes} bytes of output were counted and not kept (log limit {})",
                 super::stream::show_size(limit)
             ));
-            self.record.log_truncated = Some(crate::store::LogTruncated {
+            self.recorder.edit().log_truncated = Some(crate::store::LogTruncated {
                 limit,
                 lines,
                 bytes,
@@ -175,7 +175,7 @@ impl Build<'_> {
                     )
                 })
                 .collect();
-            self.record.exported_variables = exported;
+            self.recorder.edit().exported_variables = exported;
         }
         let dump = env_dump(&self.shell_state, &self.secret_names, &self.masker);
         self.write_dump("end.env", &dump);
@@ -188,7 +188,8 @@ impl Build<'_> {
         }
         let stopped_late = self.stopped.is_some()
             && !self
-                .record
+                .recorder
+                .record()
                 .phases
                 .iter()
                 .any(|p| p.status == Status::Stopped);
@@ -200,10 +201,10 @@ impl Build<'_> {
         }
         let status = self.final_status();
         let exit_code = exit::of(status, self.stopped, self.invalid);
-        let now = Timestamp::now();
-        self.record.status = status;
-        self.record.end_time = Some(now);
-        self.record.exit_code = Some(exit_code);
+        let record = self.recorder.edit();
+        record.status = status;
+        record.end_time = Some(Timestamp::now());
+        record.exit_code = Some(exit_code);
         self.message(&format!(
             "Build complete: {} (exit code {exit_code}); record {}",
             status.as_str(),
@@ -215,17 +216,12 @@ impl Build<'_> {
             duration: self.started.elapsed(),
         });
         self.flush();
-        self.save(true)?;
-        self.state_dir.release(&self.record.uuid);
-        if !self.recorded {
-            // A build that ended before its first write (a buildspec that does not check).
-            self.state_dir.set_last(&self.record.uuid)?;
-        }
+        self.recorder.finish(&self.masker)?;
         Ok(BuildOutcome {
             record_path: self.record_path(),
             // The diagnostics quote the buildspec, which may hold a value to mask.
             diagnostics: self.masker.text(&self.diagnostics).into_owned(),
-            record: self.record.masked_by(&self.masker),
+            record: self.recorder.masked(&self.masker),
             exit_code,
         })
     }
@@ -252,7 +248,11 @@ impl Build<'_> {
     /// loop that starts a new process between a look and a kill cannot outrun that. Bounded in
     /// time; what could not be ended is said in the log and kept in the record.
     pub(super) fn sweep(&mut self) {
-        let find = Leftovers::of_build(&self.record.id, self.options.owns_children, self.subreaper);
+        let find = Leftovers::of_build(
+            &self.recorder.record().id,
+            self.options.owns_children,
+            self.subreaper,
+        );
         let mut left = find.find();
         if left.is_empty() {
             if self.options.owns_children {
@@ -311,7 +311,7 @@ impl Build<'_> {
                 left.len(),
                 named.join(", ")
             ));
-            self.record.unended_processes = left;
+            self.recorder.edit().unended_processes = left;
             self.record_changed();
         }
     }

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use jiff::Timestamp;
 
 use self::log_file::LogFile;
+use self::recorder::Recorder;
 use crate::build::shell::runtime::Runtime;
 use crate::build::shell::state::SessionState;
 use crate::build::shell::{Session, SessionKind, SessionSpec};
@@ -21,7 +22,7 @@ use crate::events::{Event, Phase, Reporter};
 use crate::outcome::{Context, ContextCode, Status};
 use crate::platform;
 use crate::stop::Stop;
-use crate::store::{BuildRecord, PhaseRecord, StateDir, StateError, write_atomic};
+use crate::store::{BuildRecord, PhaseRecord, StateDir, StateError};
 
 mod cache;
 mod cleanup;
@@ -30,6 +31,7 @@ mod log_file;
 pub mod output;
 mod phases;
 pub(crate) mod processes;
+mod recorder;
 mod reports;
 pub mod shell;
 mod source;
@@ -150,7 +152,7 @@ pub fn run(
     // A build whose first record cannot be written has started nothing.
     if let Err(error) = build.run() {
         build.remove_runtime_files();
-        build.state_dir.release(&build.record.uuid);
+        build.recorder.abandon();
         return Err(error.into());
     }
     build.finish()
@@ -174,12 +176,11 @@ struct Build<'r> {
     /// A second stop request: everything was killed, and the upload is skipped.
     killed: bool,
     reporter: &'r mut dyn Reporter,
-    state_dir: StateDir,
-    dir: PathBuf,
     runtime: Runtime,
     log: BufWriter<LogFile>,
     log_path: PathBuf,
-    record: BuildRecord,
+    /// The record, and the one writer of its file.
+    recorder: Recorder,
     started: Instant,
     /// When the running phase's current attempt began.
     attempt_started: Instant,
@@ -210,11 +211,6 @@ struct Build<'r> {
     timed_out: bool,
     /// Whether this process is the subreaper of the build's orphans.
     subreaper: bool,
-    /// Whether the record has changed since it was last written.
-    unsaved: bool,
-    /// Whether `build.json` exists: it is first written once the buildspec has been read
-    /// ([`Build::record_started`]).
-    recorded: bool,
 }
 
 /// Removes a build's runtime folders when dropped (forgotten once the build has started).
@@ -293,12 +289,10 @@ impl<'r> Build<'r> {
             stopped: None,
             killed: false,
             reporter,
-            state_dir,
-            dir,
             runtime,
             log: BufWriter::with_capacity(64 * 1024, LogFile::new(log)),
             log_path,
-            record,
+            recorder: Recorder::new(state_dir, dir, record),
             started: Instant::now(),
             attempt_started: Instant::now(),
             deadline: options.timeout.map(|t| Instant::now() + t),
@@ -320,38 +314,12 @@ impl<'r> Build<'r> {
             timed_out: false,
             // Before the first child: its orphans must come back to this process.
             subreaper: platform::become_subreaper(),
-            unsaved: false,
-            recorded: false,
         };
         Ok(build)
     }
 
     fn record_path(&self) -> PathBuf {
-        self.dir.join("build.json")
-    }
-
-    /// Replaces the record; `sync` waits until it is on the disk (the final record).
-    fn save(&self, sync: bool) -> Result<(), StateError> {
-        let masked;
-        let record = if self.masker.is_empty() {
-            &self.record
-        } else {
-            masked = self.record.masked_by(&self.masker);
-            &masked
-        };
-        let mut json = serde_json::to_vec_pretty(record).unwrap_or_default();
-        json.push(b'\n');
-        let sync = sync && self.state_dir.flushes();
-        match write_atomic(&self.record_path(), &json, sync) {
-            // Nor did it fit over the old record's blocks (a record grows as phases end): a
-            // compact one may. A record left IN_PROGRESS would say the build never ended.
-            Err(e) if e.is_out_of_space() => {
-                let mut compact = serde_json::to_vec(record).unwrap_or_default();
-                compact.push(b'\n');
-                crate::store::overwrite_in_place(&self.record_path(), &compact, sync).map_err(|_| e)
-            }
-            written => written,
-        }
+        self.recorder.path()
     }
 
     /// Writes the record for the first time, and makes the build the state directory's last.
@@ -361,21 +329,13 @@ impl<'r> Build<'r> {
     /// twice, not three times. Before the console is flushed, which may wait on whatever reads
     /// it.
     fn record_started(&mut self) -> Result<(), StateError> {
-        // The lease says the record may be left IN_PROGRESS by a runner that dies.
-        self.state_dir.lease(&self.record.uuid)?;
-        self.save(false)?;
-        self.unsaved = false;
-        self.recorded = true;
-        self.state_dir.set_last(&self.record.uuid)
+        self.recorder.start(&self.masker)
     }
 
     /// Notes that the record changed. It is written before the runner next starts or waits on
-    /// anything outside it ([`Self::save_record`]), not at once: the phases a build goes through
-    /// without running anything (an empty `install`, an upload with nothing to upload) then cost
-    /// one write between them, and a runner killed at any moment still leaves a record of what
-    /// it was running or waiting on.
+    /// anything outside it ([`Self::save_record`]).
     fn record_changed(&mut self) {
-        self.unsaved = true;
+        self.recorder.changed();
     }
 
     /// Writes the record if it changed; a failure to write is reported in the log and does not
@@ -387,12 +347,11 @@ impl<'r> Build<'r> {
     /// through without waiting (an empty `install`) would each cost a write of the console,
     /// which wakes whatever reads it, and of the log.
     pub(super) fn save_record(&mut self) {
-        if !self.unsaved {
+        if !self.recorder.unsaved() {
             return;
         }
         self.flush();
-        self.unsaved = false;
-        if let Err(e) = self.save(false) {
+        if let Err(e) = self.recorder.save(&self.masker) {
             self.message(&format!("warning: cannot save the build record: {e}"));
         }
     }
@@ -437,14 +396,14 @@ impl<'r> Build<'r> {
             );
             self.reporter
                 .report(Timestamp::now(), &Event::Message { text: text.into() });
-            self.record.log_incomplete = Some(e.to_string());
+            self.recorder.edit().log_incomplete = Some(e.to_string());
             self.record_changed();
         }
     }
 
     fn begin_phase(&mut self, phase: Phase, attempt: u32) {
         if attempt == 1 {
-            self.record.phases.push(PhaseRecord {
+            self.recorder.edit().phases.push(PhaseRecord {
                 phase,
                 status: Status::InProgress,
                 start_time: Timestamp::now(),
@@ -453,7 +412,7 @@ impl<'r> Build<'r> {
                 contexts: Vec::new(),
                 attempts: 1,
             });
-        } else if let Some(last) = self.record.phases.last_mut() {
+        } else if let Some(last) = self.recorder.edit().phases.last_mut() {
             last.attempts = attempt;
         }
         self.attempt_started = Instant::now();
@@ -471,7 +430,7 @@ impl<'r> Build<'r> {
         self.reap_orphans();
         let now = Timestamp::now();
         let mut duration = Duration::ZERO;
-        if let Some(last) = self.record.phases.last_mut() {
+        if let Some(last) = self.recorder.edit().phases.last_mut() {
             if let Some(c) = &context {
                 last.contexts.push(Context {
                     status_code: c.status_code.clone(),
@@ -497,11 +456,11 @@ impl<'r> Build<'r> {
 
     fn run(&mut self) -> Result<(), StateError> {
         self.emit(&Event::BuildStarted {
-            id: self.record.id.clone().into(),
-            number: self.record.number,
-            project: self.record.project.clone().into(),
-            buildspec: self.record.buildspec.clone().into(),
-            source: self.record.source.clone().into(),
+            id: self.recorder.record().id.clone().into(),
+            number: self.recorder.record().number,
+            project: self.recorder.record().project.clone().into(),
+            buildspec: self.recorder.record().buildspec.clone().into(),
+            source: self.recorder.record().source.clone().into(),
             record_path: self.record_path().display().to_string().into(),
             log_path: self.log_path.display().to_string().into(),
         });
@@ -528,7 +487,13 @@ impl<'r> Build<'r> {
     }
 
     fn final_status(&self) -> Status {
-        let statuses: Vec<Status> = self.record.phases.iter().map(|p| p.status).collect();
+        let statuses: Vec<Status> = self
+            .recorder
+            .record()
+            .phases
+            .iter()
+            .map(|p| p.status)
+            .collect();
         for s in [
             Status::Fault,
             Status::Stopped,

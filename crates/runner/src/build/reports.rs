@@ -39,12 +39,12 @@ impl Build<'_> {
             .options
             .reports
             .clone()
-            .unwrap_or_else(|| self.dir.join("reports"));
+            .unwrap_or_else(|| self.recorder.dir().join("reports"));
         for (name, group) in &groups {
             let record = self.report_group(&root, name, group);
-            self.record.reports.push(record);
+            self.recorder.edit().reports.push(record);
         }
-        let table = summary_table(&self.record.reports);
+        let table = summary_table(&self.recorder.record().reports);
         for line in table.lines() {
             self.message(line);
         }
@@ -79,7 +79,7 @@ impl Build<'_> {
             enable_symlinks: false,
         };
         self.message(&format!("Preparing to copy {name} report files"));
-        let source = PathBuf::from(&self.record.source);
+        let source = PathBuf::from(&self.recorder.record().source);
         let collection = match self.collect(&rules) {
             Ok(c) => c,
             Err(e) => {
@@ -92,7 +92,7 @@ impl Build<'_> {
         let staged = root.join(format!(
             ".{}.partial-{}",
             group_folder(name),
-            self.record.uuid
+            self.recorder.record().uuid
         ));
         let user = self.current_user();
         let reader = artifacts::Identity::user(user.as_ref());

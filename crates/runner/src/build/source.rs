@@ -24,7 +24,7 @@ impl Build<'_> {
     /// False when the build cannot go on; an error when its record cannot be written.
     pub(super) fn download_source(&mut self) -> Result<bool, StateError> {
         self.begin_phase(Phase::DownloadSource, 1);
-        let source = self.record.source.clone();
+        let source = self.recorder.record().source.clone();
         self.message(&format!("CODEBUILD_SRC_DIR={source}"));
         let yaml_location = std::path::absolute(&self.options.buildspec)
             .unwrap_or_else(|_| self.options.buildspec.clone());
@@ -69,7 +69,7 @@ impl Build<'_> {
         // The copy is masked with the values known so far (`--mask`, AWS credentials), and again
         // below once the parameters and secrets are known.
         let _ = crate::store::write_private(
-            &self.dir.join("buildspec.yml"),
+            &self.recorder.dir().join("buildspec.yml"),
             self.masker.text(&checked.source.text).as_bytes(),
         );
         if !checked.diagnostics.is_empty() {
@@ -154,7 +154,7 @@ impl Build<'_> {
             );
             // A parameter's value may be written in the buildspec too.
             let masked = self.masker.text(&checked.source.text).into_owned();
-            let _ = crate::store::write_private(&self.dir.join("buildspec.yml"), masked);
+            let _ = crate::store::write_private(&self.recorder.dir().join("buildspec.yml"), masked);
         }
         self.secret_names = secret_values.keys().cloned().collect();
         if plan.shell.is_windows() {
@@ -194,14 +194,15 @@ impl Build<'_> {
 
         // The environment: the layers, then CodeBuild's variables with this build's values.
         let context = BuildContext {
-            project: self.record.project.clone(),
+            project: self.recorder.record().project.clone(),
             source_dir: source.clone(),
             initiator: self.options.initiator.clone(),
             region: env::region(&self.options.layers, &spec_env),
-            build_uuid: Some(self.record.uuid.clone()),
-            build_number: Some(self.record.number),
+            build_uuid: Some(self.recorder.record().uuid.clone()),
+            build_number: Some(self.recorder.record().number),
             start_time_ms: Some(
-                self.record
+                self.recorder
+                    .record()
                     .start_time
                     .as_millisecond()
                     .try_into()
@@ -290,14 +291,14 @@ impl Build<'_> {
         }
         // Each run-as user's phases get a runtime folder of their own.
         let users: Vec<&platform::RunAs> = self.users.values().collect();
-        if let Err(e) = self.runtime.add_users(&self.record.uuid, &users) {
+        if let Err(e) = self.runtime.add_users(&self.recorder.record().uuid, &users) {
             self.fail_download(
                 ContextCode::ClientError,
                 &format!("cannot make the runtime folders of the run-as users: {e}"),
             );
             return Ok(false);
         }
-        self.record.session = kind.as_str().to_owned();
+        self.recorder.edit().session = kind.as_str().to_owned();
         // Every compat command's script is written now, into the runtime folder of its phase's
         // user, so that running a command costs no file writes (a persistent session gets each
         // list as one script when it runs). The record keeps them all in one file.
@@ -356,7 +357,7 @@ impl Build<'_> {
             }
         }
         let _ = crate::store::write_private(
-            &self.dir.join("scripts.sh"),
+            &self.recorder.dir().join("scripts.sh"),
             self.masker.text(&record_scripts).as_bytes(),
         );
         let token = uuid::Uuid::new_v4().simple().to_string();

@@ -146,7 +146,7 @@ impl Build<'_> {
         let folder = set_folder(name.as_deref().unwrap_or(id))?;
         let collection = self.collect(&rules).map_err(|e| e.to_string())?;
         let root = match &self.options.artifacts {
-            Destination::BuildDir | Destination::S3 { .. } => self.dir.join("artifacts"),
+            Destination::BuildDir | Destination::S3 { .. } => self.recorder.dir().join("artifacts"),
             Destination::Dir(dir) => dir.clone(),
         };
         let zip = self.options.packaging == Packaging::Zip;
@@ -155,7 +155,8 @@ impl Build<'_> {
             dest.as_mut_os_string().push(".zip");
         }
         if self
-            .record
+            .recorder
+            .record()
             .artifacts
             .iter()
             .any(|a| Path::new(&a.location) == dest)
@@ -173,7 +174,7 @@ impl Build<'_> {
             dest.file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default(),
-            self.record.uuid
+            self.recorder.record().uuid
         ));
         let user = self.current_user();
         let reader = artifacts::Identity::user(user.as_ref());
@@ -197,7 +198,7 @@ impl Build<'_> {
             files.len(),
             dest.display()
         ));
-        self.record.artifacts.push(ArtifactRecord {
+        self.recorder.edit().artifacts.push(ArtifactRecord {
             identifier: id.to_owned(),
             name,
             location: dest.display().to_string(),
@@ -220,7 +221,7 @@ impl Build<'_> {
         &mut self,
         rules: &Rules,
     ) -> Result<artifacts::Collection, artifacts::CollectError> {
-        let source = PathBuf::from(&self.record.source);
+        let source = PathBuf::from(&self.recorder.record().source);
         let user = self.current_user();
         let reader = artifacts::Identity::user(user.as_ref());
         let (result, messages) = match artifacts::collect(&source, rules, reader) {
@@ -238,12 +239,12 @@ impl Build<'_> {
 
     /// Uploads the set just written (the record's last) to S3. A failure keeps the local copy.
     fn send_set(&mut self, uploader: &Uploader, set: &ArtifactSet) -> Result<(), String> {
-        let Some(written) = self.record.artifacts.last().cloned() else {
+        let Some(written) = self.recorder.record().artifacts.last().cloned() else {
             return Ok(());
         };
         let local = PathBuf::from(&written.location);
         let folder = local
-            .strip_prefix(self.dir.join("artifacts"))
+            .strip_prefix(self.recorder.dir().join("artifacts"))
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let s3_prefix = set
@@ -255,7 +256,7 @@ impl Build<'_> {
             Some(prefix) => format!("{prefix}/{folder}"),
             None => folder,
         };
-        let build_arn = self.record.id.clone();
+        let build_arn = self.recorder.record().id.clone();
         let metadata = [("codebuild-buildarn", build_arn.as_str())];
         let mut uploads: Vec<(PathBuf, String)> = Vec::new();
         if written.packaging == Packaging::Zip.as_str() {
@@ -307,7 +308,7 @@ impl Build<'_> {
             _ => base,
         };
         self.message(&format!("Uploaded artifact set to {url}"));
-        if let Some(last) = self.record.artifacts.last_mut() {
+        if let Some(last) = self.recorder.edit().artifacts.last_mut() {
             last.uploaded = Some(url);
         }
         Ok(())
@@ -322,7 +323,7 @@ impl Build<'_> {
         let plan_shell = self.plan.as_ref().map(|p| p.shell);
         let program = plan_shell.map_or("sh", |s| s.program());
         let cwd = if self.shell_state.cwd.is_empty() {
-            self.record.source.clone()
+            self.recorder.record().source.clone()
         } else {
             self.shell_state.cwd.clone()
         };
